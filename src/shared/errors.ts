@@ -1,0 +1,65 @@
+/**
+ * The one table of pflex error codes. Every operating error that reaches a
+ * caller (HTTP response, NBD reply, CLI exit) is a PflexError carrying one of
+ * these codes; the edges map the code to a status or errno from this table.
+ * docs/errors.md documents every code (a test checks it).
+ */
+
+/** NBD errno values (doc/proto.md "Error values"). */
+export const NbdErrno = {
+  EPERM: 1,
+  EIO: 5,
+  ENOMEM: 12,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EOVERFLOW: 75,
+  ENOTSUP: 95,
+  ESHUTDOWN: 108,
+} as const;
+export type NbdErrnoValue = (typeof NbdErrno)[keyof typeof NbdErrno];
+
+export interface ErrorSpec {
+  readonly message: string;
+  readonly httpStatus: number;
+  readonly nbdErrno: NbdErrnoValue;
+  readonly cliExit: number;
+}
+
+export const ERRORS = {
+  PFLEX_ERR_BAD_REQUEST: { message: 'the request is malformed', httpStatus: 400, nbdErrno: NbdErrno.EINVAL, cliExit: 2 },
+  PFLEX_ERR_UNAUTHENTICATED: { message: 'authentication is required', httpStatus: 401, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
+  PFLEX_ERR_FORBIDDEN: { message: 'the caller may not do this', httpStatus: 403, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
+  PFLEX_ERR_NOT_FOUND: { message: 'no such object', httpStatus: 404, nbdErrno: NbdErrno.EINVAL, cliExit: 4 },
+  PFLEX_ERR_CONFLICT: { message: 'the request conflicts with the current state', httpStatus: 409, nbdErrno: NbdErrno.EINVAL, cliExit: 5 },
+  PFLEX_ERR_INTERNAL: { message: 'internal error', httpStatus: 500, nbdErrno: NbdErrno.EIO, cliExit: 1 },
+  PFLEX_ERR_UNAVAILABLE: { message: 'a component needed for this request is unavailable', httpStatus: 503, nbdErrno: NbdErrno.EIO, cliExit: 6 },
+  PFLEX_ERR_IO: { message: 'input/output error', httpStatus: 500, nbdErrno: NbdErrno.EIO, cliExit: 1 },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An expected operating error: handled at the edges, never a crash. */
+export class PflexError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
+    super(message ?? ERRORS[code].message);
+    this.name = 'PflexError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get spec(): ErrorSpec {
+    return ERRORS[this.code];
+  }
+}
+
+export function isPflexError(err: unknown): err is PflexError {
+  return err instanceof PflexError;
+}
+
+/** For our own bugs: a violated precondition crashes loudly. */
+export function assert(condition: unknown, message = 'assertion failed'): asserts condition {
+  if (!condition) throw new Error(`pflex assertion: ${message}`);
+}
