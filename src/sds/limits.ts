@@ -1,0 +1,48 @@
+/**
+ * Every limit and default of the SDS and of its data protocol, in one place.
+ * Names carry their unit last (TigerBeetle style).
+ */
+const MiB = 1024 * 1024;
+
+/** Largest payload one data frame may carry (a WRITE body or a READ reply). */
+export const framePayloadBytesMax = 32 * MiB;
+/** IO tokens are small HMAC capabilities; anything larger is malformed. */
+export const frameTokenBytesMax = 1024;
+/** W3C trace context in binary form (traceparent is 26 bytes); u8 length. */
+export const frameTraceBytesMax = 255;
+
+/** A chunk is at most this large; offset + length beyond it is a bad request. */
+export const chunkBytesMax = 256 * MiB;
+/** Checksum granularity: one CRC32 word per block of this size. */
+export const checksumBlockBytes = 4096;
+
+/** Per data connection: requests being served at once before we stop reading from the socket. */
+export const connectionInflightRequestsMax = 256;
+/** Per data connection: payload bytes being served at once before we stop reading. */
+export const connectionInflightBytesMax = 128 * MiB;
+/** Data connections accepted at once; further ones are closed at accept. */
+export const connectionsMax = 1024;
+/** A connection that sends nothing for this long (and has nothing in flight) is closed. */
+export const connectionIdleMs = 10 * 60_000;
+
+/** The primary waits this long for a secondary before declaring it failed. */
+export const forwardTimeoutMs = 5_000;
+/** A client (SDC or a forwarding primary) gives up on a request after this long. */
+export const clientRequestTimeoutMs = 30_000;
+/** Connection attempt timeout of the data client. */
+export const clientConnectTimeoutMs = 3_000;
+
+/** Open chunk files (data + checksum pairs) kept cached. */
+export const openChunksMax = 256;
+
+/** How often the SDS polls the MDM for PG map changes. */
+export const pgMapPollIntervalMs = 1_000;
+/** Heartbeat period towards the MDM. */
+export const heartbeatIntervalMs = 2_000;
+/** Timeout of one MDM call from the SDS. */
+export const mdmCallTimeoutMs = 5_000;
+
+/** Default listening ports. */
+export const defaultDataPort = 9700;
+export const defaultControlPort = 9100;
+export const defaultMgmtPort = 9200;
