@@ -34,6 +34,9 @@ export const ERRORS = {
   PFLEX_ERR_INTERNAL: { message: 'internal error', httpStatus: 500, nbdErrno: NbdErrno.EIO, cliExit: 1 },
   PFLEX_ERR_UNAVAILABLE: { message: 'a component needed for this request is unavailable', httpStatus: 503, nbdErrno: NbdErrno.EIO, cliExit: 6 },
   PFLEX_ERR_IO: { message: 'input/output error', httpStatus: 500, nbdErrno: NbdErrno.EIO, cliExit: 1 },
+  PFLEX_ERR_TOKEN_INVALID: { message: 'the IO token is malformed or forged', httpStatus: 401, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
+  PFLEX_ERR_TOKEN_EXPIRED: { message: 'the IO token has expired', httpStatus: 401, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
+  PFLEX_ERR_TOKEN_SCOPE: { message: 'the IO token does not allow this volume or operation', httpStatus: 403, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
