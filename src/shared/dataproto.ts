@@ -190,6 +190,15 @@ export function decodeFrame(buf: Buffer): Frame {
   return f;
 }
 
+/**
+ * True when the payload matches its CRC. Checked by the receiver apart from
+ * decodeFrame: a damaged payload under an intact header is answered with
+ * CHECKSUM_MISMATCH (the sender may resend) instead of closing the connection.
+ */
+export function payloadIntact(f: Frame): boolean {
+  return f.payload.length > 0 ? zlib.crc32(f.payload) === f.crc : f.crc === 0;
+}
+
 /** Per-type structural rules; semantic checks (token, epoch) belong to the server. */
 function validateFrame(f: Frame): void {
   if ((f.flags & ~KNOWN_FLAGS) !== 0) throw new FrameError(`unknown flags 0x${f.flags.toString(16)}`);
@@ -198,7 +207,6 @@ function validateFrame(f: Frame): void {
   const base = f.type & ~REPLY_BIT;
   if (base < MsgType.WRITE || base > MsgType.PING) throw new FrameError(`unknown message type ${f.type}`);
   if (!reply && f.status !== 0) throw new FrameError('request with a status');
-  if (f.payload.length > 0 ? zlib.crc32(f.payload) !== f.crc : f.crc !== 0) throw new FrameError('payload checksum mismatch');
   if (reply) return;
   if (base === MsgType.WRITE || base === MsgType.READ || base === MsgType.TRIM || base === MsgType.ZERO) {
     if (f.length === 0) throw new FrameError('zero-length range');

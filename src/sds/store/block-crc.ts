@@ -1,0 +1,27 @@
+/**
+ * Per-block checksums of stored chunks. One CRC32 (node's native zlib.crc32)
+ * per 4 KiB block, kept in a side file as little-endian u32 words.
+ *
+ * A stored word of 0 means "never written": the block must then read as all
+ * zeros (sparse files and sparse checksum files both read 0 where nothing was
+ * written, so a chunk needs no initialisation). A block is good when its
+ * CRC equals the stored word, or the word is 0 and the block is all zeros.
+ */
+import zlib from 'node:zlib';
+import { checksumBlockBytes } from '../limits.js';
+
+export const BLOCK_BYTES = checksumBlockBytes;
+export const ZERO_BLOCK_CRC = zlib.crc32(Buffer.alloc(BLOCK_BYTES));
+
+export function blockCrc(block: Buffer): number {
+  return zlib.crc32(block);
+}
+
+export function blockGood(stored: number, actual: number): boolean {
+  return stored === actual || (stored === 0 && actual === ZERO_BLOCK_CRC);
+}
+
+/** First and last block index touched by [offset, offset + length). */
+export function blockSpan(offset: number, length: number): { first: number; last: number } {
+  return { first: Math.floor(offset / BLOCK_BYTES), last: Math.floor((offset + length - 1) / BLOCK_BYTES) };
+}

@@ -1,0 +1,437 @@
+/**
+ * Chunks as sparse files under the storage root:
+ *
+ *   <root>/pg-<pgId>/<treeId>-<chunkIndex>-<layerId>.dat   chunk data (sparse)
+ *   <root>/pg-<pgId>/<treeId>-<chunkIndex>-<layerId>.crc   u32 LE CRC32 per 4 KiB block
+ *
+ * The directory per PG is the index used to list a PG's chunks for rebuild.
+ * Open files are cached (bounded LRU); every operation on a chunk holds its
+ * reader/writer lock, so a write's data and checksums change together as far
+ * as any reader can tell. fdatasync happens on flush() for exactly the chunks
+ * dirtied since the previous flush, or at once for a durable (FUA) write.
+ *
+ * Crash consistency: data and checksum writes are two pwrites; a crash between
+ * them can leave a block whose checksum disagrees. That block then reads as an
+ * IO error (never as wrong data) and is repaired from a replica.
+ */
+import { constants as FS, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { PflexError, assert } from '../../shared/errors.js';
+import { openChunksMax } from '../limits.js';
+import { BLOCK_BYTES, blockCrc, blockGood, blockSpan } from './block-crc.js';
+import {
+  chunkName, parseChunkName, type ChecksumAlert, type ChunkInfo, type ChunkKey, type ChunkStore, type StoreCapacity,
+} from './chunk-store.js';
+import { KeyedRwLock } from './rw-lock.js';
+
+type FileHandle = fsp.FileHandle;
+
+interface OpenChunk {
+  readonly id: string;
+  readonly pgId: number;
+  readonly data: FileHandle;
+  readonly crc: FileHandle;
+  refs: number;
+  closed: boolean;
+}
+
+export interface FileChunkStoreOptions {
+  root: string;
+  /** Capacity offered to the cluster; default: the size of the file system. */
+  capacityBytes?: number;
+  openChunksMax?: number;
+  onChecksumError?: (alert: ChecksumAlert) => void;
+}
+
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+export class FileChunkStore implements ChunkStore {
+  private readonly root: string;
+  private readonly openMax: number;
+  private readonly lru = new Map<string, OpenChunk>();
+  private readonly opening = new Map<string, Promise<OpenChunk | null>>();
+  private readonly locks = new KeyedRwLock();
+  /** Logical size of every chunk (for capacity and listing without stat). */
+  private readonly sizes = new Map<string, number>();
+  private usedBytes = 0;
+  private dirty = new Set<string>();
+  private dirtyDirs = new Set<string>();
+  private readonly knownDirs = new Set<string>();
+  private closed = false;
+
+  private constructor(private readonly opts: FileChunkStoreOptions) {
+    this.root = opts.root;
+    this.openMax = opts.openChunksMax ?? openChunksMax;
+  }
+
+  /** Opens (creating) the storage root and indexes the chunks already there. */
+  static async open(opts: FileChunkStoreOptions): Promise<FileChunkStore> {
+    const store = new FileChunkStore(opts);
+    await fsp.mkdir(opts.root, { recursive: true });
+    await store.scan();
+    return store;
+  }
+
+  private async scan(): Promise<void> {
+    for (const pgId of await this.pgs()) {
+      const dir = this.pgDir(pgId);
+      this.knownDirs.add(dir);
+      for (const name of await fsp.readdir(dir)) {
+        if (!name.endsWith('.dat') || !parseChunkName(name.slice(0, -4))) continue;
+        const st = await fsp.stat(join(dir, name));
+        this.setSize(`${pgId}/${name.slice(0, -4)}`, st.size);
+      }
+    }
+  }
+
+  async write(pgId: number, key: ChunkKey, offset: number, data: Buffer, durable = false): Promise<void> {
+    assert(data.length > 0 && offset >= 0, 'write of an empty or negative range');
+    const id = chunkId(pgId, key);
+    const wait = this.locks.acquire(id, true);
+    if (wait) await wait;
+    let chunk: OpenChunk | null = null;
+    try {
+      chunk = await this.acquire(pgId, key, id, true);
+      assert(chunk, 'create of a chunk failed without an error');
+      const crcs = await this.blockCrcsFor(chunk, pgId, key, offset, data);
+      await writeFully(chunk.data, data, offset);
+      await writeFully(chunk.crc, crcs, blockSpan(offset, data.length).first * 4);
+      this.grow(id, offset + data.length);
+      if (durable) await Promise.all([chunk.data.datasync(), chunk.crc.datasync(), this.syncDirs()]);
+      else this.dirty.add(id);
+    } catch (err) {
+      throw asIoError(err, 'chunk write failed');
+    } finally {
+      if (chunk) this.releaseChunk(chunk);
+      this.locks.release(id, true);
+    }
+  }
+
+  async zero(pgId: number, key: ChunkKey, offset: number, length: number, durable = false): Promise<void> {
+    const id = chunkId(pgId, key);
+    if (!this.sizes.has(id)) return; // an absent chunk already reads as zeros
+    // Zeroing is a write of zeros, in slices so no large buffer is allocated.
+    for (let pos = offset; pos < offset + length; pos += ZEROS.length) {
+      const n = Math.min(ZEROS.length, offset + length - pos);
+      await this.write(pgId, key, pos, ZEROS.subarray(0, n), durable);
+    }
+  }
+
+  async read(pgId: number, key: ChunkKey, offset: number, length: number): Promise<Buffer | null> {
+    assert(length > 0 && offset >= 0, 'read of an empty or negative range');
+    const id = chunkId(pgId, key);
+    const wait = this.locks.acquire(id, false);
+    if (wait) await wait;
+    let chunk: OpenChunk | null = null;
+    try {
+      chunk = await this.acquire(pgId, key, id, false);
+      if (!chunk) return null;
+      const { first, last } = blockSpan(offset, length);
+      const start = first * BLOCK_BYTES;
+      const buf = Buffer.allocUnsafe((last - first + 1) * BLOCK_BYTES);
+      const words = Buffer.allocUnsafe((last - first + 1) * 4);
+      await Promise.all([readPadded(chunk.data, buf, start), readPadded(chunk.crc, words, first * 4)]);
+      for (let b = 0; b <= last - first; b++) {
+        const block = buf.subarray(b * BLOCK_BYTES, (b + 1) * BLOCK_BYTES);
+        if (!blockGood(words.readUInt32LE(b * 4), blockCrc(block))) this.corrupt(pgId, key, start + b * BLOCK_BYTES);
+      }
+      return buf.subarray(offset - start, offset - start + length);
+    } catch (err) {
+      throw asIoError(err, 'chunk read failed');
+    } finally {
+      if (chunk) this.releaseChunk(chunk);
+      this.locks.release(id, false);
+    }
+  }
+
+  async flush(): Promise<void> {
+    const ids = this.dirty;
+    const dirs = this.dirtyDirs;
+    this.dirty = new Set();
+    this.dirtyDirs = new Set();
+    try {
+      await Promise.all([...ids].map((id) => this.syncChunk(id)));
+      await Promise.all([...dirs].map((d) => syncDir(d)));
+    } catch (err) {
+      // Not durable after all: keep them dirty so the next flush retries.
+      for (const id of ids) this.dirty.add(id);
+      for (const d of dirs) this.dirtyDirs.add(d);
+      throw asIoError(err, 'flush failed');
+    }
+  }
+
+  async stat(pgId: number, key: ChunkKey): Promise<ChunkInfo | null> {
+    const size = this.sizes.get(chunkId(pgId, key));
+    return size === undefined ? null : { ...key, sizeBytes: size };
+  }
+
+  async list(pgId: number): Promise<ChunkInfo[]> {
+    const prefix = `${pgId}/`;
+    const out: ChunkInfo[] = [];
+    for (const [id, size] of this.sizes) {
+      if (!id.startsWith(prefix)) continue;
+      const key = parseChunkName(id.slice(prefix.length));
+      assert(key, `bad chunk id ${id}`);
+      out.push({ ...key, sizeBytes: size });
+    }
+    return out;
+  }
+
+  async pgs(): Promise<number[]> {
+    const out: number[] = [];
+    for (const name of await fsp.readdir(this.root)) {
+      const m = /^pg-(\d+)$/.exec(name);
+      if (m) out.push(Number(m[1]));
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  async dropPg(pgId: number): Promise<void> {
+    const prefix = `${pgId}/`;
+    for (const [id, chunk] of this.lru) {
+      if (chunk.pgId !== pgId) continue;
+      this.lru.delete(id);
+      if (chunk.refs === 0) await closeChunk(chunk);
+      else chunk.closed = true; // closed by its last user
+    }
+    for (const [id, size] of this.sizes) {
+      if (!id.startsWith(prefix)) continue;
+      this.sizes.delete(id);
+      this.dirty.delete(id);
+      this.usedBytes -= size;
+    }
+    const dir = this.pgDir(pgId);
+    this.knownDirs.delete(dir);
+    this.dirtyDirs.delete(dir);
+    await fsp.rm(dir, { recursive: true, force: true });
+    await syncDir(this.root);
+  }
+
+  async capacity(): Promise<StoreCapacity> {
+    const fs = await fsp.statfs(this.root);
+    const fsFree = fs.bavail * fs.bsize;
+    const total = this.opts.capacityBytes ?? fs.blocks * fs.bsize;
+    return {
+      totalBytes: total,
+      usedBytes: this.usedBytes,
+      freeBytes: Math.max(0, Math.min(total - this.usedBytes, fsFree)),
+      chunks: this.sizes.size,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.flush().catch(() => undefined);
+    const all = [...this.lru.values()];
+    this.lru.clear();
+    await Promise.all(all.map((c) => closeChunk(c)));
+  }
+
+  /** Path of a chunk's data file (tests use it to damage a chunk on purpose). */
+  chunkPath(pgId: number, key: ChunkKey): string {
+    return join(this.pgDir(pgId), `${chunkName(key)}.dat`);
+  }
+
+  // ---- internals ----------------------------------------------------------
+
+  private pgDir(pgId: number): string {
+    return join(this.root, `pg-${pgId}`);
+  }
+
+  /**
+   * CRC words for every block the write touches. A block only partly covered
+   * is read back, verified and merged first, so its checksum is right and a
+   * corrupt old block is never blessed with a fresh checksum.
+   */
+  private async blockCrcsFor(chunk: OpenChunk, pgId: number, key: ChunkKey, offset: number, data: Buffer): Promise<Buffer> {
+    const { first, last } = blockSpan(offset, data.length);
+    const crcs = Buffer.allocUnsafe((last - first + 1) * 4);
+    for (let b = first; b <= last; b++) {
+      const blockStart = b * BLOCK_BYTES;
+      const lo = Math.max(offset, blockStart);
+      const hi = Math.min(offset + data.length, blockStart + BLOCK_BYTES);
+      let crc: number;
+      if (lo === blockStart && hi === blockStart + BLOCK_BYTES) {
+        crc = blockCrc(data.subarray(blockStart - offset, blockStart - offset + BLOCK_BYTES));
+      } else {
+        const block = Buffer.allocUnsafe(BLOCK_BYTES);
+        const word = Buffer.allocUnsafe(4);
+        await Promise.all([readPadded(chunk.data, block, blockStart), readPadded(chunk.crc, word, b * 4)]);
+        if (!blockGood(word.readUInt32LE(0), blockCrc(block))) this.corrupt(pgId, key, blockStart);
+        data.copy(block, lo - blockStart, lo - offset, hi - offset);
+        crc = blockCrc(block);
+      }
+      crcs.writeUInt32LE(crc, (b - first) * 4);
+    }
+    return crcs;
+  }
+
+  private corrupt(pgId: number, key: ChunkKey, blockOffset: number): never {
+    this.opts.onChecksumError?.({ pgId, key, blockOffset });
+    throw new PflexError('PFLEX_ERR_IO', `checksum mismatch in pg ${pgId} chunk ${chunkName(key)} at block offset ${blockOffset}`, {
+      pgId, chunk: chunkName(key), blockOffset, checksum: true,
+    });
+  }
+
+  /** The open files of a chunk (creating it if asked), with a reference held; null when absent. */
+  private async acquire(pgId: number, key: ChunkKey, id: string, create: boolean): Promise<OpenChunk | null> {
+    for (;;) {
+      const cached = this.lru.get(id);
+      if (cached) {
+        this.lru.delete(id);
+        this.lru.set(id, cached);
+        cached.refs++;
+        return cached;
+      }
+      const pending = this.opening.get(id);
+      if (pending) {
+        const got = await pending;
+        if (got || !create) {
+          if (!got) return null;
+          continue; // now cached: take a reference above
+        }
+      }
+      const p = this.openChunk(pgId, key, id, create);
+      this.opening.set(id, p);
+      try {
+        const chunk = await p;
+        if (!chunk) return null;
+        this.lru.set(id, chunk);
+        chunk.refs++;
+        this.evict();
+        return chunk;
+      } finally {
+        this.opening.delete(id);
+      }
+    }
+  }
+
+  private async openChunk(pgId: number, key: ChunkKey, id: string, create: boolean): Promise<OpenChunk | null> {
+    const dir = this.pgDir(pgId);
+    const base = join(dir, chunkName(key));
+    if (create && !this.knownDirs.has(dir)) {
+      await fsp.mkdir(dir, { recursive: true });
+      this.knownDirs.add(dir);
+      this.dirtyDirs.add(this.root);
+    }
+    const flags = FS.O_RDWR | (create ? FS.O_CREAT : 0);
+    let data: FileHandle;
+    try {
+      data = await fsp.open(`${base}.dat`, flags, 0o600);
+    } catch (err) {
+      if (!create && (err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    let crc: FileHandle;
+    try {
+      crc = await fsp.open(`${base}.crc`, FS.O_RDWR | FS.O_CREAT, 0o600);
+    } catch (err) {
+      await data.close();
+      throw err;
+    }
+    if (!this.sizes.has(id)) {
+      this.setSize(id, 0);
+      this.dirtyDirs.add(dir);
+    }
+    return { id, pgId, data, crc, refs: 0, closed: false };
+  }
+
+  private releaseChunk(chunk: OpenChunk): void {
+    chunk.refs--;
+    if (chunk.refs === 0 && chunk.closed) void closeChunk(chunk);
+    else this.evict();
+  }
+
+  private evict(): void {
+    if (this.lru.size <= this.openMax) return;
+    for (const [id, chunk] of this.lru) {
+      if (this.lru.size <= this.openMax) break;
+      if (chunk.refs > 0) continue;
+      this.lru.delete(id);
+      void closeChunk(chunk);
+    }
+  }
+
+  private async syncChunk(id: string): Promise<void> {
+    const slash = id.indexOf('/');
+    const pgId = Number(id.slice(0, slash));
+    const key = parseChunkName(id.slice(slash + 1));
+    assert(key, `bad chunk id ${id}`);
+    if (!this.sizes.has(id)) return; // dropped meanwhile
+    const wait = this.locks.acquire(id, false);
+    if (wait) await wait;
+    let chunk: OpenChunk | null = null;
+    try {
+      chunk = await this.acquire(pgId, key, id, false);
+      if (chunk) await Promise.all([chunk.data.datasync(), chunk.crc.datasync()]);
+    } finally {
+      if (chunk) this.releaseChunk(chunk);
+      this.locks.release(id, false);
+    }
+  }
+
+  private async syncDirs(): Promise<void> {
+    if (this.dirtyDirs.size === 0) return;
+    const dirs = this.dirtyDirs;
+    this.dirtyDirs = new Set();
+    await Promise.all([...dirs].map((d) => syncDir(d)));
+  }
+
+  private setSize(id: string, size: number): void {
+    this.usedBytes += size - (this.sizes.get(id) ?? 0);
+    this.sizes.set(id, size);
+  }
+
+  private grow(id: string, end: number): void {
+    if (end > (this.sizes.get(id) ?? 0)) this.setSize(id, end);
+  }
+}
+
+function chunkId(pgId: number, key: ChunkKey): string {
+  return `${pgId}/${key.treeId}-${key.chunkIndex}-${key.layerId}`;
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Fills buf from position; bytes past the end of the file read as zeros (sparse semantics). */
+async function readPadded(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  if (done < buf.length) buf.fill(0, done);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, FS.O_RDONLY);
+    await fh.sync();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  } finally {
+    await fh?.close();
+  }
+}
+
+async function closeChunk(chunk: OpenChunk): Promise<void> {
+  chunk.closed = true;
+  await Promise.allSettled([chunk.data.close(), chunk.crc.close()]);
+}
+
+function asIoError(err: unknown, message: string): PflexError {
+  if (err instanceof PflexError) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'ENOSPC') return new PflexError('PFLEX_ERR_IO', 'no space left on the storage device', { errno: e.code, noSpace: true });
+  if (e instanceof Error && e.message.startsWith('pflex assertion')) throw e;
+  return new PflexError('PFLEX_ERR_IO', `${message}: ${e.message}`, { errno: e.code });
+}
