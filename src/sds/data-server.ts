@@ -1,0 +1,431 @@
+/**
+ * The SDS data-plane server (port 9700): accepts data-protocol connections,
+ * checks every request (frame, payload checksum, IO token, PG role and
+ * epoch), applies it to the chunk store and, as PG primary, replicates it to
+ * the secondaries before acknowledging. Message types bind to handlers in one
+ * table; only DataConnection touches a socket.
+ */
+import net from 'node:net';
+import type { Logger } from '../shared/logger.js';
+import { isPflexError } from '../shared/errors.js';
+import {
+  encodeHead, Flag, FrameDecoder, MsgType, payloadIntact, REPLY_BIT, replyHeader, Status, statusName,
+  type Frame, type MsgTypeValue, type StatusValue,
+} from '../shared/dataproto.js';
+import type { DataClientPool } from '../shared/dataclient.js';
+import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
+import type { PgEntry, PgTable } from './pg-table.js';
+import { connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax } from './limits.js';
+import { SdsMetrics } from './metrics.js';
+
+/** What the server needs of the IO token verifier (IoTokenVerifier fits). */
+export interface TokenCheck {
+  verify(token: Buffer, need: { volumeId: number; write: boolean; nowMs: number }): unknown;
+}
+
+export interface DataServerOptions {
+  /** This SDS's id in the PG map (known after registration with the MDM). */
+  selfId: () => number | undefined;
+  store: ChunkStore;
+  pgs: PgTable;
+  tokens: TokenCheck;
+  /** Connections to peer SDSs for forwarding (timeout = forward timeout). */
+  peers: DataClientPool;
+  log: Logger;
+  metrics?: SdsMetrics;
+  now?: () => number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+type Handler = (server: DataServer, conn: DataConnection, f: Frame) => Promise<void>;
+
+/** Outcome of forwarding one request to one secondary. */
+const enum Fwd { OK, STALE, TOKEN, FAILED }
+
+export class DataServer {
+  readonly metrics: SdsMetrics;
+  private readonly server: net.Server;
+  private readonly conns = new Set<DataConnection>();
+  /** Secondaries that took non-durable forwarded writes since their last flush, with the PGs involved. */
+  private peersDirty = new Map<number, Set<number>>();
+  /** In-flight fence calls, so concurrent failures of one member cost one MDM call. */
+  private readonly fencing = new Map<string, Promise<StatusValue>>();
+  private closing = false;
+  readonly now: () => number;
+
+  constructor(readonly opts: DataServerOptions) {
+    this.metrics = opts.metrics ?? new SdsMetrics();
+    this.now = opts.now ?? Date.now;
+    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.server.maxConnections = connectionsMax;
+  }
+
+  async listen(port: number, host = '0.0.0.0'): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => { this.server.off('error', reject); resolve(); });
+    });
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of this.conns) c.destroy();
+    await closed;
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closing) { socket.destroy(); return; }
+    const conn = new DataConnection(this, socket);
+    this.conns.add(conn);
+    this.metrics.connections = this.conns.size;
+    socket.once('close', () => {
+      this.conns.delete(conn);
+      this.metrics.connections = this.conns.size;
+    });
+  }
+
+  /** Entry point of every decoded request frame. */
+  dispatch(conn: DataConnection, f: Frame): void {
+    if ((f.type & REPLY_BIT) !== 0) {
+      conn.protocolError('a reply frame sent to a server');
+      return;
+    }
+    const handler = HANDLERS[f.type];
+    if (!handler) { conn.protocolError(`no handler for type ${f.type}`); return; }
+    if (this.closing) { conn.reply(f, Status.SHUTTING_DOWN); return; }
+    if (!payloadIntact(f)) {
+      this.metrics.checksumMismatchRequests++;
+      conn.reply(f, Status.CHECKSUM_MISMATCH);
+      return;
+    }
+    handler(this, conn, f).catch((err: unknown) => {
+      const status = statusOf(err);
+      if (status === Status.IO_ERROR && !isPflexError(err)) this.opts.log.error({ err }, 'unexpected error serving a data request');
+      conn.reply(f, status, messageOf(err));
+    });
+  }
+
+  /** Token check: every request except PING; a token is scoped to a volume tree. */
+  checkToken(f: Frame, write: boolean): void {
+    this.opts.tokens.verify(f.token, { volumeId: f.treeId, write, nowMs: this.now() });
+  }
+
+  /**
+   * The PG entry if this SDS may serve the request at the epoch it carries,
+   * else the status to answer. A newer epoch than ours triggers a refresh.
+   */
+  async route(f: Frame): Promise<PgEntry | StatusValue> {
+    const forwarded = (f.flags & Flag.FORWARDED) !== 0;
+    let entry = this.opts.pgs.get(f.pgId);
+    if (!entry || f.epoch > entry.epoch) {
+      await this.opts.pgs.refresh().catch((err: unknown) => this.opts.log.warn({ err }, 'PG map refresh failed'));
+      entry = this.opts.pgs.get(f.pgId);
+    }
+    if (!entry) return Status.UNKNOWN_PG;
+    if (f.epoch < entry.epoch) return Status.STALE_EPOCH;
+    if (f.epoch > entry.epoch) return Status.EPOCH_AHEAD;
+    const self = this.opts.selfId();
+    if (self === undefined || !entry.members.includes(self)) return forwarded ? Status.NOT_MEMBER : Status.NOT_PRIMARY;
+    if (!forwarded && entry.members[0] !== self) return Status.NOT_PRIMARY;
+    if (forwarded && entry.members[0] === self) return Status.NOT_MEMBER;
+    return entry;
+  }
+
+  /** Sends the request on to every secondary; resolves with the status to answer the client. */
+  async replicate(f: Frame, entry: PgEntry): Promise<StatusValue> {
+    const secondaries = entry.members.slice(1);
+    if (secondaries.length === 0) return Status.OK;
+    const outcomes = await Promise.all(secondaries.map((id) => this.forwardTo(id, f)));
+    let failed: number[] | undefined;
+    for (let i = 0; i < outcomes.length; i++) {
+      const o = outcomes[i]!;
+      if (o === Fwd.STALE) {
+        // A secondary knows a newer map: ours is stale, so is the client's.
+        await this.opts.pgs.refresh().catch(() => undefined);
+        return Status.STALE_EPOCH;
+      }
+      if (o === Fwd.TOKEN) return Status.TOKEN_EXPIRED;
+      if (o === Fwd.FAILED) (failed ??= []).push(secondaries[i]!);
+    }
+    if (!failed) {
+      if ((f.flags & Flag.FUA) === 0) this.markPeersDirty(secondaries, f.pgId);
+      return Status.OK;
+    }
+    // Only acknowledge once the MDM has taken the failed members out of the PG.
+    for (const id of failed) {
+      const status = await this.fence(f.pgId, id, entry.epoch);
+      if (status !== Status.OK) return status;
+    }
+    const ok = secondaries.filter((id) => !failed!.includes(id));
+    if ((f.flags & Flag.FUA) === 0) this.markPeersDirty(ok, f.pgId);
+    return Status.OK;
+  }
+
+  private async forwardTo(sdsId: number, f: Frame): Promise<Fwd> {
+    const ep = this.opts.pgs.endpoint(sdsId);
+    if (!ep) return Fwd.FAILED;
+    const client = this.opts.peers.get(ep.address, ep.dataPort);
+    this.metrics.forwarded++;
+    try {
+      const reply = await client.request(f.type as MsgTypeValue, {
+        pgId: f.pgId, epoch: f.epoch, treeId: f.treeId, chunkIndex: f.chunkIndex, layerId: f.layerId,
+        offset: f.offset, length: f.length, flags: f.flags | Flag.FORWARDED,
+      }, f.token, f.payload, f.trace);
+      switch (reply.status) {
+        case Status.OK: return Fwd.OK;
+        case Status.STALE_EPOCH: return Fwd.STALE;
+        case Status.TOKEN_EXPIRED: return Fwd.TOKEN;
+        default:
+          this.opts.log.warn({ sdsId, pg: f.pgId, status: statusName(reply.status) }, 'secondary refused a forwarded request');
+          return Fwd.FAILED;
+      }
+    } catch (err) {
+      this.metrics.forwardFailures++;
+      this.opts.log.warn({ sdsId, pg: f.pgId, err: (err as Error).message }, 'forward to secondary failed');
+      return Fwd.FAILED;
+    }
+  }
+
+  /** Asks the MDM to drop a failed member; OK when it is out of the PG (by us or already). */
+  fence(pg: number, sdsId: number, epoch: number): Promise<StatusValue> {
+    const key = `${pg}/${sdsId}/${epoch}`;
+    let p = this.fencing.get(key);
+    if (!p) {
+      p = this.doFence(pg, sdsId, epoch).finally(() => this.fencing.delete(key));
+      this.fencing.set(key, p);
+    }
+    return p;
+  }
+
+  private async doFence(pg: number, sdsId: number, epoch: number): Promise<StatusValue> {
+    try {
+      const r = await this.opts.pgs.fence(pg, sdsId, epoch);
+      this.metrics.fences++;
+      this.opts.log.warn({ pg, sdsId, epoch, newEpoch: r.entry.epoch, members: r.entry.members, fenced: r.fenced }, 'fenced a failed PG member');
+      return r.entry.members.includes(sdsId) ? Status.REPLICATION_FAILED : Status.OK;
+    } catch (err) {
+      if (isPflexError(err) && err.code === 'PFLEX_ERR_STALE_EPOCH') {
+        await this.opts.pgs.refresh().catch(() => undefined);
+        const now = this.opts.pgs.get(pg);
+        return now && !now.members.includes(sdsId) ? Status.OK : Status.STALE_EPOCH;
+      }
+      this.opts.log.error({ pg, sdsId, err: (err as Error).message }, 'could not fence a failed PG member');
+      return Status.REPLICATION_FAILED;
+    }
+  }
+
+  private markPeersDirty(ids: number[], pg: number): void {
+    for (const id of ids) {
+      let set = this.peersDirty.get(id);
+      if (!set) this.peersDirty.set(id, (set = new Set()));
+      set.add(pg);
+    }
+  }
+
+  /** Flushes every secondary that took writes since its last flush; a failed one is fenced from those PGs. */
+  async flushPeers(f: Frame): Promise<StatusValue> {
+    const dirty = this.peersDirty;
+    if (dirty.size === 0) return Status.OK;
+    this.peersDirty = new Map();
+    const ids = [...dirty.keys()];
+    const outcomes = await Promise.all(ids.map((id) => this.forwardTo(id, f)));
+    let status: StatusValue = Status.OK;
+    for (let i = 0; i < ids.length; i++) {
+      if (outcomes[i] === Fwd.OK) continue;
+      const id = ids[i]!;
+      for (const pg of dirty.get(id)!) {
+        const entry = this.opts.pgs.get(pg);
+        if (!entry || !entry.members.includes(id)) continue;
+        const s = await this.fence(pg, id, entry.epoch);
+        if (s !== Status.OK) {
+          status = Status.REPLICATION_FAILED;
+          this.markPeersDirty([id], pg); // still owed a flush
+        }
+      }
+    }
+    return status;
+  }
+
+  key(f: Frame): ChunkKey {
+    return { treeId: f.treeId, chunkIndex: f.chunkIndex, layerId: f.layerId };
+  }
+}
+
+// ---- handlers: one per message type -----------------------------------------
+
+async function handleWrite(s: DataServer, conn: DataConnection, f: Frame): Promise<void> {
+  s.checkToken(f, true);
+  const route = await s.route(f);
+  if (typeof route === 'number') { conn.reply(f, route); return; }
+  const started = performance.now();
+  const fua = (f.flags & Flag.FUA) !== 0;
+  const forwarded = (f.flags & Flag.FORWARDED) !== 0;
+  const local = f.type === MsgType.WRITE
+    ? s.opts.store.write(f.pgId, s.key(f), f.offset, f.payload, fua)
+    : s.opts.store.zero(f.pgId, s.key(f), f.offset, f.length, fua);
+  if (forwarded) {
+    await local;
+  } else {
+    // Forwarding starts before awaiting the local write so both run in parallel.
+    const replicated = s.replicate(f, route);
+    const [localResult, status] = await Promise.allSettled([local, replicated]);
+    if (localResult.status === 'rejected') throw localResult.reason;
+    if (status.status === 'rejected') throw status.reason;
+    if (status.value !== Status.OK) {
+      conn.reply(f, status.value, EMPTY, s.opts.pgs.get(f.pgId)?.epoch ?? f.epoch);
+      return;
+    }
+  }
+  s.metrics.record(f.type, f.length, performance.now() - started);
+  conn.reply(f, Status.OK, EMPTY, s.opts.pgs.get(f.pgId)?.epoch ?? f.epoch);
+}
+
+async function handleRead(s: DataServer, conn: DataConnection, f: Frame): Promise<void> {
+  s.checkToken(f, false);
+  if ((f.flags & Flag.FORWARDED) !== 0) { conn.reply(f, Status.BAD_REQUEST, 'reads are not forwarded'); return; }
+  const route = await s.route(f);
+  if (typeof route === 'number') { conn.reply(f, route); return; }
+  const started = performance.now();
+  const data = await s.opts.store.read(f.pgId, s.key(f), f.offset, f.length);
+  s.metrics.record(f.type, f.length, performance.now() - started);
+  if (!data) conn.reply(f, Status.NO_CHUNK);
+  else conn.replyData(f, data);
+}
+
+async function handleFlush(s: DataServer, conn: DataConnection, f: Frame): Promise<void> {
+  s.checkToken(f, false);
+  const started = performance.now();
+  const forwarded = (f.flags & Flag.FORWARDED) !== 0;
+  const [local, peers] = await Promise.allSettled([s.opts.store.flush(), forwarded ? Status.OK : s.flushPeers(f)]);
+  if (local.status === 'rejected') throw local.reason;
+  if (peers.status === 'rejected') throw peers.reason;
+  s.metrics.record(f.type, 0, performance.now() - started);
+  conn.reply(f, peers.value);
+}
+
+async function handlePing(_s: DataServer, conn: DataConnection, f: Frame): Promise<void> {
+  conn.reply(f, Status.OK);
+}
+
+const HANDLERS: Record<number, Handler | undefined> = {
+  [MsgType.WRITE]: handleWrite,
+  [MsgType.ZERO]: handleWrite,
+  [MsgType.TRIM]: handleWrite,
+  [MsgType.READ]: handleRead,
+  [MsgType.FLUSH]: handleFlush,
+  [MsgType.PING]: handlePing,
+};
+
+function statusOf(err: unknown): StatusValue {
+  if (!isPflexError(err)) return Status.IO_ERROR;
+  switch (err.code) {
+    case 'PFLEX_ERR_TOKEN_INVALID': return Status.BAD_TOKEN;
+    case 'PFLEX_ERR_TOKEN_EXPIRED': return Status.TOKEN_EXPIRED;
+    case 'PFLEX_ERR_TOKEN_SCOPE': return Status.TOKEN_SCOPE;
+    case 'PFLEX_ERR_BAD_REQUEST': return Status.BAD_REQUEST;
+    case 'PFLEX_ERR_STALE_EPOCH': return Status.STALE_EPOCH;
+    case 'PFLEX_ERR_IO': return err.details?.noSpace ? Status.NO_SPACE : Status.IO_ERROR;
+    default: return Status.IO_ERROR;
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+// ---- one client connection ------------------------------------------------------
+
+/**
+ * One data connection: decodes frames, bounds the requests and bytes in
+ * flight (stops reading the socket beyond them: TCP backpressure rather than
+ * errors), writes replies corked so a burst of replies leaves in few packets.
+ */
+export class DataConnection {
+  private readonly decoder = new FrameDecoder();
+  private inflight = 0;
+  private inflightBytes = 0;
+  private paused = false;
+  private corked = false;
+  private dead = false;
+
+  constructor(private readonly server: DataServer, private readonly socket: net.Socket) {
+    socket.on('data', this.onData);
+    socket.on('error', () => this.destroy());
+    socket.setTimeout(connectionIdleMs, () => { if (this.inflight === 0) this.destroy(); });
+  }
+
+  private readonly onData = (data: Buffer): void => {
+    try {
+      this.decoder.push(data, this.onFrame);
+    } catch (err) {
+      this.protocolError((err as Error).message);
+    }
+  };
+
+  private readonly onFrame = (f: Frame): void => {
+    if (this.dead) return;
+    this.inflight++;
+    this.inflightBytes += f.payload.length + (f.type === MsgType.READ ? f.length : 0);
+    if (!this.paused && (this.inflight >= connectionInflightRequestsMax || this.inflightBytes >= connectionInflightBytesMax)) {
+      this.paused = true;
+      this.socket.pause();
+    }
+    this.server.dispatch(this, f);
+  };
+
+  protocolError(message: string): void {
+    if (this.dead) return;
+    this.server.metrics.protocolErrors++;
+    this.server.opts.log.warn({ remote: this.socket.remoteAddress, err: message }, 'malformed data frame: closing the connection');
+    this.destroy();
+  }
+
+  destroy(): void {
+    this.dead = true;
+    this.socket.destroy();
+  }
+
+  reply(req: Frame, status: StatusValue, message: Buffer | string = EMPTY, epoch?: number): void {
+    const payload = typeof message === 'string' ? Buffer.from(message) : message;
+    if (status !== Status.OK) this.server.metrics.errorReplies++;
+    this.send(req, replyHeader(req, status, 0, epoch ?? this.server.opts.pgs.get(req.pgId)?.epoch ?? req.epoch), payload);
+  }
+
+  replyData(req: Frame, data: Buffer): void {
+    this.send(req, replyHeader(req, Status.OK, data.length), data);
+  }
+
+  private send(req: Frame, h: ReturnType<typeof replyHeader>, payload: Buffer): void {
+    this.inflight--;
+    this.inflightBytes -= req.payload.length + (req.type === MsgType.READ ? req.length : 0);
+    if (this.dead || this.socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.socket.write(encodeHead(h, EMPTY, EMPTY, payload));
+    if (payload.length > 0) this.socket.write(payload);
+    if (this.paused && this.inflight < connectionInflightRequestsMax / 2 && this.inflightBytes < connectionInflightBytesMax / 2) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** @internal */
+  uncorkNow(): void {
+    this.corked = false;
+    if (!this.socket.destroyed) this.socket.uncork();
+  }
+}
+
+function uncork(conn: DataConnection): void {
+  conn.uncorkNow();
+}

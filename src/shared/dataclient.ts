@@ -1,0 +1,224 @@
+/**
+ * Client side of the data protocol: one persistent, pipelined TCP connection
+ * per SDS, replies matched by request id. Used by SDS primaries to forward to
+ * secondaries and by the SDC (and tests, and bench/sds.ts) to talk to SDSs.
+ *
+ * A request resolves with the reply frame whatever its status (the caller
+ * decides what a STALE_EPOCH or NO_CHUNK means to it); it rejects with
+ * PFLEX_ERR_UNAVAILABLE when the connection fails or the reply does not come
+ * in time, and with PFLEX_ERR_IO when a reply payload fails its checksum.
+ */
+import net from 'node:net';
+import { PflexError } from './errors.js';
+import {
+  encodeHead, FrameDecoder, FrameError, MsgType, payloadIntact, REPLY_BIT, requestHeader,
+  type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue,
+} from './dataproto.js';
+import { clientConnectTimeoutMs, clientRequestTimeoutMs } from '../sds/limits.js';
+
+const EMPTY = Buffer.alloc(0);
+const SWEEP_INTERVAL_MS = 250;
+
+interface Pending {
+  resolve: (f: Frame) => void;
+  reject: (err: Error) => void;
+  deadlineMs: number;
+  type: number;
+}
+
+export interface DataClientOptions {
+  host: string;
+  port: number;
+  requestTimeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
+/** The chunk-range fields of a request; requestId is the client's business. */
+export type ChunkAddress = Omit<ChunkRequest, 'requestId' | 'flags' | 'offset' | 'length'>;
+
+export class DataClient {
+  readonly host: string;
+  readonly port: number;
+  private readonly requestTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private socket: net.Socket | null = null;
+  private connected = false;
+  private decoder = new FrameDecoder();
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private corked = false;
+  private sweeper: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(opts: DataClientOptions) {
+    this.host = opts.host;
+    this.port = opts.port;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? clientRequestTimeoutMs;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? clientConnectTimeoutMs;
+  }
+
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  /** Sends one request; the payload is written without copying. */
+  request(type: MsgTypeValue, req: Omit<ChunkRequest, 'requestId'>, token: Buffer, payload: Buffer = EMPTY, trace: Buffer = EMPTY): Promise<Frame> {
+    if (this.closed) return Promise.reject(new PflexError('PFLEX_ERR_UNAVAILABLE', 'data client is closed'));
+    const socket = this.ensureSocket();
+    const requestId = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const h: FrameHeader = requestHeader(type, { ...req, requestId });
+    const head = encodeHead(h, token, trace, payload);
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(uncork, this);
+    }
+    socket.write(head);
+    if (payload.length > 0) socket.write(payload);
+    return new Promise<Frame>((resolve, reject) => {
+      this.pending.set(requestId, { resolve, reject, deadlineMs: Date.now() + this.requestTimeoutMs, type });
+    });
+  }
+
+  write(addr: ChunkAddress, offset: number, data: Buffer, token: Buffer, flags = 0): Promise<Frame> {
+    return this.request(MsgType.WRITE, { ...addr, offset, length: data.length, flags }, token, data);
+  }
+
+  read(addr: ChunkAddress, offset: number, length: number, token: Buffer): Promise<Frame> {
+    return this.request(MsgType.READ, { ...addr, offset, length, flags: 0 }, token);
+  }
+
+  zero(addr: ChunkAddress, offset: number, length: number, token: Buffer, flags = 0): Promise<Frame> {
+    return this.request(MsgType.ZERO, { ...addr, offset, length, flags }, token);
+  }
+
+  trim(addr: ChunkAddress, offset: number, length: number, token: Buffer, flags = 0): Promise<Frame> {
+    return this.request(MsgType.TRIM, { ...addr, offset, length, flags }, token);
+  }
+
+  flush(addr: ChunkAddress, token: Buffer, flags = 0): Promise<Frame> {
+    return this.request(MsgType.FLUSH, { ...addr, offset: 0, length: 0, flags }, token);
+  }
+
+  ping(): Promise<Frame> {
+    return this.request(MsgType.PING, { pgId: 0, epoch: 0, treeId: 0, chunkIndex: 0, layerId: 0, offset: 0, length: 0, flags: 0 }, EMPTY);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.drop(new PflexError('PFLEX_ERR_UNAVAILABLE', 'data client closed'));
+  }
+
+  private ensureSocket(): net.Socket {
+    if (this.socket) return this.socket;
+    const socket = net.connect({ host: this.host, port: this.port, noDelay: true });
+    this.socket = socket;
+    this.connected = false;
+    this.decoder = new FrameDecoder();
+    const connectTimer = setTimeout(() => {
+      if (!this.connected && this.socket === socket) this.fail(socket, `connect to ${this.host}:${this.port} timed out`);
+    }, this.connectTimeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(connectTimer);
+      if (this.socket === socket) this.connected = true;
+    });
+    socket.on('data', (data: Buffer) => {
+      if (this.socket !== socket) return;
+      try {
+        this.decoder.push(data, (f) => this.onReply(f));
+      } catch (err) {
+        this.fail(socket, `bad reply frame from ${this.host}:${this.port}: ${(err as Error).message}`);
+      }
+    });
+    socket.on('error', (err) => this.fail(socket, `data connection to ${this.host}:${this.port}: ${err.message}`));
+    socket.on('close', () => {
+      clearTimeout(connectTimer);
+      this.fail(socket, `data connection to ${this.host}:${this.port} closed`);
+    });
+    if (!this.sweeper) {
+      this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+      this.sweeper.unref();
+    }
+    return socket;
+  }
+
+  private onReply(f: Frame): void {
+    const p = this.pending.get(f.requestId);
+    if (!p) return; // timed out earlier: drop the late reply
+    this.pending.delete(f.requestId);
+    if ((f.type & REPLY_BIT) === 0 || (f.type & ~REPLY_BIT) !== p.type) {
+      p.reject(new FrameError(`reply type ${f.type} does not answer request type ${p.type}`));
+    } else if (!payloadIntact(f)) {
+      p.reject(new PflexError('PFLEX_ERR_IO', 'reply payload failed its checksum'));
+    } else {
+      p.resolve(f);
+    }
+  }
+
+  /** Times out overdue requests; one timer per client instead of one per request. */
+  private sweep(): void {
+    if (this.pending.size === 0) return;
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadlineMs > now) continue;
+      // A lost reply means the stream can no longer be trusted: drop the connection.
+      this.pending.delete(id);
+      p.reject(new PflexError('PFLEX_ERR_UNAVAILABLE', `request to ${this.host}:${this.port} timed out`));
+      if (this.socket) this.fail(this.socket, `request to ${this.host}:${this.port} timed out`);
+      return;
+    }
+  }
+
+  private fail(socket: net.Socket, message: string): void {
+    if (this.socket !== socket) return;
+    this.drop(new PflexError('PFLEX_ERR_UNAVAILABLE', message));
+  }
+
+  private drop(err: Error): void {
+    const socket = this.socket;
+    this.socket = null;
+    this.connected = false;
+    this.corked = false;
+    socket?.destroy();
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) p.reject(err);
+    if (this.closed && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
+
+  /** @internal */
+  uncorkNow(): void {
+    this.corked = false;
+    this.socket?.uncork();
+  }
+}
+
+function uncork(client: DataClient): void {
+  client.uncorkNow();
+}
+
+/** One DataClient per SDS address, kept open for reuse. */
+export class DataClientPool {
+  private readonly clients = new Map<string, DataClient>();
+
+  constructor(private readonly opts: Omit<DataClientOptions, 'host' | 'port'> = {}) {}
+
+  get(host: string, port: number): DataClient {
+    const key = `${host}:${port}`;
+    let c = this.clients.get(key);
+    if (!c) {
+      c = new DataClient({ ...this.opts, host, port });
+      this.clients.set(key, c);
+    }
+    return c;
+  }
+
+  closeAll(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
