@@ -1,0 +1,173 @@
+// NBD server throughput: fio's nbd ioengine (libnbd) against `pflex nbd
+// serve --memory` and the reference `nbdkit memory`, same workloads, same
+// run, printing MB/s, IOPS and the ratio ours/nbdkit.
+//
+//   npx tsc -p . && node dist/bench/nbd.js [--runtime 10] [--size 1G] [--profile DIR] [--json]
+//
+// --profile DIR runs our server under `node --cpu-prof` and leaves the
+// .cpuprofile in DIR (open it in Chrome DevTools or speedscope).
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import readline from 'node:readline';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startNbdkit, type NbdTarget } from '../test/helpers/nbd.js';
+import { PFLEX_BIN } from '../test/helpers/proc.js';
+
+interface Workload {
+  name: string;
+  rw: 'write' | 'read' | 'randwrite' | 'randread';
+  bs: string;
+  iodepth: number;
+}
+
+/** 1 MiB sequential at QD8 and 4 KiB random at QD32; writes first so reads hit written data. */
+export const WORKLOADS: Workload[] = [
+  { name: 'seq write 1M QD8', rw: 'write', bs: '1M', iodepth: 8 },
+  { name: 'seq read 1M QD8', rw: 'read', bs: '1M', iodepth: 8 },
+  { name: 'rand write 4K QD32', rw: 'randwrite', bs: '4k', iodepth: 32 },
+  { name: 'rand read 4K QD32', rw: 'randread', bs: '4k', iodepth: 32 },
+];
+
+interface Figure {
+  mbps: number;
+  iops: number;
+}
+
+interface FioJob {
+  error: number;
+  read: { bw_bytes: number; iops: number };
+  write: { bw_bytes: number; iops: number };
+}
+
+function runFio(uri: string, w: Workload, runtimeS: number, size: string, dir: string): Promise<Figure> {
+  const out = join(dir, `fio-${Date.now()}.json`);
+  const args = [
+    `--name=${w.rw}`, '--ioengine=nbd', `--uri=${uri}`, `--rw=${w.rw}`, `--bs=${w.bs}`, `--iodepth=${w.iodepth}`,
+    `--size=${size}`, '--time_based', `--runtime=${runtimeS}`, '--ramp_time=1', '--randrepeat=0',
+    '--output-format=json', `--output=${out}`,
+  ];
+  return new Promise((res, rej) => {
+    execFile('fio', args, { cwd: dir, encoding: 'utf8', timeout: (runtimeS + 60) * 1000 }, (err, _o, stderr) => {
+      if (err) return rej(new Error(`fio ${w.name} failed: ${stderr}`));
+      const text = readFileSync(out, 'utf8');
+      const job = (JSON.parse(text.slice(text.indexOf('{'))) as { jobs: FioJob[] }).jobs[0]!;
+      if (job.error) return rej(new Error(`fio ${w.name}: error ${job.error}`));
+      const side = w.rw.includes('write') ? job.write : job.read;
+      res({ mbps: side.bw_bytes / 1e6, iops: side.iops });
+    });
+  });
+}
+
+/** Fills the measured region once so the read workloads read real data on both servers. */
+function prefill(uri: string, size: string, dir: string): Promise<void> {
+  return new Promise((res, rej) => {
+    execFile('fio', ['--name=prefill', '--ioengine=nbd', `--uri=${uri}`, '--rw=write', '--bs=1M', '--iodepth=8', `--size=${size}`, '--output-format=json', `--output=${join(dir, 'prefill.json')}`],
+      { cwd: dir, encoding: 'utf8' }, (err, _o, stderr) => (err ? rej(new Error(`prefill failed: ${stderr}`)) : res()));
+  });
+}
+
+interface OurServer extends NbdTarget {
+  stop(): Promise<void>;
+}
+
+/** `pflex nbd serve --memory`, optionally under node --cpu-prof (not allowed in NODE_OPTIONS, hence our own spawn). */
+async function startOurs(memory: string, profileDir?: string): Promise<OurServer> {
+  const nodeFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`] : [];
+  const child = spawn(process.execPath, [...nodeFlags, PFLEX_BIN, 'nbd', 'serve', '--port', '0', '--host', '127.0.0.1', '--name', 'disk', '--memory', memory], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, PFLEX_LOG_LEVEL: 'info' },
+  });
+  const exited = once(child, 'exit');
+  const port = await new Promise<number>((res, rej) => {
+    const rl = readline.createInterface({ input: child.stdout! });
+    rl.on('line', (line) => {
+      try {
+        const l = JSON.parse(line) as { msg?: string; port?: number };
+        if (l.msg === 'nbd server listening') res(Number(l.port));
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then(() => rej(new Error('pflex nbd serve exited before listening')));
+  });
+  return {
+    host: '127.0.0.1', port, name: 'disk', uri: `nbd://127.0.0.1:${port}/disk`,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      // SIGTERM: the server exits normally, which is when --cpu-prof writes its profile.
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+function machine(): string {
+  const model = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+  return `${cpus().length} CPUs (${model}), node ${process.version}`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      runtime: { type: 'string', default: '10' },
+      size: { type: 'string', default: '1G' },
+      profile: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      only: { type: 'string' },
+    },
+  });
+  const runtimeS = Number(values.runtime);
+  const size = values.size!;
+  const dir = mkdtempSync(join(tmpdir(), 'pflex-bench-'));
+  const results: Array<{ workload: string; pflex?: Figure; nbdkit?: Figure }> = WORKLOADS.map((w) => ({ workload: w.name }));
+  try {
+    for (const kind of ['pflex', 'nbdkit'] as const) {
+      if (values.only && values.only !== kind) continue;
+      const local: Array<() => unknown> = [];
+      let ours: OurServer | undefined;
+      let target: NbdTarget;
+      if (kind === 'pflex') {
+        ours = await startOurs(size, values.profile);
+        target = ours;
+      } else {
+        target = await startNbdkit({ teardown: (fn) => local.push(fn) }, ['memory', size]);
+      }
+      try {
+        await prefill(target.uri, size, dir);
+        for (const [i, w] of WORKLOADS.entries()) {
+          const fig = await runFio(target.uri, w, runtimeS, size, dir);
+          results[i]![kind] = fig;
+          if (!values.json) console.error(`${kind.padEnd(6)} ${w.name.padEnd(20)} ${fig.mbps.toFixed(1).padStart(8)} MB/s ${fig.iops.toFixed(0).padStart(8)} IOPS`);
+        }
+      } finally {
+        await ours?.stop();
+        for (const fn of local.reverse()) await fn();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  if (values.json) {
+    console.log(JSON.stringify({ machine: machine(), runtimeS, size, results }, null, 2));
+    return;
+  }
+  console.log(`\nmachine: ${machine()}; fio nbd engine, ${runtimeS} s per workload, ${size} region, memory backends\n`);
+  console.log('| workload | pflex MB/s | pflex IOPS | nbdkit MB/s | nbdkit IOPS | ours/nbdkit |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    const ratio = r.pflex && r.nbdkit ? `${((100 * r.pflex.iops) / r.nbdkit.iops).toFixed(0)}%` : '-';
+    const f = (x: Figure | undefined, k: keyof Figure, d: number) => (x ? x[k].toFixed(d) : '-');
+    console.log(`| ${r.workload} | ${f(r.pflex, 'mbps', 1)} | ${f(r.pflex, 'iops', 0)} | ${f(r.nbdkit, 'mbps', 1)} | ${f(r.nbdkit, 'iops', 0)} | ${ratio} |`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
