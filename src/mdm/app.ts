@@ -1,0 +1,184 @@
+import fastifyJwt from '@fastify/jwt';
+import fastifySwagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type RawServerDefault } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PflexError } from '../shared/errors.js';
+import { deriveKey } from '../shared/keys.js';
+import { resolveConfig, type MdmConfig } from './config.js';
+import { openDb, type Db } from './db.js';
+import { toHttpError } from './http-errors.js';
+import { computePlacement } from './placement.js';
+import { registerRoutes } from './routes/index.js';
+import type { Claims, Role } from './services/auth.js';
+import type { Clock } from './services/events.js';
+import { createServices, type Services } from './services/index.js';
+import type { PlaceFn } from './services/pgmap.js';
+
+/**
+ * Who may call a route: public (no token), read (admin, monitor,
+ * component), admin, component (admin and components).
+ */
+export type Access = 'public' | 'read' | 'admin' | 'component';
+
+const ALLOWED: Record<Exclude<Access, 'public'>, readonly Role[]> = {
+  read: ['admin', 'monitor', 'component'],
+  admin: ['admin'],
+  component: ['admin', 'component'],
+};
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+    /** 'failures': successful calls are not audited (heartbeats). Default: every mutation. */
+    audit?: 'all' | 'failures';
+  }
+  interface FastifyRequest {
+    pflexErrorCode?: string;
+  }
+  interface FastifyInstance {
+    mdm: MdmHandle;
+  }
+}
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: Claims;
+    user: Claims;
+  }
+}
+
+export type MdmApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+export interface RouteInfo { method: string; url: string; access: Access }
+
+export interface MdmHandle {
+  services: Services;
+  db: Db;
+  config: MdmConfig;
+  clock: Clock;
+  /** Every route registered, with its access level (the auth test walks them all). */
+  routes: RouteInfo[];
+}
+
+export interface BuildOptions {
+  /** Path of mdm.db, or an open database (closed with the app only when given as a path). */
+  db: string | Db;
+  clusterKey: Buffer;
+  config?: Partial<MdmConfig>;
+  /** Milliseconds since the epoch; tests inject a fake one. */
+  clock?: Clock;
+  logger?: FastifyServerOptions['logger'];
+  /** A ready pino logger (the server's); wins over `logger`. */
+  loggerInstance?: FastifyBaseLogger;
+  place?: PlaceFn;
+  /** Re-evaluate component health every config.healthTickMs (the server; tests call health.tick()). */
+  healthTimer?: boolean;
+}
+
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/** Creates the MDM app without listening (tests use app.inject, `pflex mdm start` listens). */
+export async function build(opts: BuildOptions): Promise<MdmApp> {
+  const config = resolveConfig(opts.config);
+  const clock = opts.clock ?? Date.now;
+  const db = typeof opts.db === 'string' ? openDb(opts.db) : opts.db;
+  const app: MdmApp = Fastify({
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
+    bodyLimit: config.requestBodyBytesMax,
+    // Unknown body fields are refused (400), not silently dropped: a typo must not pass.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  if (typeof opts.db === 'string') app.addHook('onClose', async () => db.close());
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'pflex MDM API', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(fastifyJwt, { secret: deriveKey(opts.clusterKey, 'jwt') });
+
+  const services = createServices({
+    db, clusterKey: opts.clusterKey, config, clock, place: opts.place ?? computePlacement,
+    sign: (claims, ttlS) => app.jwt.sign(claims, { expiresIn: `${ttlS}s` }),
+  });
+  const routes: RouteInfo[] = [];
+  app.decorate('mdm', { services, db, config, clock, routes });
+
+  // Fail closed: a route without an access level is a bug caught at startup.
+  app.addHook('onRoute', (r) => {
+    const access = r.config?.access;
+    if (access === undefined) throw new Error(`route ${String(r.method)} ${r.url} declares no access level`);
+    for (const method of [r.method].flat()) {
+      if (method !== 'HEAD') routes.push({ method, url: r.url, access });
+    }
+  });
+
+  app.addHook('onRequest', async (req) => {
+    const access = req.routeOptions.config.access ?? 'read';
+    if (access === 'public') return;
+    let claims: Claims;
+    try {
+      claims = await req.jwtVerify<Claims>();
+    } catch {
+      throw new PflexError('PFLEX_ERR_UNAUTHENTICATED', 'a valid bearer token is required (POST /auth/login or /auth/component)');
+    }
+    services.auth.checkClaims(claims);
+    if (!ALLOWED[access].includes(claims.role)) {
+      throw new PflexError('PFLEX_ERR_FORBIDDEN', `role ${claims.role} may not call ${req.method} ${req.routeOptions.url ?? req.url}`);
+    }
+  });
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (!MUTATING.has(req.method)) return payload;
+    const status = reply.statusCode;
+    const success = status < 400;
+    if (success && req.routeOptions.config.audit === 'failures') return payload;
+    const body = req.body as { username?: unknown; name?: unknown } | undefined;
+    const attempted = req.url.startsWith('/auth/') && body && typeof body === 'object'
+      ? (typeof body.username === 'string' ? body.username : typeof body.name === 'string' ? body.name : undefined)
+      : undefined;
+    try {
+      services.audit.record({
+        atMs: clock(), actor: req.user?.sub ?? attempted ?? 'anonymous', role: req.user?.role ?? null,
+        action: `${req.method} ${req.routeOptions.url ?? req.url}`, target: req.url.slice(0, 512), status,
+        result: success ? 'success' : 'failure', errorCode: req.pflexErrorCode ?? null, ip: req.ip,
+      });
+    } catch (err) {
+      req.log.error({ err }, 'audit write failed');
+    }
+    return payload;
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = toHttpError(err);
+    if (e.status >= 500) req.log.error({ err }, 'request failed');
+    req.pflexErrorCode = e.code;
+    return reply.status(e.status).send(e.body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const e = toHttpError(new PflexError('PFLEX_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+    req.pflexErrorCode = e.code;
+    return reply.status(e.status).send(e.body);
+  });
+
+  if (opts.healthTimer) {
+    const timer = setInterval(() => {
+      try {
+        services.health.tick();
+      } catch (err) {
+        app.log.error({ err }, 'health tick failed');
+      }
+    }, config.healthTickMs);
+    timer.unref();
+    app.addHook('onClose', async () => clearInterval(timer));
+  }
+
+  registerRoutes(app, services);
+  app.get('/docs/json', { config: { access: 'read' }, schema: { hide: true } }, async () => app.swagger());
+  await app.ready();
+  return app;
+}
+
+export { MUTATING };

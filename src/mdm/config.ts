@@ -1,0 +1,76 @@
+/**
+ * Limits and defaults of the MDM, in one place. Units come last in the
+ * names. Every value can be overridden through build({config}) and the
+ * `pflex mdm start` flags / PFLEX_MDM_* environment variables.
+ */
+export interface MdmConfig {
+  /** How often SDS and SDC are expected to beat. */
+  heartbeatIntervalMs: number;
+  /** A component that missed this many beats in a row is STALE. */
+  staleAfterMissedBeats: number;
+  /** A component silent for this long is DOWN. */
+  downAfterMs: number;
+  /** How often the MDM re-evaluates component states (server only; tests call tick()). */
+  healthTickMs: number;
+  /** Lifetime of an IO token issued to an SDC. */
+  ioTokenTtlMs: number;
+  /** Lifetime of the bearer token returned by POST /auth/login. */
+  userTokenTtlS: number;
+  /** Lifetime of the bearer token returned by POST /auth/component. */
+  componentTokenTtlS: number;
+  /** Accepted distance between a component's proof timestamp and the MDM clock. */
+  componentAuthSkewMs: number;
+  /** Largest accepted request body. */
+  requestBodyBytesMax: number;
+  /** Storage pool defaults. */
+  poolChunkBytesDefault: number;
+  poolPgCountDefault: number;
+  poolCapacityHighPctDefault: number;
+  poolCapacityCriticalPctDefault: number;
+  /** Largest page a list endpoint returns. */
+  listLimitMax: number;
+}
+
+export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
+  heartbeatIntervalMs: 2000,
+  staleAfterMissedBeats: 3,
+  downAfterMs: 10_000,
+  healthTickMs: 1000,
+  ioTokenTtlMs: 5 * 60_000,
+  userTokenTtlS: 3600,
+  componentTokenTtlS: 3600,
+  componentAuthSkewMs: 5 * 60_000,
+  requestBodyBytesMax: 1024 * 1024,
+  poolChunkBytesDefault: 1024 * 1024,
+  poolPgCountDefault: 128,
+  poolCapacityHighPctDefault: 80,
+  poolCapacityCriticalPctDefault: 90,
+  listLimitMax: 1000,
+});
+
+/** Fixed limits (not configurable: they shape the schema). */
+export const MDM_LIMITS = Object.freeze({
+  nameLengthMax: 64,
+  passwordLengthMin: 8,
+  passwordLengthMax: 256,
+  messageLengthMax: 1024,
+  pgCountMax: 65_536,
+  chunkBytesMin: 64 * 1024,
+  chunkBytesMax: 64 * 1024 * 1024,
+  /** 2^53 - 1: sizes travel as JSON numbers. */
+  sizeBytesMax: Number.MAX_SAFE_INTEGER,
+});
+
+export const MDM_DEFAULT_PORT = 8001;
+export const MDM_DB_FILE = 'mdm.db';
+export const CLUSTER_KEY_FILE = 'cluster.key';
+
+export function resolveConfig(overrides: Partial<MdmConfig> = {}): MdmConfig {
+  const config = { ...MDM_CONFIG_DEFAULTS, ...overrides };
+  return config;
+}
+
+/** A component that has not beaten for this long is STALE. */
+export function staleAfterMs(config: MdmConfig): number {
+  return config.heartbeatIntervalMs * config.staleAfterMissedBeats;
+}

@@ -1,0 +1,42 @@
+import Database from 'better-sqlite3';
+import { PflexError } from '../shared/errors.js';
+import { MIGRATIONS } from './migrations.js';
+
+export type Db = Database.Database;
+
+/**
+ * Opens (creating if needed) mdm.db: WAL so readers never block the single
+ * writer, foreign keys enforced, and migrations applied in one transaction.
+ */
+export function openDb(path: string): Db {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+export function schemaVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+export function migrate(db: Db): void {
+  const current = schemaVersion(db);
+  if (current > MIGRATIONS.length) {
+    throw new PflexError('PFLEX_ERR_CONFLICT', `mdm.db schema version ${current} is newer than this pflex (${MIGRATIONS.length})`);
+  }
+  const apply = db.transaction(() => {
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    }
+  });
+  apply();
+}
+
+/** Runs fn in one IMMEDIATE transaction (every mutation is atomic). */
+export function tx<T>(db: Db, fn: () => T): T {
+  return db.transaction(fn).immediate();
+}

@@ -1,0 +1,144 @@
+/**
+ * Versioned schema of mdm.db. Migrations only ever append: a released
+ * migration is never edited, a change is a new entry. PRAGMA user_version
+ * holds the number of migrations applied.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: topology, volumes, placement, health, users, audit, alerts
+  `
+  CREATE TABLE protection_domains (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL
+  );
+  CREATE TABLE storage_pools (
+    id INTEGER PRIMARY KEY,
+    pd_id INTEGER NOT NULL REFERENCES protection_domains(id),
+    name TEXT NOT NULL,
+    replication_factor INTEGER NOT NULL CHECK (replication_factor IN (2, 3)),
+    chunk_bytes INTEGER NOT NULL,
+    pg_count INTEGER NOT NULL,
+    default_provisioning TEXT NOT NULL CHECK (default_provisioning IN ('thin', 'thick')),
+    capacity_high_pct INTEGER NOT NULL,
+    capacity_critical_pct INTEGER NOT NULL,
+    map_epoch INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL,
+    UNIQUE (pd_id, name)
+  );
+  CREATE TABLE fault_sets (
+    id INTEGER PRIMARY KEY,
+    pd_id INTEGER NOT NULL REFERENCES protection_domains(id),
+    name TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    UNIQUE (pd_id, name)
+  );
+  CREATE TABLE sds (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    pd_id INTEGER NOT NULL REFERENCES protection_domains(id),
+    pool_id INTEGER NOT NULL REFERENCES storage_pools(id),
+    fault_set_id INTEGER REFERENCES fault_sets(id),
+    address TEXT NOT NULL,
+    data_port INTEGER NOT NULL,
+    control_port INTEGER,
+    mgmt_port INTEGER,
+    capacity_bytes INTEGER NOT NULL,
+    used_bytes INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL CHECK (state IN ('ACTIVE', 'STALE', 'DOWN')),
+    last_heartbeat_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+  );
+  CREATE INDEX sds_pool ON sds(pool_id);
+  CREATE TABLE sdcs (
+    id INTEGER PRIMARY KEY,
+    guid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    address TEXT,
+    state TEXT NOT NULL CHECK (state IN ('ACTIVE', 'STALE', 'DOWN')),
+    last_heartbeat_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+  );
+  CREATE TABLE volume_trees (
+    id INTEGER PRIMARY KEY,
+    pool_id INTEGER NOT NULL REFERENCES storage_pools(id),
+    created_at_ms INTEGER NOT NULL
+  );
+  CREATE TABLE volumes (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    pool_id INTEGER NOT NULL REFERENCES storage_pools(id),
+    volume_tree_id INTEGER NOT NULL REFERENCES volume_trees(id),
+    size_bytes INTEGER NOT NULL,
+    provisioning TEXT NOT NULL CHECK (provisioning IN ('thin', 'thick')),
+    created_at_ms INTEGER NOT NULL
+  );
+  CREATE INDEX volumes_pool ON volumes(pool_id);
+  CREATE TABLE volume_mappings (
+    volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+    sdc_id INTEGER NOT NULL REFERENCES sdcs(id),
+    access_mode TEXT NOT NULL CHECK (access_mode IN ('readWrite', 'readOnly')),
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (volume_id, sdc_id)
+  );
+  CREATE INDEX volume_mappings_sdc ON volume_mappings(sdc_id);
+  -- Data removal on the SDSs is asynchronous: a deleted volume leaves a row
+  -- here that SDSs (or rebuild) drain; no FK, the volume row is gone.
+  CREATE TABLE volume_deletions (
+    id INTEGER PRIMARY KEY,
+    volume_id INTEGER NOT NULL,
+    volume_name TEXT NOT NULL,
+    volume_tree_id INTEGER NOT NULL,
+    pool_id INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done')),
+    created_at_ms INTEGER NOT NULL,
+    done_at_ms INTEGER
+  );
+  CREATE TABLE pgs (
+    pool_id INTEGER NOT NULL REFERENCES storage_pools(id) ON DELETE CASCADE,
+    pg INTEGER NOT NULL,
+    members TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    PRIMARY KEY (pool_id, pg)
+  );
+  CREATE INDEX pgs_epoch ON pgs(pool_id, epoch);
+  CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'monitor')),
+    password_hash TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+  );
+  CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    result TEXT NOT NULL CHECK (result IN ('success', 'failure')),
+    error_code TEXT,
+    ip TEXT
+  );
+  CREATE INDEX audit_at ON audit_log(at_ms);
+  CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    dedup_key TEXT,
+    severity TEXT NOT NULL CHECK (severity IN ('INFO', 'WARNING', 'ERROR', 'CRITICAL')),
+    category TEXT NOT NULL,
+    source TEXT NOT NULL,
+    message TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+    raised_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    resolved_at_ms INTEGER,
+    resolved_by TEXT
+  );
+  CREATE UNIQUE INDEX alerts_open_key ON alerts(dedup_key) WHERE state = 'open' AND dedup_key IS NOT NULL;
+  CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+  `,
+];

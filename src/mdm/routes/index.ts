@@ -1,0 +1,13 @@
+import type { MdmApp } from '../app.js';
+import type { Services } from '../services/index.js';
+import { authRoutes } from './auth.js';
+import { healthRoutes } from './health.js';
+import { topologyRoutes } from './topology.js';
+import { volumeRoutes } from './volumes.js';
+
+export function registerRoutes(app: MdmApp, s: Services): void {
+  authRoutes(app, s);
+  topologyRoutes(app, s);
+  volumeRoutes(app, s);
+  healthRoutes(app, s);
+}

@@ -1,0 +1,98 @@
+import { Type } from '@fastify/type-provider-typebox';
+import type { MdmApp } from '../app.js';
+import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, Name, Provisioning, Volume, VolumeDeletion } from '../schemas.js';
+import type { Services } from '../services/index.js';
+import { requireSelf } from './guards.js';
+
+const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false });
+const MappingParams = obj({ id: Id, sdcId: Id });
+
+export function volumeRoutes(app: MdmApp, s: Services): void {
+  const v = s.volumes;
+
+  app.get('/volumes', {
+    config: { access: 'read' },
+    schema: {
+      tags: ['volumes'], querystring: obj({ storagePoolId: Type.Optional(Id), name: Type.Optional(Name) }),
+      response: { 200: Type.Array(Volume), ...ERROR_ANSWERS },
+    },
+  }, async (req) => v.list({
+    ...(req.query.storagePoolId !== undefined ? { poolId: req.query.storagePoolId } : {}),
+    ...(req.query.name !== undefined ? { name: req.query.name } : {}),
+  }));
+  app.get('/volumes/:id', {
+    config: { access: 'read' },
+    schema: { tags: ['volumes'], params: IdParams, response: { 200: Volume, ...ERROR_ANSWERS } },
+  }, async (req) => v.get(req.params.id));
+  app.post('/volumes', {
+    config: { access: 'admin' },
+    schema: {
+      tags: ['volumes'], summary: 'Create a volume (thick reserves pool capacity now)',
+      body: obj({ name: Name, storagePoolId: Id, sizeBytes: Bytes, provisioning: Type.Optional(Provisioning) }),
+      response: { 201: Volume, ...ERROR_ANSWERS },
+    },
+  }, async (req, reply) => reply.status(201).send(v.create(req.body)));
+  app.patch('/volumes/:id', {
+    config: { access: 'admin' },
+    schema: { tags: ['volumes'], summary: 'Rename', params: IdParams, body: obj({ name: Name }), response: { 200: Volume, ...ERROR_ANSWERS } },
+  }, async (req) => v.rename(req.params.id, req.body.name));
+  app.post('/volumes/:id/resize', {
+    config: { access: 'admin' },
+    schema: {
+      tags: ['volumes'], summary: 'Expand; shrink only when unmapped and forced',
+      params: IdParams, body: obj({ sizeBytes: Bytes, force: Type.Optional(Type.Boolean()) }),
+      response: { 200: Volume, ...ERROR_ANSWERS },
+    },
+  }, async (req) => v.resize(req.params.id, req.body.sizeBytes, req.body.force ?? false));
+  app.delete('/volumes/:id', {
+    config: { access: 'admin' },
+    schema: {
+      tags: ['volumes'], summary: 'Delete (refused while mapped unless force); data removal is asynchronous',
+      params: IdParams, querystring: ForceQuery, response: { 200: VolumeDeletion, ...ERROR_ANSWERS },
+    },
+  }, async (req) => v.delete(req.params.id, req.query.force ?? false));
+
+  app.post('/volumes/:id/mappings', {
+    config: { access: 'admin' },
+    schema: {
+      tags: ['volumes'], summary: 'Map to an SDC (a second SDC needs allowMultiMap)',
+      params: IdParams, body: obj({ sdcId: Id, accessMode: Type.Optional(AccessMode), allowMultiMap: Type.Optional(Type.Boolean()) }),
+      response: { 201: Volume, ...ERROR_ANSWERS },
+    },
+  }, async (req, reply) => reply.status(201).send(v.map(req.params.id, req.body.sdcId, req.body.accessMode ?? 'readWrite', req.body.allowMultiMap ?? false)));
+  app.patch('/volumes/:id/mappings/:sdcId', {
+    config: { access: 'admin' },
+    schema: { tags: ['volumes'], params: MappingParams, body: obj({ accessMode: AccessMode }), response: { 200: Volume, ...ERROR_ANSWERS } },
+  }, async (req) => v.setAccessMode(req.params.id, req.params.sdcId, req.body.accessMode));
+  app.delete('/volumes/:id/mappings/:sdcId', {
+    config: { access: 'admin' },
+    schema: { tags: ['volumes'], summary: 'Unmap (the SDC can no longer renew its IO token)', params: MappingParams, response: { 200: Volume, ...ERROR_ANSWERS } },
+  }, async (req) => v.unmap(req.params.id, req.params.sdcId));
+
+  app.get('/volume-deletions', {
+    config: { access: 'read' },
+    schema: {
+      tags: ['volumes'], summary: 'Deleted volumes whose chunks are (pending) or were (done) removed from the SDSs',
+      querystring: obj({ state: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('done')])), storagePoolId: Type.Optional(Id) }),
+      response: { 200: Type.Array(VolumeDeletion), ...ERROR_ANSWERS },
+    },
+  }, async (req) => v.listDeletions({
+    ...(req.query.state !== undefined ? { state: req.query.state } : {}),
+    ...(req.query.storagePoolId !== undefined ? { poolId: req.query.storagePoolId } : {}),
+  }));
+  app.post('/volume-deletions/:id/done', {
+    config: { access: 'component' },
+    schema: { tags: ['volumes'], params: IdParams, response: { 200: VolumeDeletion, ...ERROR_ANSWERS } },
+  }, async (req) => v.completeDeletion(req.params.id));
+
+  app.post('/sdcs/:id/tokens', {
+    config: { access: 'component' },
+    schema: {
+      tags: ['sdc'], summary: 'IO token for a volume mapped to this SDC (base64url), with the mapping\'s rights',
+      params: IdParams, body: obj({ volumeId: Id }), response: { 200: IoToken, ...ERROR_ANSWERS },
+    },
+  }, async (req) => {
+    requireSelf(req, 'sdc', s.topology.getSdc(req.params.id).guid);
+    return s.tokens.issue(req.params.id, req.body.volumeId);
+  });
+}

@@ -1,0 +1,63 @@
+import type { MdmConfig } from '../config.js';
+import type { Db } from '../db.js';
+import { AlertRepo } from '../repos/alert-repo.js';
+import { PgRepo } from '../repos/pg-repo.js';
+import { SecurityRepo } from '../repos/security-repo.js';
+import { TopologyRepo } from '../repos/topology-repo.js';
+import { VolumeRepo } from '../repos/volume-repo.js';
+import { installAlertRules } from './alert-rules.js';
+import { AlertService } from './alerts.js';
+import { AuditService } from './audit.js';
+import { AuthService, type SignFn } from './auth.js';
+import { MdmEvents, type Clock } from './events.js';
+import { HealthService } from './health.js';
+import { PgMapService, type PlaceFn } from './pgmap.js';
+import { TokenService } from './tokens.js';
+import { TopologyService } from './topology.js';
+import { VolumeService } from './volumes.js';
+
+export interface Services {
+  events: MdmEvents;
+  auth: AuthService;
+  audit: AuditService;
+  topology: TopologyService;
+  volumes: VolumeService;
+  pgmaps: PgMapService;
+  health: HealthService;
+  alerts: AlertService;
+  tokens: TokenService;
+}
+
+export interface ServiceDeps {
+  db: Db;
+  clusterKey: Buffer;
+  config: MdmConfig;
+  clock: Clock;
+  place: PlaceFn;
+  sign: SignFn;
+}
+
+/** Wires repositories into services (the only place that knows them all). */
+export function createServices(d: ServiceDeps): Services {
+  const events = new MdmEvents();
+  const topoRepo = new TopologyRepo(d.db);
+  const volRepo = new VolumeRepo(d.db);
+  const secRepo = new SecurityRepo(d.db);
+  const pgmaps = new PgMapService(d.db, new PgRepo(d.db), topoRepo, d.place, events);
+  const topology = new TopologyService(d.db, topoRepo, volRepo, pgmaps, d.config, d.clock, events);
+  const alerts = new AlertService(d.db, new AlertRepo(d.db), d.clock);
+  const services: Services = {
+    events,
+    auth: new AuthService(d.db, secRepo, d.clusterKey, d.config, d.clock, d.sign),
+    audit: new AuditService(secRepo),
+    topology,
+    volumes: new VolumeService(d.db, volRepo, topoRepo, topology, d.clock, events),
+    pgmaps,
+    health: new HealthService(d.db, topoRepo, topology, alerts, d.config, d.clock, events),
+    alerts,
+    tokens: new TokenService(d.clusterKey, topoRepo, volRepo, d.config, d.clock),
+  };
+  installAlertRules(events, alerts, topology);
+  topoRepo.graceAfterRestart(d.clock());
+  return services;
+}

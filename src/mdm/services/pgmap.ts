@@ -1,0 +1,130 @@
+import { PflexError, isPflexError } from '../../shared/errors.js';
+import { tx, type Db } from '../db.js';
+import type { PlacementInput } from '../placement.js';
+import type { PgEntry, PgRepo } from '../repos/pg-repo.js';
+import type { StoragePool, TopologyRepo } from '../repos/topology-repo.js';
+import type { MdmEvents } from './events.js';
+
+export type PlaceFn = (input: PlacementInput) => number[][];
+
+export interface PgMapView {
+  storagePoolId: number;
+  epoch: number;
+  pgCount: number;
+  replicationFactor: number;
+  chunkBytes: number;
+  /** True when every PG has members (the pool has had enough SDSs at least once). */
+  ready: boolean;
+  /** The PGs changed after `sinceEpoch` (all when not asked for changes). */
+  pgs: PgEntry[];
+  /** Where to reach every SDS named in the map. */
+  sds: Array<{ id: number; name: string; address: string; dataPort: number; state: string }>;
+}
+
+/**
+ * The per-pool PG maps: recomputed with computePlacement when SDSs join or
+ * leave a pool, and edited by fencing. Every change bumps the pool's map
+ * epoch and stamps the changed PGs with it.
+ */
+export class PgMapService {
+  constructor(
+    private readonly db: Db,
+    private readonly pgs: PgRepo,
+    private readonly topology: TopologyRepo,
+    private readonly place: PlaceFn,
+    private readonly events: MdmEvents,
+  ) {}
+
+  /**
+   * Recomputes the map of a pool (inside the caller's transaction). Returns
+   * false, leaving the map unchanged, when placement cannot be met (fewer
+   * SDSs or fault sets than the replication factor).
+   */
+  recompute(poolId: number): boolean {
+    const pool = this.mustPool(poolId);
+    const members = this.topology.listSds({ poolId }).map((s) => ({ id: s.id, capacityBytes: s.capacityBytes, faultSetId: s.faultSetId }));
+    const current = this.pgs.list(poolId);
+    const previous = current.length === pool.pgCount ? current.map((p) => p.members) : undefined;
+    let next: number[][];
+    try {
+      next = this.place({ pgCount: pool.pgCount, replicationFactor: pool.replicationFactor, sds: members, ...(previous ? { previous } : {}) });
+    } catch (err) {
+      if (isPflexError(err) && err.code === 'PFLEX_ERR_CONFLICT') return false;
+      throw err;
+    }
+    const epoch = pool.mapEpoch + 1;
+    let changed = 0;
+    next.forEach((m, pg) => {
+      const old = current[pg];
+      if (old && old.pg === pg && sameList(old.members, m)) return;
+      this.pgs.upsert(poolId, pg, m, epoch);
+      changed++;
+    });
+    if (changed > 0) {
+      this.topology.setPoolEpoch(poolId, epoch);
+      queueMicrotask(() => this.events.emit('pgMap', { poolId, epoch, reason: 'recompute' }));
+    }
+    return true;
+  }
+
+  map(poolId: number, sinceEpoch?: number): PgMapView {
+    const pool = this.mustPool(poolId);
+    const all = this.pgs.list(poolId);
+    const pgs = sinceEpoch === undefined ? all : all.filter((p) => p.epoch > sinceEpoch);
+    const sds = this.topology.listSds({ poolId }).map((s) => ({ id: s.id, name: s.name, address: s.address, dataPort: s.dataPort, state: s.state }));
+    return {
+      storagePoolId: pool.id, epoch: pool.mapEpoch, pgCount: pool.pgCount, replicationFactor: pool.replicationFactor,
+      chunkBytes: pool.chunkBytes, ready: all.length === pool.pgCount && all.every((p) => p.members.length > 0), pgs, sds,
+    };
+  }
+
+  /**
+   * Removes a failed member from one PG's acting set (the primary reports a
+   * silent secondary, or the SDC a silent primary). The caller names the
+   * epoch it routed with; if the PG moved on meanwhile it must refresh. The
+   * last member is never dropped: it holds the only copy.
+   */
+  fence(poolId: number, pg: number, sdsId: number, epoch: number): { map: PgMapView; entry: PgEntry; fenced: boolean } {
+    const result = tx(this.db, () => {
+      const pool = this.mustPool(poolId);
+      if (pg >= pool.pgCount) throw new PflexError('PFLEX_ERR_NOT_FOUND', `pool ${poolId} has no PG ${pg} (pgCount ${pool.pgCount})`);
+      const entry = this.pgs.get(poolId, pg);
+      if (!entry) throw new PflexError('PFLEX_ERR_CONFLICT', `pool ${poolId} has no PG map yet`);
+      if (!entry.members.includes(sdsId)) return { entry, fenced: false, epoch: pool.mapEpoch };
+      if (epoch !== entry.epoch) {
+        throw new PflexError('PFLEX_ERR_STALE_EPOCH', `PG ${pg} is at epoch ${entry.epoch}, request routed with ${epoch}`,
+          { pg, epoch: entry.epoch, members: entry.members });
+      }
+      if (entry.members.length === 1) {
+        throw new PflexError('PFLEX_ERR_CONFLICT', `SDS ${sdsId} is the last member of PG ${pg}; it cannot be fenced`);
+      }
+      const next = pool.mapEpoch + 1;
+      // Dropping the member keeps the order: when the primary goes, the next member becomes primary.
+      const members = entry.members.filter((m) => m !== sdsId);
+      this.pgs.upsert(poolId, pg, members, next);
+      this.topology.setPoolEpoch(poolId, next);
+      return { entry: { pg, members, epoch: next }, fenced: true, epoch: next };
+    });
+    if (result.fenced) this.events.emit('pgMap', { poolId, epoch: result.epoch, reason: 'fence' });
+    return { map: this.map(poolId), entry: result.entry, fenced: result.fenced };
+  }
+
+  /** PGs of the pool that list the SDS as a member. */
+  holding(poolId: number, sdsId: number): number {
+    return this.pgs.countHolding(poolId, sdsId);
+  }
+
+  degraded(pool: StoragePool): number {
+    return this.pgs.countDegraded(pool.id, pool.replicationFactor);
+  }
+
+  private mustPool(poolId: number): StoragePool {
+    const pool = this.topology.getPool(poolId);
+    if (!pool) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no storage pool ${poolId}`);
+    return pool;
+  }
+}
+
+function sameList(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
