@@ -17,6 +17,7 @@ import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
 import { connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax } from './limits.js';
 import { SdsMetrics } from './metrics.js';
+import type { VolumeTrees } from './volume-trees.js';
 
 /** What the server needs of the IO token verifier (IoTokenVerifier fits). */
 export interface TokenCheck {
@@ -29,6 +30,8 @@ export interface DataServerOptions {
   store: ChunkStore;
   pgs: PgTable;
   tokens: TokenCheck;
+  /** Volume -> tree, to check that a frame's tree belongs to its token's volume. */
+  trees: VolumeTrees;
   /** Connections to peer SDSs for forwarding (timeout = forward timeout). */
   peers: DataClientPool;
   log: Logger;
@@ -112,9 +115,23 @@ export class DataServer {
     });
   }
 
-  /** Token check: every request except PING; a token is scoped to a volume tree. */
+  /** Token check: every request except PING; the token names the frame's volume. */
   checkToken(f: Frame, write: boolean): void {
-    this.opts.tokens.verify(f.token, { volumeId: f.treeId, write, nowMs: this.now() });
+    this.opts.tokens.verify(f.token, { volumeId: f.volumeId, write, nowMs: this.now() });
+  }
+
+  /** The frame's tree must be the tree of the volume its token covers; else the status to answer. */
+  async checkTree(f: Frame): Promise<StatusValue | undefined> {
+    let tree = this.opts.trees.cached(f.volumeId);
+    if (tree === undefined) {
+      try {
+        tree = await this.opts.trees.resolve(f.volumeId);
+      } catch (err) {
+        this.opts.log.warn({ volumeId: f.volumeId, err: (err as Error).message }, 'cannot look up the tree of a volume');
+        return Status.BUSY;
+      }
+    }
+    return tree === f.treeId ? undefined : Status.TOKEN_SCOPE;
   }
 
   /**
@@ -122,6 +139,8 @@ export class DataServer {
    * else the status to answer. A newer epoch than ours triggers a refresh.
    */
   async route(f: Frame): Promise<PgEntry | StatusValue> {
+    const scope = await this.checkTree(f);
+    if (scope !== undefined) return scope;
     const forwarded = (f.flags & Flag.FORWARDED) !== 0;
     let entry = this.opts.pgs.get(f.pgId);
     if (!entry || f.epoch > entry.epoch) {
@@ -175,7 +194,7 @@ export class DataServer {
     this.metrics.forwarded++;
     try {
       const reply = await client.request(f.type as MsgTypeValue, {
-        pgId: f.pgId, epoch: f.epoch, treeId: f.treeId, chunkIndex: f.chunkIndex, layerId: f.layerId,
+        pgId: f.pgId, epoch: f.epoch, volumeId: f.volumeId, treeId: f.treeId, chunkIndex: f.chunkIndex, layerId: f.layerId,
         offset: f.offset, length: f.length, flags: f.flags | Flag.FORWARDED,
       }, f.token, f.payload, f.trace);
       switch (reply.status) {

@@ -102,7 +102,7 @@ export class DataClient {
   }
 
   ping(): Promise<Frame> {
-    return this.request(MsgType.PING, { pgId: 0, epoch: 0, treeId: 0, chunkIndex: 0, layerId: 0, offset: 0, length: 0, flags: 0 }, EMPTY);
+    return this.request(MsgType.PING, { pgId: 0, epoch: 0, volumeId: 0, treeId: 0, chunkIndex: 0, layerId: 0, offset: 0, length: 0, flags: 0 }, EMPTY);
   }
 
   close(): void {

@@ -15,18 +15,19 @@
  *   12   4   request id (echoed in the reply)
  *   16   4   PG id
  *   20   4   PG epoch (the requester's; a STALE_EPOCH reply carries the SDS's)
- *   24   4   volume-tree id
- *   28   4   chunk index
- *   32   2   layer id
- *   34   2   status (replies; 0 in requests)
- *   36   4   offset within the chunk
- *   40   4   length (bytes of the chunk range)
- *   44   4   CRC32 of the payload (0 when there is none)
- *   48   2   IO token length T
- *   50   1   trace context length R (0 = none)
- *   51   1   reserved (0)
- *   52   T   IO token
- *  52+T  R   trace context (binary W3C traceparent, see encodeTraceparent)
+ *   24   4   volume id (the IO token's scope)
+ *   28   4   volume-tree id (chunk key)
+ *   32   4   chunk index (chunk key)
+ *   36   2   layer id (chunk key)
+ *   38   2   status (replies; 0 in requests)
+ *   40   4   offset within the chunk
+ *   44   4   length (bytes of the chunk range)
+ *   48   4   CRC32 of the payload (0 when there is none)
+ *   52   2   IO token length T
+ *   54   1   trace context length R (0 = none)
+ *   55   1   reserved (0)
+ *   56   T   IO token
+ *  56+T  R   trace context (binary W3C traceparent, see encodeTraceparent)
  *  ...       payload (WRITE data, READ reply data, UTF-8 error text)
  */
 import zlib from 'node:zlib';
@@ -36,7 +37,7 @@ import { assert } from './errors.js';
 
 export const FRAME_MAGIC = 0x31444650;
 export const FRAME_VERSION = 1;
-export const HEADER_BYTES = 52;
+export const HEADER_BYTES = 56;
 export const FRAME_BYTES_MAX = HEADER_BYTES + frameTokenBytesMax + frameTraceBytesMax + framePayloadBytesMax;
 
 export const MsgType = {
@@ -91,6 +92,7 @@ export interface FrameHeader {
   requestId: number;
   pgId: number;
   epoch: number;
+  volumeId: number;
   treeId: number;
   chunkIndex: number;
   layerId: number;
@@ -130,16 +132,17 @@ export function encodeHead(h: FrameHeader, token: Buffer, trace: Buffer, payload
   head.writeUInt32LE(h.requestId >>> 0, 12);
   head.writeUInt32LE(h.pgId >>> 0, 16);
   head.writeUInt32LE(h.epoch >>> 0, 20);
-  head.writeUInt32LE(h.treeId >>> 0, 24);
-  head.writeUInt32LE(h.chunkIndex >>> 0, 28);
-  head.writeUInt16LE(h.layerId, 32);
-  head.writeUInt16LE(h.status, 34);
-  head.writeUInt32LE(h.offset >>> 0, 36);
-  head.writeUInt32LE(h.length >>> 0, 40);
-  head.writeUInt32LE(payload.length > 0 ? zlib.crc32(payload) : 0, 44);
-  head.writeUInt16LE(token.length, 48);
-  head[50] = trace.length;
-  head[51] = 0;
+  head.writeUInt32LE(h.volumeId >>> 0, 24);
+  head.writeUInt32LE(h.treeId >>> 0, 28);
+  head.writeUInt32LE(h.chunkIndex >>> 0, 32);
+  head.writeUInt16LE(h.layerId, 36);
+  head.writeUInt16LE(h.status, 38);
+  head.writeUInt32LE(h.offset >>> 0, 40);
+  head.writeUInt32LE(h.length >>> 0, 44);
+  head.writeUInt32LE(payload.length > 0 ? zlib.crc32(payload) : 0, 48);
+  head.writeUInt16LE(token.length, 52);
+  head[54] = trace.length;
+  head[55] = 0;
   token.copy(head, HEADER_BYTES);
   trace.copy(head, HEADER_BYTES + token.length);
   return head;
@@ -164,8 +167,8 @@ export function decodeFrame(buf: Buffer): Frame {
   if (buf.readUInt32LE(0) !== FRAME_MAGIC) throw new FrameError('bad magic');
   if (buf.readUInt32LE(4) !== buf.length) throw new FrameError('frame length mismatch');
   if (buf[8] !== FRAME_VERSION) throw new FrameError(`unsupported version ${buf[8]}`);
-  const tokenLen = buf.readUInt16LE(48);
-  const traceLen = buf[50]!;
+  const tokenLen = buf.readUInt16LE(52);
+  const traceLen = buf[54]!;
   if (tokenLen > frameTokenBytesMax) throw new FrameError('token too long');
   const payloadStart = HEADER_BYTES + tokenLen + traceLen;
   if (payloadStart > buf.length) throw new FrameError('token/trace overrun the frame');
@@ -175,13 +178,14 @@ export function decodeFrame(buf: Buffer): Frame {
     requestId: buf.readUInt32LE(12),
     pgId: buf.readUInt32LE(16),
     epoch: buf.readUInt32LE(20),
-    treeId: buf.readUInt32LE(24),
-    chunkIndex: buf.readUInt32LE(28),
-    layerId: buf.readUInt16LE(32),
-    status: buf.readUInt16LE(34),
-    offset: buf.readUInt32LE(36),
-    length: buf.readUInt32LE(40),
-    crc: buf.readUInt32LE(44),
+    volumeId: buf.readUInt32LE(24),
+    treeId: buf.readUInt32LE(28),
+    chunkIndex: buf.readUInt32LE(32),
+    layerId: buf.readUInt16LE(36),
+    status: buf.readUInt16LE(38),
+    offset: buf.readUInt32LE(40),
+    length: buf.readUInt32LE(44),
+    crc: buf.readUInt32LE(48),
     token: buf.subarray(HEADER_BYTES, HEADER_BYTES + tokenLen),
     trace: buf.subarray(HEADER_BYTES + tokenLen, payloadStart),
     payload: buf.subarray(payloadStart),
@@ -314,6 +318,7 @@ export interface ChunkRequest {
   requestId: number;
   pgId: number;
   epoch: number;
+  volumeId: number;
   treeId: number;
   chunkIndex: number;
   layerId: number;
@@ -334,6 +339,7 @@ export function replyHeader(req: FrameHeader, status: number, length = 0, epoch 
     requestId: req.requestId,
     pgId: req.pgId,
     epoch,
+    volumeId: req.volumeId,
     treeId: req.treeId,
     chunkIndex: req.chunkIndex,
     layerId: req.layerId,

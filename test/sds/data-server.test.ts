@@ -7,7 +7,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 
 const TREE = 5;
-const addr = (pgId: number, epoch: number, chunkIndex = 0) => ({ pgId, epoch, treeId: TREE, chunkIndex, layerId: 0 });
+const addr = (pgId: number, epoch: number, chunkIndex = 0) => ({ pgId, epoch, volumeId: TREE, treeId: TREE, chunkIndex, layerId: 0 });
 
 function client(t: Test, sds: TestSds): DataClient {
   const c = new DataClient({ host: '127.0.0.1', port: sds.port, requestTimeoutMs: 5000 });
@@ -60,6 +60,7 @@ t.test('tokens, epochs and roles each get their own status', async (t) => {
   t.equal(st(await c.write(addr(0, 1), 0, d, token(TREE, 'rw', Date.now() - 1))), 'TOKEN_EXPIRED');
   t.equal(st(await c.write(addr(0, 1), 0, d, token(TREE + 1))), 'TOKEN_SCOPE', 'token of another volume');
   t.equal(st(await c.write(addr(0, 1), 0, d, token(TREE, 'ro'))), 'TOKEN_SCOPE', 'read-only token');
+  t.equal(st(await c.write({ ...addr(0, 1), treeId: TREE + 1 }, 0, d, token(TREE))), 'TOKEN_SCOPE', 'a tree that is not the volume\'s');
   t.equal(st(await c.read(addr(0, 1), 0, 512, token(TREE, 'ro'))), 'NO_CHUNK', 'read-only token may read');
   t.equal(st(await c.write(addr(1, 1), 0, d, token(TREE))), 'NOT_PRIMARY');
   t.equal(st(await c.read(addr(1, 1), 0, 512, token(TREE))), 'NOT_PRIMARY');
@@ -90,13 +91,13 @@ t.test('a damaged payload gets CHECKSUM_MISMATCH and the connection keeps workin
   sock.write(Buffer.concat([frame, ping]));
   const replies: Buffer[] = [];
   let total = 0;
-  while (total < 104) {
+  while (total < 112) {
     const [chunk] = (await once(sock, 'data')) as [Buffer];
     replies.push(chunk);
     total += chunk.length;
   }
   const buf = Buffer.concat(replies);
-  t.equal(buf.readUInt16LE(34), Status.CHECKSUM_MISMATCH);
-  t.equal(buf.readUInt32LE(52 + 12), 2, 'the ping after it is answered');
-  t.equal(buf.readUInt16LE(52 + 34), Status.OK);
+  t.equal(buf.readUInt16LE(38), Status.CHECKSUM_MISMATCH);
+  t.equal(buf.readUInt32LE(56 + 12), 2, 'the ping after it is answered');
+  t.equal(buf.readUInt16LE(56 + 38), Status.OK);
 });

@@ -6,7 +6,7 @@ import {
 import { Rng } from './rng.js';
 
 const base = {
-  requestId: 7, pgId: 12, epoch: 3, treeId: 99, chunkIndex: 4096, layerId: 2, offset: 4096, length: 5, flags: Flag.FUA,
+  requestId: 7, pgId: 12, epoch: 3, volumeId: 98, treeId: 99, chunkIndex: 4096, layerId: 2, offset: 4096, length: 5, flags: Flag.FUA,
 };
 
 t.test('write request round trip keeps every field and the payload bytes', async (t) => {
@@ -55,9 +55,9 @@ t.test('malformed frames are rejected with FrameError', async (t) => {
     ['bad version', mutate((b) => { b[8] = 9; })],
     ['unknown type', mutate((b) => { b[9] = 42; })],
     ['unknown flag', mutate((b) => { b.writeUInt16LE(0x8000, 10); })],
-    ['length mismatch', mutate((b) => { b.writeUInt32LE(6, 40); })],
-    ['token overrun', mutate((b) => { b.writeUInt16LE(1000, 48); })],
-    ['status in request', mutate((b) => { b.writeUInt16LE(1, 34); })],
+    ['length mismatch', mutate((b) => { b.writeUInt32LE(6, 44); })],
+    ['token overrun', mutate((b) => { b.writeUInt16LE(1000, 52); })],
+    ['status in request', mutate((b) => { b.writeUInt16LE(1, 38); })],
     ['truncated', good.subarray(0, 30)],
   ];
   for (const [name, buf] of cases) t.throws(() => decodeFrame(buf), FrameError, name);

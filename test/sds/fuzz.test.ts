@@ -22,7 +22,7 @@ function validFrame(rng: Rng): Buffer {
   const payload = type === MsgType.WRITE ? rng.bytes(len) : Buffer.alloc(0);
   const length = type === MsgType.FLUSH || type === MsgType.PING ? 0 : len;
   const h = requestHeader(type, {
-    requestId: rng.int(2 ** 32), pgId: rng.int(3), epoch: 1 + rng.int(2), treeId: FUZZ_TREE, chunkIndex: rng.int(4), layerId: 0,
+    requestId: rng.int(2 ** 32), pgId: rng.int(3), epoch: 1 + rng.int(2), volumeId: FUZZ_TREE, treeId: FUZZ_TREE, chunkIndex: rng.int(4), layerId: 0,
     offset: rng.int(1 << 20), length, flags: rng.int(4) === 0 ? Flag.FUA : 0,
   });
   return encodeFrame(h, token(FUZZ_TREE), undefined, payload);
@@ -43,8 +43,8 @@ function mutate(rng: Rng, frame: Buffer): Buffer {
       b.writeUInt32LE(rng.int(2) ? rng.int(2 ** 32) : rng.int(HEADER_BYTES), 4);
       return b;
     case 4: // token / trace lengths
-      b.writeUInt16LE(rng.int(65536), 48);
-      b[50] = rng.int(256);
+      b.writeUInt16LE(rng.int(65536), 52);
+      b[54] = rng.int(256);
       return b;
     default: // pure noise
       return rng.bytes(1 + rng.int(200));
@@ -66,7 +66,7 @@ t.test('the SDS survives random and mutated frames and keeps serving a good clie
   const goodLoop = (async () => {
     for (let i = 0; !stop; i++) {
       const data = Buffer.alloc(4096, i & 0xff);
-      const a = { pgId: i % 3, epoch: 1, treeId: GOOD_TREE, chunkIndex: i % 5, layerId: 0 };
+      const a = { pgId: i % 3, epoch: 1, volumeId: GOOD_TREE, treeId: GOOD_TREE, chunkIndex: i % 5, layerId: 0 };
       const w = await good.write(a, 4096 * (i % 7), data, tok);
       const r = await good.read(a, 4096 * (i % 7), 4096, tok);
       if (w.status !== 0 || r.status !== 0 || !r.payload.equals(data)) goodErrors++;

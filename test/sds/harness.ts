@@ -6,6 +6,7 @@ import type { Test } from 'tap';
 import { pino } from 'pino';
 import { DataServer } from '../../src/sds/data-server.js';
 import { FileChunkStore } from '../../src/sds/store/file-store.js';
+import { IdentityVolumeTrees } from '../../src/sds/volume-trees.js';
 import { PgTable } from '../../src/sds/pg-table.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
 import { DataClientPool } from '../../src/shared/dataclient.js';
@@ -37,7 +38,7 @@ export async function startSds(t: Test, id: number, map: StaticPgMap, forwardTim
   await pgs.refresh();
   const peers = new DataClientPool({ requestTimeoutMs: forwardTimeoutMs });
   const server = new DataServer({
-    selfId: () => id, store, pgs, tokens: new IoTokenVerifier(IO_KEY), peers, log: pino({ level: process.env.PFLEX_LOG_LEVEL ?? 'silent' }),
+    selfId: () => id, store, pgs, tokens: new IoTokenVerifier(IO_KEY), trees: new IdentityVolumeTrees(), peers, log: pino({ level: process.env.PFLEX_LOG_LEVEL ?? 'silent' }),
   });
   const port = await server.listen(0, '127.0.0.1');
   map.sds.set(id, { id, address: '127.0.0.1', dataPort: port });

@@ -38,7 +38,7 @@ function router(t: Tap, map: StaticPgMap, sds: TestSds[]) {
     async write(pg: number, chunkIndex: number, offset: number, data: Buffer, flags = 0): Promise<void> {
       for (let attempt = 0; attempt < 5; attempt++) {
         const e = map.pgs.get(pg)!;
-        const r = await clients.get(e.members[0]!)!.write({ pgId: pg, epoch: e.epoch, treeId: TREE, chunkIndex, layerId: 0 }, offset, data, tok, flags);
+        const r = await clients.get(e.members[0]!)!.write({ pgId: pg, epoch: e.epoch, volumeId: TREE, treeId: TREE, chunkIndex, layerId: 0 }, offset, data, tok, flags);
         if (r.status === 0) return;
         if (statusName(r.status) !== 'STALE_EPOCH') throw new Error(`write failed: ${statusName(r.status)}`);
       }
@@ -46,11 +46,11 @@ function router(t: Tap, map: StaticPgMap, sds: TestSds[]) {
     },
     async read(pg: number, chunkIndex: number, offset: number, length: number) {
       const e = map.pgs.get(pg)!;
-      return clients.get(e.members[0]!)!.read({ pgId: pg, epoch: e.epoch, treeId: TREE, chunkIndex, layerId: 0 }, offset, length, tok);
+      return clients.get(e.members[0]!)!.read({ pgId: pg, epoch: e.epoch, volumeId: TREE, treeId: TREE, chunkIndex, layerId: 0 }, offset, length, tok);
     },
     async flush(pg: number) {
       const e = map.pgs.get(pg)!;
-      return clients.get(e.members[0]!)!.flush({ pgId: pg, epoch: e.epoch, treeId: TREE, chunkIndex: 0, layerId: 0 }, tok);
+      return clients.get(e.members[0]!)!.flush({ pgId: pg, epoch: e.epoch, volumeId: TREE, treeId: TREE, chunkIndex: 0, layerId: 0 }, tok);
     },
   };
 }
