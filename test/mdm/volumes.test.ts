@@ -1,0 +1,122 @@
+import t from 'tap';
+import { deriveKey } from '../../src/shared/keys.js';
+import { verifyIoToken } from '../../src/shared/iotoken.js';
+import { call, componentToken, seedPool, testMdm, type TestMdm } from './helpers.js';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+async function sdc(m: TestMdm, guid: string): Promise<{ id: number; token: string }> {
+  const token = await componentToken(m, 'sdc', guid);
+  const r = await call(m.app, token, 'POST', '/sdcs', { guid });
+  return { id: r.body.id, token };
+}
+
+t.test('thick volumes reserve capacity and are refused cleanly when the pool cannot hold them', async (t) => {
+  const m = await testMdm(t);
+  // 3 x 1 GiB raw, RF 2 -> 1.5 GiB usable
+  const { poolId } = await seedPool(m, { sds: [GiB, GiB, GiB] });
+  const thick = await call(m.app, m.admin, 'POST', '/volumes', { name: 'thick1', storagePoolId: poolId, sizeBytes: GiB, provisioning: 'thick' });
+  t.equal(thick.status, 201);
+  t.equal(thick.body.reservedBytes, GiB);
+  const tooBig = await call(m.app, m.admin, 'POST', '/volumes', { name: 'thick2', storagePoolId: poolId, sizeBytes: GiB, provisioning: 'thick' });
+  t.equal(tooBig.status, 409);
+  t.equal(tooBig.body.error.code, 'PFLEX_ERR_CAPACITY');
+  t.equal((await call(m.app, m.admin, 'GET', '/volumes?name=thick2')).body.length, 0, 'nothing was created');
+  const thin = await call(m.app, m.admin, 'POST', '/volumes', { name: 'thin1', storagePoolId: poolId, sizeBytes: 10 * GiB });
+  t.equal(thin.status, 201, 'thin volumes reserve nothing and may over-provision');
+  t.equal(thin.body.reservedBytes, 0);
+  const pool = (await call(m.app, m.admin, 'GET', `/storage-pools/${poolId}`)).body;
+  t.same(pool.capacity, {
+    totalBytes: 3 * GiB, usableBytes: 1.5 * GiB, reservedBytes: GiB, usedBytes: 0, provisionedBytes: 11 * GiB,
+    overProvisioningRatio: 11 / 1.5, utilizationPct: 0,
+  });
+  const grow = await call(m.app, m.admin, 'POST', `/volumes/${thick.body.id}/resize`, { sizeBytes: 2 * GiB });
+  t.equal(grow.status, 409, 'expanding a thick volume checks the reservation');
+  const grow2 = await call(m.app, m.admin, 'POST', `/volumes/${thick.body.id}/resize`, { sizeBytes: GiB + 256 * MiB });
+  t.equal(grow2.status, 200);
+  t.equal(grow2.body.reservedBytes, GiB + 256 * MiB);
+});
+
+t.test('create, rename, expand, shrink (forced, unmapped), delete with tracked data removal', async (t) => {
+  const m = await testMdm(t);
+  const { poolId } = await seedPool(m, { sds: [GiB, GiB] });
+  const v = await call(m.app, m.admin, 'POST', '/volumes', { name: 'v1', storagePoolId: poolId, sizeBytes: 8 * MiB });
+  t.match(v.body, { name: 'v1', sizeBytes: 8 * MiB, provisioning: 'thin', layout: { chunkBytes: MiB, pgCount: 16, replicationFactor: 2 } });
+  t.equal((await call(m.app, m.admin, 'POST', '/volumes', { name: 'v1', storagePoolId: poolId, sizeBytes: MiB })).status, 409, 'duplicate name');
+  t.equal((await call(m.app, m.admin, 'POST', '/volumes', { name: 'v2', storagePoolId: 42, sizeBytes: MiB })).status, 409, 'unknown pool');
+  t.equal((await call(m.app, m.admin, 'POST', '/volumes', { name: 'v2', storagePoolId: poolId, sizeBytes: 1000 })).status, 400, 'unaligned size');
+  t.equal((await call(m.app, m.admin, 'POST', '/volumes', { name: 'v2', storagePoolId: poolId, sizeBytes: 0 })).status, 400);
+  const v2 = await call(m.app, m.admin, 'POST', '/volumes', { name: 'v2', storagePoolId: poolId, sizeBytes: MiB });
+  t.not(v2.body.volumeTreeId, v.body.volumeTreeId, 'each volume has its own tree');
+  t.equal((await call(m.app, m.admin, 'PATCH', `/volumes/${v.body.id}`, { name: 'v2' })).status, 409);
+  t.equal((await call(m.app, m.admin, 'PATCH', `/volumes/${v.body.id}`, { name: 'data' })).body.name, 'data');
+  t.equal((await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/resize`, { sizeBytes: 16 * MiB })).body.sizeBytes, 16 * MiB);
+  const shrink = await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/resize`, { sizeBytes: 4 * MiB });
+  t.equal(shrink.status, 409, 'shrink needs force');
+  const host = await sdc(m, 'g1');
+  await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: host.id });
+  t.equal((await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/resize`, { sizeBytes: 4 * MiB, force: true })).status, 409, 'mapped volumes do not shrink');
+  t.equal((await call(m.app, m.admin, 'DELETE', `/volumes/${v.body.id}`)).status, 409, 'mapped volumes are not deleted without force');
+  t.equal((await call(m.app, m.admin, 'DELETE', `/volumes/${v.body.id}/mappings/${host.id}`)).status, 200);
+  t.equal((await call(m.app, m.admin, 'DELETE', `/volumes/${v.body.id}/mappings/${host.id}`)).status, 404, 'not mapped any more');
+  t.equal((await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/resize`, { sizeBytes: 4 * MiB, force: true })).body.sizeBytes, 4 * MiB);
+  await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: host.id });
+  const del = await call(m.app, m.admin, 'DELETE', `/volumes/${v.body.id}?force=true`);
+  t.equal(del.status, 200);
+  t.match(del.body, { volumeId: v.body.id, volumeName: 'data', volumeTreeId: v.body.volumeTreeId, state: 'pending', doneAtMs: null });
+  t.equal((await call(m.app, m.admin, 'GET', `/volumes/${v.body.id}`)).status, 404);
+  t.same((await call(m.app, m.admin, 'GET', `/sdcs/${host.id}`)).body.mappings, []);
+  const pending = await call(m.app, host.token, 'GET', '/volume-deletions?state=pending');
+  t.equal(pending.body.length, 1);
+  const done = await call(m.app, host.token, 'POST', `/volume-deletions/${del.body.id}/done`);
+  t.equal(done.body.state, 'done');
+  t.equal((await call(m.app, host.token, 'GET', '/volume-deletions?state=pending')).body.length, 0);
+});
+
+t.test('mapping: access modes, multi-map only with the allow flag, unknown SDC', async (t) => {
+  const m = await testMdm(t);
+  const { poolId } = await seedPool(m, { sds: [GiB, GiB] });
+  const v = await call(m.app, m.admin, 'POST', '/volumes', { name: 'shared', storagePoolId: poolId, sizeBytes: MiB });
+  const a = await sdc(m, 'ga');
+  const b = await sdc(m, 'gb');
+  t.equal((await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: 77 })).status, 409, 'unknown SDC');
+  const mapped = await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: a.id, accessMode: 'readOnly' });
+  t.equal(mapped.status, 201);
+  t.same(mapped.body.mappings.map((x: { sdcId: number; accessMode: string }) => [x.sdcId, x.accessMode]), [[a.id, 'readOnly']]);
+  t.equal((await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: a.id })).status, 409, 'already mapped');
+  const refused = await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: b.id });
+  t.equal(refused.status, 409, 'a second SDC needs allowMultiMap');
+  t.match(refused.body.error.message, /allowMultiMap/);
+  const multi = await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: b.id, allowMultiMap: true });
+  t.equal(multi.status, 201);
+  t.equal(multi.body.mappings.length, 2);
+  t.equal((await call(m.app, m.admin, 'PATCH', `/volumes/${v.body.id}/mappings/${a.id}`, { accessMode: 'readWrite' })).body.mappings[0].accessMode, 'readWrite');
+  t.equal((await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: b.id, accessMode: 'rw' })).status, 400);
+});
+
+t.test('IO tokens: only for mapped volumes, with the mapping\'s rights and the configured expiry', async (t) => {
+  const m = await testMdm(t, { config: { ioTokenTtlMs: 60_000 } });
+  const { poolId } = await seedPool(m, { sds: [GiB, GiB] });
+  const v = await call(m.app, m.admin, 'POST', '/volumes', { name: 'v', storagePoolId: poolId, sizeBytes: MiB });
+  const host = await sdc(m, 'host-guid');
+  const refused = await call(m.app, host.token, 'POST', `/sdcs/${host.id}/tokens`, { volumeId: v.body.id });
+  t.equal(refused.status, 403, 'no token for an unmapped volume');
+  await call(m.app, m.admin, 'POST', `/volumes/${v.body.id}/mappings`, { sdcId: host.id, accessMode: 'readOnly' });
+  const ro = await call(m.app, host.token, 'POST', `/sdcs/${host.id}/tokens`, { volumeId: v.body.id });
+  t.equal(ro.status, 200);
+  t.match(ro.body, { sdcId: host.id, volumeId: v.body.id, rights: 'ro', expiresAtMs: m.clock.now() + 60_000 });
+  const key = deriveKey(m.clusterKey, 'io-token');
+  const raw = Buffer.from(ro.body.token, 'base64url');
+  const cap = verifyIoToken(key, raw, { volumeId: v.body.id, write: false, nowMs: m.clock.now() });
+  t.equal(cap.rights, 'ro');
+  t.throws(() => verifyIoToken(key, raw, { volumeId: v.body.id, write: true, nowMs: m.clock.now() }), 'ro token refuses writes');
+  t.throws(() => verifyIoToken(key, raw, { volumeId: v.body.id, write: false, nowMs: m.clock.now() + 61_000 }), 'expired');
+  await call(m.app, m.admin, 'PATCH', `/volumes/${v.body.id}/mappings/${host.id}`, { accessMode: 'readWrite' });
+  const rw = await call(m.app, host.token, 'POST', `/sdcs/${host.id}/tokens`, { volumeId: v.body.id });
+  t.equal(rw.body.rights, 'rw');
+  t.ok(verifyIoToken(key, Buffer.from(rw.body.token, 'base64url'), { volumeId: v.body.id, write: true, nowMs: m.clock.now() }));
+  await call(m.app, m.admin, 'DELETE', `/volumes/${v.body.id}/mappings/${host.id}`);
+  t.equal((await call(m.app, host.token, 'POST', `/sdcs/${host.id}/tokens`, { volumeId: v.body.id })).status, 403, 'unmapping stops renewal');
+  t.equal((await call(m.app, host.token, 'POST', `/sdcs/999/tokens`, { volumeId: v.body.id })).status, 404);
+});
