@@ -1,0 +1,106 @@
+import { PflexError } from '../shared/errors.js';
+import type { MdmClient, Provisioning, Volume } from '../shared/mdm-client.js';
+import { parseSize } from '../shared/units.js';
+import { noun, print, verb } from './common.js';
+import { bytes, keyValues, table, time } from './format.js';
+import { poolId, sdcId, volumeId } from './resolve.js';
+
+const show = (v: Volume) =>
+  keyValues([
+    ['id', v.id],
+    ['name', v.name],
+    ['size', `${bytes(v.sizeBytes)} (${v.sizeBytes} bytes)`],
+    ['provisioning', v.provisioning],
+    ['reserved', bytes(v.reservedBytes)],
+    ['storage pool', v.storagePoolId],
+    ['volume tree', v.volumeTreeId],
+    ['layout', `chunk ${bytes(v.layout.chunkBytes)}, ${v.layout.pgCount} PGs, rf ${v.layout.replicationFactor}`],
+    ['mapped to SDCs', v.mappings.map((m) => `${m.sdcId}(${m.accessMode === 'readOnly' ? 'ro' : 'rw'})`).join(', ') || '-'],
+    ['created', time(v.createdAtMs)],
+  ]);
+
+/** "20G" is the new size; "+5G" grows the current size by 5 GiB. */
+async function newSize(c: MdmClient, id: number, text: string): Promise<number> {
+  if (text.startsWith('+')) return (await c.getVolume(id)).sizeBytes + parseSize(text.slice(1));
+  return parseSize(text);
+}
+
+export const volumeCommand = noun('volume', 'volumes', [
+  verb<{ name: string; pool: string; pd?: string; size: string; provisioning?: Provisioning; thin?: boolean; thick?: boolean }>(
+    'create <name>', 'create a volume', (y) =>
+      y.positional('name', { type: 'string', demandOption: true })
+        .option('pool', { type: 'string', demandOption: true, describe: 'storage pool (name or id)' })
+        .option('pd', { type: 'string', describe: 'protection domain of the pool, when pool names repeat' })
+        .option('size', { type: 'string', demandOption: true, describe: 'size, e.g. 10G' })
+        .option('provisioning', { type: 'string', choices: ['thin', 'thick'], describe: 'default: the pool\'s' })
+        .option('thin', { type: 'boolean', describe: 'same as --provisioning thin' })
+        .option('thick', { type: 'boolean', describe: 'same as --provisioning thick' })
+        .conflicts('thin', 'thick'),
+    async (args, c) => {
+      const provisioning = args.provisioning ?? (args.thin ? 'thin' : args.thick ? 'thick' : undefined);
+      const v = await c.createVolume({
+        name: args.name,
+        storagePoolId: await poolId(c, args.pool, args.pd),
+        sizeBytes: parseSize(args.size),
+        ...(provisioning ? { provisioning } : {}),
+      });
+      print(args, v, () => show(v));
+    }),
+  verb<{ pool?: string; pd?: string }>('list', 'list volumes', (y) =>
+    y.option('pool', { type: 'string', describe: 'only this storage pool' }).option('pd', { type: 'string' }), async (args, c) => {
+    const list = await c.listVolumes(args.pool !== undefined ? { storagePoolId: await poolId(c, args.pool, args.pd) } : {});
+    print(args, list, () => table(list, [
+      { header: 'id', value: (v) => v.id, align: 'right' },
+      { header: 'name', value: (v) => v.name },
+      { header: 'size', value: (v) => bytes(v.sizeBytes), align: 'right' },
+      { header: 'type', value: (v) => v.provisioning },
+      { header: 'pool', value: (v) => v.storagePoolId, align: 'right' },
+      { header: 'mapped to', value: (v) => v.mappings.map((m) => m.sdcId).join(',') },
+      { header: 'created', value: (v) => time(v.createdAtMs) },
+    ]));
+  }),
+  verb<{ volume: string }>('show <volume>', 'show a volume (name or id)', (y) => y.positional('volume', { type: 'string', demandOption: true }), async (args, c) => {
+    const v = await c.getVolume(await volumeId(c, args.volume));
+    print(args, v, () => show(v));
+  }),
+  verb<{ volume: string; name: string }>('rename <volume> <name>', 'rename a volume', (y) =>
+    y.positional('volume', { type: 'string', demandOption: true }).positional('name', { type: 'string', demandOption: true }), async (args, c) => {
+    const v = await c.renameVolume(await volumeId(c, args.volume), args.name);
+    print(args, v, () => show(v));
+  }),
+  verb<{ volume: string; size: string }>('expand <volume> <size>', 'grow a volume to <size> (e.g. 20G), or by +<size> (e.g. +5G)', (y) =>
+    y.positional('volume', { type: 'string', demandOption: true }).positional('size', { type: 'string', demandOption: true }), async (args, c) => {
+    const id = await volumeId(c, args.volume);
+    const current = await c.getVolume(id);
+    const size = await newSize(c, id, args.size);
+    if (size < current.sizeBytes) {
+      throw new PflexError('PFLEX_ERR_BAD_REQUEST', `expand only grows a volume: ${bytes(size)} is smaller than its ${bytes(current.sizeBytes)}`);
+    }
+    const v = await c.resizeVolume(id, size);
+    print(args, v, () => show(v));
+  }),
+  verb<{ volume: string; force: boolean }>('delete <volume>', 'delete a volume (its data is removed in the background)', (y) =>
+    y.positional('volume', { type: 'string', demandOption: true }).option('force', { type: 'boolean', default: false, describe: 'also when mapped' }),
+  async (args, c) => {
+    const d = await c.deleteVolume(await volumeId(c, args.volume), args.force);
+    print(args, d, () => `deleted volume ${d.volumeName} (${bytes(d.sizeBytes)}); data removal ${d.state}`);
+  }),
+  verb<{ volume: string; sdc: string; readOnly: boolean; allowMultiMap: boolean }>('map <volume>', 'map a volume to an SDC', (y) =>
+    y.positional('volume', { type: 'string', demandOption: true })
+      .option('sdc', { type: 'string', demandOption: true, describe: 'SDC (name, guid or id)' })
+      .option('read-only', { type: 'boolean', default: false })
+      .option('allow-multi-map', { type: 'boolean', default: false, describe: 'allow a second SDC (shared volume)' }),
+  async (args, c) => {
+    const v = await c.mapVolume(await volumeId(c, args.volume), await sdcId(c, args.sdc), {
+      accessMode: args.readOnly ? 'readOnly' : 'readWrite',
+      ...(args.allowMultiMap ? { allowMultiMap: true } : {}),
+    });
+    print(args, v, () => `mapped volume ${v.name} to SDC ${args.sdc} (${args.readOnly ? 'read-only' : 'read-write'})`);
+  }),
+  verb<{ volume: string; sdc: string }>('unmap <volume>', 'unmap a volume from an SDC', (y) =>
+    y.positional('volume', { type: 'string', demandOption: true }).option('sdc', { type: 'string', demandOption: true, describe: 'SDC (name, guid or id)' }),
+  async (args, c) => {
+    const v = await c.unmapVolume(await volumeId(c, args.volume), await sdcId(c, args.sdc));
+    print(args, v, () => `unmapped volume ${v.name} from SDC ${args.sdc}`);
+  }),
+]);

@@ -1,0 +1,341 @@
+/**
+ * Typed HTTP client of the MDM API (docs/api.md), used by the CLI, the SDS
+ * and the SDC. Errors come back as PflexError: an answer
+ * {error: {code, message}} keeps its code; a network failure or timeout is
+ * PFLEX_ERR_UNAVAILABLE. Users authenticate with a bearer token from
+ * login(); components with the cluster key (POST /auth/component), and log
+ * in again by themselves when their token is refused or expires.
+ */
+import type { Static } from '@fastify/type-provider-typebox';
+import type * as S from '../mdm/schemas.js';
+import { componentProof, type ComponentKind } from './component-auth.js';
+import { ERRORS, PflexError, type ErrorCode } from './errors.js';
+
+// API types come from the MDM's own TypeBox schemas (type-only: no runtime import).
+export type ProtectionDomain = Static<typeof S.ProtectionDomain>;
+export type StoragePool = Static<typeof S.StoragePool>;
+export type FaultSet = Static<typeof S.FaultSet>;
+export type Sds = Static<typeof S.Sds>;
+export type Sdc = Static<typeof S.Sdc>;
+export type Mapping = Static<typeof S.Mapping>;
+export type Volume = Static<typeof S.Volume>;
+export type VolumeDeletion = Static<typeof S.VolumeDeletion>;
+export type PgEntry = Static<typeof S.PgEntry>;
+export type PgMap = Static<typeof S.PgMap>;
+export type Beat = Static<typeof S.Beat>;
+export type HealthSummary = Static<typeof S.HealthSummary>;
+export type Alert = Static<typeof S.Alert>;
+export type User = Static<typeof S.User>;
+export type AuditEntry = Static<typeof S.AuditEntry>;
+export type IssuedToken = Static<typeof S.IssuedToken>;
+export type IoTokenAnswer = Static<typeof S.IoToken>;
+export type AccessMode = 'readWrite' | 'readOnly';
+export type Provisioning = 'thin' | 'thick';
+export type Severity = 'INFO' | 'WARNING' | 'ERROR' | 'CRITICAL';
+export interface WhoAmI { sub: string; role: string; kind?: string; uid?: number }
+export interface Ok { ok: boolean }
+
+export interface NewPool {
+  protectionDomainId: number;
+  name: string;
+  replicationFactor: 2 | 3;
+  chunkBytes?: number;
+  pgCount?: number;
+  defaultProvisioning?: Provisioning;
+  capacityHighPct?: number;
+  capacityCriticalPct?: number;
+}
+export interface PoolPatch { name?: string; defaultProvisioning?: Provisioning; capacityHighPct?: number; capacityCriticalPct?: number }
+export interface RegisterSds {
+  name: string;
+  protectionDomainName: string;
+  storagePoolName: string;
+  faultSetName?: string;
+  address: string;
+  dataPort: number;
+  controlPort?: number;
+  mgmtPort?: number;
+  capacityBytes: number;
+}
+export interface RegisterSdc { guid: string; name?: string; address?: string }
+export interface NewVolume { name: string; storagePoolId: number; sizeBytes: number; provisioning?: Provisioning }
+export interface AlertFilter {
+  severity?: Severity;
+  minSeverity?: Severity;
+  category?: string;
+  source?: string;
+  state?: 'open' | 'resolved';
+  limit?: number;
+}
+export interface AuditFilter { actor?: string; action?: string; result?: 'success' | 'failure'; sinceMs?: number; untilMs?: number; limit?: number }
+export interface FenceAnswer { fenced: boolean; pg: PgEntry; map: PgMap }
+/** An IO token as issued, plus its binary form for the data plane. */
+export interface IoTokenGrant extends IoTokenAnswer { bytes: Buffer }
+
+/** Per-request timeout unless the caller passes one. */
+export const mdmRequestTimeoutMsDefault = 10_000;
+
+export interface MdmClientOptions {
+  /** Base URL of the MDM, e.g. http://127.0.0.1:8001 */
+  url: string;
+  /** User bearer token (from login). */
+  token?: string;
+  /** Component login: obtains a fresh bearer token (see componentAuth()). */
+  componentAuth?: ComponentAuth;
+  timeoutMs?: number;
+}
+
+/** How a component logs in; called again whenever its token is refused or about to expire. */
+export type ComponentAuth = (client: MdmClient) => Promise<IssuedToken>;
+
+/** A component token is renewed this long before it expires. */
+export const componentTokenRenewBeforeMs = 60_000;
+
+/** Component login with the cluster key (POST /auth/component, proof as in shared/component-auth.ts). */
+export function componentAuth(kind: ComponentKind, name: string, clusterKey: Buffer, clock: () => number = Date.now): ComponentAuth {
+  return (client) => {
+    const tsMs = clock();
+    return client.raw<IssuedToken>('POST', '/auth/component', {
+      anonymous: true,
+      body: { kind, name, tsMs, proof: componentProof(clusterKey, kind, name, tsMs) },
+    });
+  };
+}
+
+export interface RequestOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  /** Do not send the bearer token (login endpoints). */
+  anonymous?: boolean;
+  timeoutMs?: number;
+  /** Extra headers (e.g. W3C traceparent). */
+  headers?: Record<string, string>;
+}
+
+function statusCode(status: number): ErrorCode {
+  if (status === 400 || status === 413 || status === 415) return 'PFLEX_ERR_BAD_REQUEST';
+  if (status === 401) return 'PFLEX_ERR_UNAUTHENTICATED';
+  if (status === 403) return 'PFLEX_ERR_FORBIDDEN';
+  if (status === 404) return 'PFLEX_ERR_NOT_FOUND';
+  if (status === 409) return 'PFLEX_ERR_CONFLICT';
+  if (status === 502 || status === 503 || status === 504) return 'PFLEX_ERR_UNAVAILABLE';
+  return 'PFLEX_ERR_INTERNAL';
+}
+
+function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERRORS, code);
+}
+
+/** Turns an HTTP error answer into a PflexError, keeping the server's code and message. */
+export function errorFromResponse(status: number, body: unknown): PflexError {
+  const err = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+  const code = isErrorCode(err?.code) ? err.code : statusCode(status);
+  const message = typeof err?.message === 'string' ? err.message : `MDM answered HTTP ${status}`;
+  const details = err?.details && typeof err.details === 'object' ? (err.details as Record<string, unknown>) : undefined;
+  return new PflexError(code, message, { status, ...(details ?? {}) });
+}
+
+export class MdmClient {
+  readonly url: string;
+  private token: string | undefined;
+  private tokenExpiresAtMs = Number.POSITIVE_INFINITY;
+  private readonly componentAuth: ComponentAuth | undefined;
+  private readonly timeoutMs: number;
+  private loggingIn: Promise<IssuedToken> | null = null;
+
+  constructor(options: MdmClientOptions) {
+    this.url = options.url.replace(/\/+$/, '');
+    this.token = options.token;
+    this.componentAuth = options.componentAuth;
+    this.timeoutMs = options.timeoutMs ?? mdmRequestTimeoutMsDefault;
+  }
+
+  get bearerToken(): string | undefined {
+    return this.token;
+  }
+
+  setToken(token: string | undefined): void {
+    this.token = token;
+  }
+
+  /** One HTTP exchange; resolves with the parsed JSON body (undefined for 204). */
+  async raw<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const url = new URL(this.url + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers: Record<string, string> = { accept: 'application/json', ...(options.headers ?? {}) };
+    if (!options.anonymous && this.token) headers.authorization = `Bearer ${this.token}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.body);
+    }
+    let res: Response;
+    try {
+      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs) });
+    } catch (err) {
+      const cause = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+      const why = cause.name === 'TimeoutError' ? 'timed out' : (cause.cause?.code ?? cause.cause?.message ?? cause.message ?? 'failed');
+      throw new PflexError('PFLEX_ERR_UNAVAILABLE', `cannot reach the MDM at ${this.url} (${why})`);
+    }
+    const text = await res.text().catch(() => '');
+    let parsed: unknown = undefined;
+    if (text.length > 0) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        if (res.ok) throw new PflexError('PFLEX_ERR_INTERNAL', `MDM answered ${method} ${path} with a body that is not JSON`);
+      }
+    }
+    if (!res.ok) throw errorFromResponse(res.status, parsed);
+    return parsed as T;
+  }
+
+  /**
+   * A request with authentication: a component logs in first when it has no
+   * token, and once more when the MDM answers 401 (token expired, MDM
+   * restarted with a new key...).
+   */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    if (this.componentAuth && !options.anonymous && (!this.token || Date.now() > this.tokenExpiresAtMs - componentTokenRenewBeforeMs)) {
+      await this.relogin();
+    }
+    try {
+      return await this.raw<T>(method, path, options);
+    } catch (err) {
+      if (!(err instanceof PflexError) || err.code !== 'PFLEX_ERR_UNAUTHENTICATED' || !this.componentAuth || options.anonymous) throw err;
+      await this.relogin();
+      return this.raw<T>(method, path, options);
+    }
+  }
+
+  /** Concurrent callers share one login. */
+  private async relogin(): Promise<void> {
+    assertAuth(this.componentAuth);
+    this.loggingIn ??= this.componentAuth(this).finally(() => {
+      this.loggingIn = null;
+    });
+    const issued = await this.loggingIn;
+    this.token = issued.token;
+    this.tokenExpiresAtMs = issued.expiresAtMs;
+  }
+
+  get<T>(path: string, query?: RequestOptions['query']): Promise<T> {
+    return this.request<T>('GET', path, query ? { query } : {});
+  }
+
+  post<T>(path: string, body?: unknown): Promise<T> {
+    return this.request<T>('POST', path, body === undefined ? {} : { body });
+  }
+
+  patch<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('PATCH', path, { body });
+  }
+
+  put<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('PUT', path, { body });
+  }
+
+  delete<T>(path: string, query?: RequestOptions['query']): Promise<T> {
+    return this.request<T>('DELETE', path, query ? { query } : {});
+  }
+
+  // --- auth and users -------------------------------------------------------
+
+  /** User login; the client keeps the token for its next requests. */
+  async login(username: string, password: string): Promise<IssuedToken> {
+    const issued = await this.raw<IssuedToken>('POST', '/auth/login', { anonymous: true, body: { username, password } });
+    this.token = issued.token;
+    return issued;
+  }
+  whoami(): Promise<WhoAmI> { return this.get('/auth/whoami'); }
+  listUsers(): Promise<User[]> { return this.get('/users'); }
+  createUser(name: string, password: string, role: 'admin' | 'monitor'): Promise<User> { return this.post('/users', { name, password, role }); }
+  setUserPassword(id: number, password: string): Promise<User> { return this.put(`/users/${id}/password`, { password }); }
+  deleteUser(id: number): Promise<Ok> { return this.delete(`/users/${id}`); }
+  audit(filter: AuditFilter = {}): Promise<AuditEntry[]> { return this.get('/audit', { ...filter }); }
+
+  // --- protection domains, pools, fault sets --------------------------------
+
+  listPds(): Promise<ProtectionDomain[]> { return this.get('/protection-domains'); }
+  getPd(id: number): Promise<ProtectionDomain> { return this.get(`/protection-domains/${id}`); }
+  createPd(name: string): Promise<ProtectionDomain> { return this.post('/protection-domains', { name }); }
+  renamePd(id: number, name: string): Promise<ProtectionDomain> { return this.patch(`/protection-domains/${id}`, { name }); }
+  deletePd(id: number): Promise<Ok> { return this.delete(`/protection-domains/${id}`); }
+
+  listPools(filter: { protectionDomainId?: number; name?: string } = {}): Promise<StoragePool[]> { return this.get('/storage-pools', { ...filter }); }
+  getPool(id: number): Promise<StoragePool> { return this.get(`/storage-pools/${id}`); }
+  createPool(pool: NewPool): Promise<StoragePool> { return this.post('/storage-pools', pool); }
+  updatePool(id: number, patch: PoolPatch): Promise<StoragePool> { return this.patch(`/storage-pools/${id}`, patch); }
+  deletePool(id: number): Promise<Ok> { return this.delete(`/storage-pools/${id}`); }
+  /** The whole PG map, or only the PGs changed after sinceEpoch. */
+  getPgMap(poolId: number, sinceEpoch?: number): Promise<PgMap> {
+    return this.get(`/storage-pools/${poolId}/pg-map`, sinceEpoch === undefined ? undefined : { sinceEpoch });
+  }
+  /** Reports a failed member of a PG routed with `epoch`; the MDM drops it (new epoch). */
+  fencePgMember(poolId: number, pg: number, sdsId: number, epoch: number): Promise<FenceAnswer> {
+    return this.post(`/storage-pools/${poolId}/pgs/${pg}/fence`, { sdsId, epoch });
+  }
+
+  listFaultSets(filter: { protectionDomainId?: number } = {}): Promise<FaultSet[]> { return this.get('/fault-sets', { ...filter }); }
+  getFaultSet(id: number): Promise<FaultSet> { return this.get(`/fault-sets/${id}`); }
+  createFaultSet(protectionDomainId: number, name: string): Promise<FaultSet> { return this.post('/fault-sets', { protectionDomainId, name }); }
+  deleteFaultSet(id: number): Promise<Ok> { return this.delete(`/fault-sets/${id}`); }
+
+  // --- SDS and SDC ----------------------------------------------------------
+
+  listSds(filter: { storagePoolId?: number; protectionDomainId?: number; name?: string } = {}): Promise<Sds[]> { return this.get('/sds', { ...filter }); }
+  getSds(id: number): Promise<Sds> { return this.get(`/sds/${id}`); }
+  /** Idempotent by name. */
+  registerSds(sds: RegisterSds): Promise<Sds> { return this.post('/sds', sds); }
+  removeSds(id: number): Promise<Ok> { return this.delete(`/sds/${id}`); }
+  sdsHeartbeat(id: number, beat: { usedBytes: number; capacityBytes?: number }): Promise<Beat> { return this.post(`/sds/${id}/heartbeat`, beat); }
+
+  listSdcs(filter: { guid?: string; name?: string } = {}): Promise<Sdc[]> { return this.get('/sdcs', { ...filter }); }
+  getSdc(id: number): Promise<Sdc> { return this.get(`/sdcs/${id}`); }
+  /** Idempotent by guid. */
+  registerSdc(sdc: RegisterSdc): Promise<Sdc> { return this.post('/sdcs', sdc); }
+  renameSdc(id: number, name: string): Promise<Sdc> { return this.patch(`/sdcs/${id}`, { name }); }
+  unregisterSdc(id: number, force = false): Promise<Ok> { return this.delete(`/sdcs/${id}`, force ? { force } : undefined); }
+  sdcHeartbeat(id: number): Promise<Beat> { return this.post(`/sdcs/${id}/heartbeat`, {}); }
+  /** An IO token for a volume mapped to this SDC; `bytes` is what data frames carry. */
+  async issueIoToken(sdcId: number, volumeId: number): Promise<IoTokenGrant> {
+    const answer = await this.post<IoTokenAnswer>(`/sdcs/${sdcId}/tokens`, { volumeId });
+    return { ...answer, bytes: Buffer.from(answer.token, 'base64url') };
+  }
+
+  // --- volumes --------------------------------------------------------------
+
+  listVolumes(filter: { storagePoolId?: number; name?: string } = {}): Promise<Volume[]> { return this.get('/volumes', { ...filter }); }
+  getVolume(id: number): Promise<Volume> { return this.get(`/volumes/${id}`); }
+  createVolume(volume: NewVolume): Promise<Volume> { return this.post('/volumes', volume); }
+  renameVolume(id: number, name: string): Promise<Volume> { return this.patch(`/volumes/${id}`, { name }); }
+  resizeVolume(id: number, sizeBytes: number, force = false): Promise<Volume> {
+    return this.post(`/volumes/${id}/resize`, force ? { sizeBytes, force } : { sizeBytes });
+  }
+  deleteVolume(id: number, force = false): Promise<VolumeDeletion> { return this.delete(`/volumes/${id}`, force ? { force } : undefined); }
+  mapVolume(id: number, sdcId: number, options: { accessMode?: AccessMode; allowMultiMap?: boolean } = {}): Promise<Volume> {
+    return this.post(`/volumes/${id}/mappings`, { sdcId, ...options });
+  }
+  setMappingAccess(id: number, sdcId: number, accessMode: AccessMode): Promise<Volume> {
+    return this.patch(`/volumes/${id}/mappings/${sdcId}`, { accessMode });
+  }
+  unmapVolume(id: number, sdcId: number): Promise<Volume> { return this.delete(`/volumes/${id}/mappings/${sdcId}`); }
+  listVolumeDeletions(filter: { state?: 'pending' | 'done'; storagePoolId?: number } = {}): Promise<VolumeDeletion[]> {
+    return this.get('/volume-deletions', { ...filter });
+  }
+  completeVolumeDeletion(id: number): Promise<VolumeDeletion> { return this.post(`/volume-deletions/${id}/done`); }
+
+  // --- health and alerts ----------------------------------------------------
+
+  live(): Promise<{ ok: boolean }> { return this.raw('GET', '/health/live', { anonymous: true }); }
+  health(): Promise<HealthSummary> { return this.get('/health'); }
+  listAlerts(filter: AlertFilter = {}): Promise<Alert[]> { return this.get('/alerts', { ...filter }); }
+  getAlert(id: number): Promise<Alert> { return this.get(`/alerts/${id}`); }
+  raiseAlert(alert: { severity: Severity; category: string; source: string; message: string }): Promise<Alert> { return this.post('/alerts', alert); }
+  resolveAlert(id: number): Promise<Alert> { return this.post(`/alerts/${id}/resolve`); }
+  topology(): Promise<unknown> { return this.get('/discovery/topology'); }
+}
+
+function assertAuth(fn: unknown): asserts fn is ComponentAuth {
+  if (typeof fn !== 'function') throw new PflexError('PFLEX_ERR_UNAUTHENTICATED', 'this client has no way to log in');
+}
