@@ -1,0 +1,50 @@
+import { isPflexError } from '../shared/errors.js';
+import { NBD_ERRNO, type NbdErrnoName } from './constants.js';
+
+/** An error a backend (or the validation layer) raises to give the client a specific NBD errno. */
+export class NbdError extends Error {
+  readonly errno: number;
+  constructor(errnoName: NbdErrnoName, message: string) {
+    super(message);
+    this.name = 'NbdError';
+    this.errno = NBD_ERRNO[errnoName];
+  }
+}
+
+/** A client broke the protocol badly enough that its connection is closed. */
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** The peer went away (or we are shutting down) while we waited for bytes. */
+export class ConnectionClosedError extends Error {
+  constructor(message = 'connection closed') {
+    super(message);
+    this.name = 'ConnectionClosedError';
+  }
+}
+
+const NODE_CODE_ERRNO: Record<string, number> = {
+  ENOSPC: NBD_ERRNO.ENOSPC,
+  EDQUOT: NBD_ERRNO.ENOSPC,
+  EFBIG: NBD_ERRNO.ENOSPC,
+  EROFS: NBD_ERRNO.EPERM,
+  EACCES: NBD_ERRNO.EPERM,
+  EPERM: NBD_ERRNO.EPERM,
+  ENOMEM: NBD_ERRNO.ENOMEM,
+  EINVAL: NBD_ERRNO.EINVAL,
+  ENOTSUP: NBD_ERRNO.ENOTSUP,
+  EOPNOTSUPP: NBD_ERRNO.ENOTSUP,
+};
+
+/** The NBD errno for an error thrown by a backend (EIO when nothing more specific is known). */
+export function errnoOf(err: unknown): number {
+  if (err instanceof NbdError) return err.errno;
+  if (isPflexError(err)) return err.spec.nbdErrno;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code in NODE_CODE_ERRNO) return NODE_CODE_ERRNO[code]!;
+  return NBD_ERRNO.EIO;
+}

@@ -1,0 +1,164 @@
+import type { Socket } from 'node:net';
+import { ByteQueue } from './byte-queue.js';
+import { ConnectionClosedError } from './errors.js';
+
+/**
+ * The only place that touches a client socket: framed reads with
+ * backpressure (the socket is paused while enough bytes wait unparsed) and
+ * corked multi-buffer writes.
+ */
+export class Wire {
+  private readonly queue = new ByteQueue();
+  private want = 0;
+  private waiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  private ended: Error | undefined;
+  private paused = false;
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly readBufferBytesMax: number,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.fail(new ConnectionClosedError('client closed its side')));
+    socket.on('close', () => {
+      this.fail(new ConnectionClosedError());
+      this.wakeDrain();
+    });
+    socket.on('error', (err) => this.fail(new ConnectionClosedError(`socket error: ${err.message}`)));
+    socket.on('drain', () => this.wakeDrain());
+  }
+
+  get remote(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+  }
+
+  /** Bytes already received, not yet taken (tests and logs). */
+  get buffered(): number {
+    return this.queue.length;
+  }
+
+  /** n bytes if they are already buffered, without waiting (the hot path). */
+  tryRead(n: number): Buffer | undefined {
+    if (this.queue.length < n) return undefined;
+    const out = this.queue.take(n);
+    this.maybeResume();
+    return out;
+  }
+
+  /** Exactly n bytes; rejects with ConnectionClosedError when the peer goes away first. */
+  async readExact(n: number): Promise<Buffer> {
+    const ready = this.tryRead(n);
+    if (ready) return ready;
+    await this.waitFor(n);
+    return this.tryRead(n)!;
+  }
+
+  /** Reads and drops n bytes without keeping more than one socket chunk at a time. */
+  async skip(n: number): Promise<void> {
+    let left = n;
+    for (;;) {
+      left -= this.queue.skip(left);
+      this.maybeResume();
+      if (left === 0) return;
+      await this.waitFor(1);
+    }
+  }
+
+  /** Stops reading: a pending read fails with ConnectionClosedError (used on shutdown and DISC). */
+  stopReading(reason = 'server shutting down'): void {
+    this.fail(new ConnectionClosedError(reason));
+    this.socket.pause();
+    this.paused = true;
+  }
+
+  /** Writes buffers as one corked batch (one writev). Ignored once the socket is gone. */
+  write(...buffers: Buffer[]): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    if (buffers.length === 1) {
+      this.socket.write(buffers[0]!);
+      return;
+    }
+    this.socket.cork();
+    for (const b of buffers) this.socket.write(b);
+    this.socket.uncork();
+  }
+
+  get writableBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  get closed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  /** Resolves when queued reply bytes drain (or the socket closes). */
+  waitDrain(): Promise<void> {
+    if (this.socket.destroyed || this.socket.writableLength === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Graceful close: flush queued replies, then FIN. */
+  end(): Promise<void> {
+    if (this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.socket.once('close', () => resolve());
+      this.socket.end();
+      // A peer that never reads must not hold the connection open forever.
+      setTimeout(() => this.socket.destroy(), 5000).unref();
+    });
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.ended) return;
+    this.queue.push(chunk);
+    if (this.waiter && this.queue.length >= this.want) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve();
+    }
+    if (!this.paused && this.queue.length >= this.readBufferBytesMax && this.queue.length >= this.want) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private waitFor(n: number): Promise<void> {
+    if (this.ended) return Promise.reject(this.ended);
+    this.want = n;
+    const p = new Promise<void>((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    return p;
+  }
+
+  private maybeResume(): void {
+    if (this.paused && !this.ended && this.queue.length < this.readBufferBytesMax) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private fail(err: Error): void {
+    if (!this.ended) this.ended = err;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.reject(err);
+    }
+  }
+
+  private wakeDrain(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+}
