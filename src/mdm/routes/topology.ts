@@ -210,7 +210,7 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
   });
   app.post('/sdcs/:id/heartbeat', {
     config: { access: 'component', audit: 'failures' },
-    schema: { tags: ['sdc', 'health'], params: IdParams, body: Type.Optional(obj({})), response: { 200: Beat, ...ERROR_ANSWERS } },
+    schema: { tags: ['sdc', 'health'], summary: 'SDC heartbeat (no body, or {})', params: IdParams, response: { 200: Beat, ...ERROR_ANSWERS } },
   }, async (req) => {
     requireSelf(req, 'sdc', t.getSdc(req.params.id).guid);
     return s.health.sdcHeartbeat(req.params.id);
