@@ -262,9 +262,4 @@ export class TopologyRepo {
   setSdcState(id: number, state: ComponentState): void {
     this.db.prepare('UPDATE sdcs SET state = ? WHERE id = ?').run(state, id);
   }
-  /** After an MDM restart nobody could beat: restart the clocks of live components. */
-  graceAfterRestart(nowMs: number): void {
-    this.db.prepare("UPDATE sds SET last_heartbeat_ms = ? WHERE state != 'DOWN'").run(nowMs);
-    this.db.prepare("UPDATE sdcs SET last_heartbeat_ms = ? WHERE state != 'DOWN'").run(nowMs);
-  }
 }

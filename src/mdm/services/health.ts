@@ -23,6 +23,13 @@ export interface HealthSummary {
  * injected clock; a transition is persisted and then emitted.
  */
 export class HealthService {
+  /**
+   * Nobody could beat while the MDM was down: silence is counted from the
+   * later of the last beat and the MDM start, so a restart does not declare
+   * the cluster DOWN (lastHeartbeatMs itself is kept as it was).
+   */
+  private readonly startedAtMs: number;
+
   constructor(
     private readonly db: Db,
     private readonly repo: TopologyRepo,
@@ -31,7 +38,9 @@ export class HealthService {
     private readonly config: MdmConfig,
     private readonly clock: Clock,
     private readonly events: MdmEvents,
-  ) {}
+  ) {
+    this.startedAtMs = clock();
+  }
 
   stateFor(sinceBeatMs: number): ComponentState {
     if (sinceBeatMs >= this.config.downAfterMs) return 'DOWN';
@@ -75,7 +84,7 @@ export class HealthService {
       const now = this.clock();
       const out: TransitionEvent[] = [];
       const check = (kind: ComponentKind, c: { id: number; name: string; state: ComponentState; lastHeartbeatMs: number }): void => {
-        const to = this.stateFor(now - c.lastHeartbeatMs);
+        const to = this.stateFor(now - Math.max(c.lastHeartbeatMs, this.startedAtMs));
         // Only the heartbeat brings a component back to ACTIVE.
         if (to === c.state || to === 'ACTIVE') return;
         if (kind === 'sds') this.repo.setSdsState(c.id, to); else this.repo.setSdcState(c.id, to);

@@ -58,6 +58,5 @@ export function createServices(d: ServiceDeps): Services {
     tokens: new TokenService(d.clusterKey, topoRepo, volRepo, d.config, d.clock),
   };
   installAlertRules(events, alerts, topology);
-  topoRepo.graceAfterRestart(d.clock());
   return services;
 }

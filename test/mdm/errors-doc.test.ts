@@ -1,0 +1,24 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ERRORS, NbdErrno, type ErrorCode } from '../../src/shared/errors.js';
+import { ROOT } from '../helpers/proc.js';
+
+t.test('every error code is documented in docs/errors.md with its status, errno and exit code', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs/errors.md'), 'utf8');
+  const rows = new Map<string, string[]>();
+  for (const line of doc.split('\n')) {
+    const cells = line.split('|').map((c) => c.trim());
+    if (cells.length > 5 && /^PFLEX_ERR_[A-Z_]+$/.test(cells[1]!)) rows.set(cells[1]!, cells.slice(2));
+  }
+  const errnoName = (n: number): string => Object.entries(NbdErrno).find(([, v]) => v === n)![0];
+  for (const code of Object.keys(ERRORS) as ErrorCode[]) {
+    const row = rows.get(code);
+    t.ok(row, `${code} has a row`);
+    if (!row) continue;
+    const spec = ERRORS[code];
+    t.same(row.slice(0, 3), [String(spec.httpStatus), errnoName(spec.nbdErrno), String(spec.cliExit)], `${code}: status, errno, exit`);
+    t.ok((row[3] ?? '').length > 10, `${code} is explained`);
+  }
+  for (const code of rows.keys()) t.ok(Object.hasOwn(ERRORS, code), `${code} in the doc exists in the table`);
+});
