@@ -23,7 +23,8 @@ export function withCommon<T>(y: Argv<T>): Argv<T & CommonArgs> {
 /** Prints an error the way every command does and sets the exit code from the error table. */
 export function reportError(err: unknown): void {
   if (isPflexError(err)) {
-    process.stderr.write(`pflex: ${err.message} [${err.code}]\n`);
+    const hint = err.code === 'PFLEX_ERR_UNAUTHENTICATED' ? '\n(log in first: pflex login --user NAME)' : '';
+    process.stderr.write(`pflex: ${err.message} [${err.code}]${hint}\n`);
     process.exitCode = ERRORS[err.code].cliExit;
     return;
   }

@@ -4,7 +4,7 @@ import { PflexError } from '../shared/errors.js';
 import { MdmClient } from '../shared/mdm-client.js';
 import { reportError, withCommon, type CommonArgs } from './common.js';
 import { keyValues, time } from './format.js';
-import { credentialsPath, readCredentials, removeCredentials, resolveMdmUrl, writeCredentials } from './session.js';
+import { clientFor, credentialsPath, readCredentials, removeCredentials, resolveMdmUrl, writeCredentials } from './session.js';
 
 interface LoginArgs extends CommonArgs {
   user: string;
@@ -64,7 +64,7 @@ export const whoamiCommand: CommandModule<CommonArgs, CommonArgs> = {
   handler: async (args) => {
     try {
       const creds = readCredentials();
-      const client = new MdmClient({ url: resolveMdmUrl(args.mdm), ...(creds ? { token: creds.token } : {}) });
+      const client = clientFor(args.mdm);
       const me = await client.whoami();
       if (args.json) process.stdout.write(`${JSON.stringify(me)}\n`);
       else process.stdout.write(`${keyValues([['user', me.sub], ['role', me.role], ['mdm', client.url], ['credentials', credentialsPath()], ['expires', time(creds?.expiresAtMs)]])}\n`);
