@@ -10,6 +10,7 @@ import { pdCommand } from './pd.js';
 import { poolCommand } from './pool.js';
 import { sdcCommand } from './sdc.js';
 import { sdsCommand } from './sds.js';
+import { sdsServerCommand } from './sds-server.js';
 import { volumeCommand } from './volume.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- yargs command modules differ in their argument types
@@ -23,6 +24,7 @@ export const COMMANDS: ReadonlyArray<CommandModule<any, any>> = [
   poolCommand,
   faultSetCommand,
   sdsCommand,
+  sdsServerCommand,
   sdcCommand,
   volumeCommand,
   alertCommand,

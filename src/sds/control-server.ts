@@ -1,0 +1,107 @@
+/**
+ * The SDS control listener (port 9100): commands from the MDM (and chunk
+ * copies between SDSs) as JSON over HTTP, every route authenticated with the
+ * cluster key (control-auth.ts). Chunk bytes travel raw
+ * (application/octet-stream), verified against their checksums when read.
+ *
+ *   GET    /pgs                                   PGs held here: [{pg, chunks, bytes}]
+ *   GET    /pgs/:pg/chunks                        chunks of a PG: [{treeId, chunkIndex, layerId, sizeBytes}]
+ *   GET    /pgs/:pg/chunks/:tree/:index/:layer    the chunk's bytes (404 when absent)
+ *   POST   /pgs/:pg/copy-chunk                    {from: {address, controlPort}, treeId, chunkIndex, layerId} -> {sizeBytes}
+ *   DELETE /pgs/:pg                               drop all data of the PG -> {ok}
+ */
+import Fastify from 'fastify';
+import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from '../shared/logger.js';
+import { ERRORS, PflexError, isPflexError } from '../shared/errors.js';
+import type { ChunkStore } from './store/chunk-store.js';
+import { checkControlAuthorization, controlAuthorization } from './control-auth.js';
+import { mdmCallTimeoutMs } from './limits.js';
+
+export interface ControlServerOptions {
+  store: ChunkStore;
+  clusterKey: Buffer;
+  /** Our name as a caller of peers' control listeners ("sds:<name>"). */
+  caller: string;
+  log: Logger;
+}
+
+const PgParams = Type.Object({ pg: Type.Integer({ minimum: 0, maximum: 0xffffffff }) });
+const ChunkParams = Type.Object({
+  pg: Type.Integer({ minimum: 0, maximum: 0xffffffff }),
+  tree: Type.Integer({ minimum: 0, maximum: 0xffffffff }),
+  index: Type.Integer({ minimum: 0, maximum: 0xffffffff }),
+  layer: Type.Integer({ minimum: 0, maximum: 0xffff }),
+});
+const CopyBody = Type.Object({
+  from: Type.Object({ address: Type.String({ minLength: 1, maxLength: 255 }), controlPort: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
+  treeId: Type.Integer({ minimum: 0, maximum: 0xffffffff }),
+  chunkIndex: Type.Integer({ minimum: 0, maximum: 0xffffffff }),
+  layerId: Type.Integer({ minimum: 0, maximum: 0xffff }),
+}, { additionalProperties: false });
+
+export function buildControlServer(o: ControlServerOptions) {
+  const app = Fastify({ loggerInstance: o.log.child({ listener: 'control' }), disableRequestLogging: true, bodyLimit: 1024 * 1024 })
+    .withTypeProvider<TypeBoxTypeProvider>();
+  const { store } = o;
+
+  app.addHook('onRequest', async (req) => {
+    if (!checkControlAuthorization(o.clusterKey, req.headers.authorization)) {
+      throw new PflexError('PFLEX_ERR_UNAUTHENTICATED', 'control calls need a PflexComponent authorization made with the cluster key');
+    }
+  });
+  app.setErrorHandler((e, _req, reply) => {
+    const err = e as Error & { validation?: unknown };
+    const pe = isPflexError(err) ? err
+      : err.validation ? new PflexError('PFLEX_ERR_BAD_REQUEST', err.message)
+      : new PflexError('PFLEX_ERR_INTERNAL', err.message);
+    void reply.status(ERRORS[pe.code].httpStatus).send({ error: { code: pe.code, message: pe.message } });
+  });
+
+  app.get('/pgs', async () => {
+    const out = [];
+    for (const pg of await store.pgs()) {
+      const chunks = await store.list(pg);
+      out.push({ pg, chunks: chunks.length, bytes: chunks.reduce((a, c) => a + c.sizeBytes, 0) });
+    }
+    return out;
+  });
+
+  app.get('/pgs/:pg/chunks', { schema: { params: PgParams } }, async (req) => store.list(req.params.pg));
+
+  app.get('/pgs/:pg/chunks/:tree/:index/:layer', { schema: { params: ChunkParams } }, async (req, reply) => {
+    const { pg, tree, index, layer } = req.params;
+    const key = { treeId: tree, chunkIndex: index, layerId: layer };
+    const info = await store.stat(pg, key);
+    if (!info) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no chunk ${tree}-${index}-${layer} in PG ${pg}`);
+    const data = info.sizeBytes === 0 ? Buffer.alloc(0) : await store.read(pg, key, 0, info.sizeBytes);
+    if (!data) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no chunk ${tree}-${index}-${layer} in PG ${pg}`);
+    return reply.type('application/octet-stream').send(data);
+  });
+
+  app.post('/pgs/:pg/copy-chunk', { schema: { params: PgParams, body: CopyBody } }, async (req) => {
+    const { pg } = req.params;
+    const { from, treeId, chunkIndex, layerId } = req.body;
+    const url = `http://${from.address}:${from.controlPort}/pgs/${pg}/chunks/${treeId}/${chunkIndex}/${layerId}`;
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: { authorization: controlAuthorization(o.clusterKey, o.caller) }, signal: AbortSignal.timeout(mdmCallTimeoutMs * 6) });
+    } catch (err) {
+      throw new PflexError('PFLEX_ERR_UNAVAILABLE', `cannot reach ${from.address}:${from.controlPort}: ${(err as Error).message}`);
+    }
+    if (res.status === 404) throw new PflexError('PFLEX_ERR_NOT_FOUND', `the peer has no chunk ${treeId}-${chunkIndex}-${layerId} in PG ${pg}`);
+    if (!res.ok) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `the peer answered HTTP ${res.status}`);
+    const data = Buffer.from(await res.arrayBuffer());
+    const key = { treeId, chunkIndex, layerId };
+    if (data.length > 0) await store.write(pg, key, 0, data, true);
+    return { sizeBytes: data.length };
+  });
+
+  app.delete('/pgs/:pg', { schema: { params: PgParams } }, async (req) => {
+    await store.dropPg(req.params.pg);
+    o.log.info({ pg: req.params.pg }, 'dropped the data of a PG');
+    return { ok: true };
+  });
+
+  return app;
+}

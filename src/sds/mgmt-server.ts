@@ -1,0 +1,39 @@
+/**
+ * The SDS management listener (port 9200): health and metrics as JSON, for
+ * the dashboard and for people. Read-only; nothing here changes the SDS.
+ *
+ *   GET /health   {status, name, sdsId, storagePoolId, registered, mapEpoch, pgs, capacity}
+ *   GET /metrics  counters and latency histograms (see metrics.ts)
+ */
+import Fastify from 'fastify';
+import type { Logger } from '../shared/logger.js';
+import type { SdsMetrics } from './metrics.js';
+import type { StoreCapacity } from './store/chunk-store.js';
+
+export interface MgmtView {
+  name: string;
+  sdsId: number | undefined;
+  storagePoolId: number | undefined;
+  mapEpoch: number | undefined;
+  /** PGs this SDS is a member of, by role. */
+  pgs: { primary: number; secondary: number };
+  capacity(): Promise<StoreCapacity>;
+  metrics: SdsMetrics;
+  /** Problems that make the SDS not OK (e.g. not registered, checksum errors). */
+  problems(): string[];
+}
+
+export function buildMgmtServer(log: Logger, view: () => MgmtView) {
+  const app = Fastify({ loggerInstance: log.child({ listener: 'mgmt' }), disableRequestLogging: true });
+  app.get('/health', async () => {
+    const v = view();
+    const problems = v.problems();
+    return {
+      status: problems.length === 0 ? 'OK' : 'DEGRADED', problems, name: v.name, sdsId: v.sdsId ?? null,
+      storagePoolId: v.storagePoolId ?? null, registered: v.sdsId !== undefined, mapEpoch: v.mapEpoch ?? null,
+      pgs: v.pgs, capacity: await v.capacity(),
+    };
+  });
+  app.get('/metrics', async () => view().metrics.toJSON());
+  return app;
+}

@@ -1,0 +1,210 @@
+/**
+ * One SDS process: the chunk store, the data, control and management
+ * listeners, and membership with the MDM (registration, heartbeats with
+ * capacity, PG map polling, fencing through the MDM).
+ */
+import { join } from 'node:path';
+import { readClusterKey } from '../shared/component-auth.js';
+import { DataClientPool } from '../shared/dataclient.js';
+import { PflexError, isPflexError } from '../shared/errors.js';
+import { IoTokenVerifier } from '../shared/iotoken.js';
+import { deriveKey } from '../shared/keys.js';
+import type { Logger } from '../shared/logger.js';
+import { MdmClient, componentAuth, type Sds } from '../shared/mdm-client.js';
+import { DataServer } from './data-server.js';
+import { buildControlServer } from './control-server.js';
+import { buildMgmtServer } from './mgmt-server.js';
+import { SdsMetrics } from './metrics.js';
+import { PgTable, type FenceResult, type PgMapSource, type PgMapUpdate } from './pg-table.js';
+import { FileChunkStore } from './store/file-store.js';
+import { CachedVolumeTrees } from './volume-trees.js';
+import { forwardTimeoutMs, heartbeatIntervalMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from './limits.js';
+
+export interface SdsNodeOptions {
+  name: string;
+  dataDir: string;
+  mdmUrl: string;
+  clusterKeyFile: string;
+  protectionDomain: string;
+  storagePool: string;
+  faultSet?: string;
+  /** Address peers and SDCs use to reach this SDS. */
+  address: string;
+  /** Address the listeners bind to. */
+  host: string;
+  dataPort: number;
+  controlPort: number;
+  mgmtPort: number;
+  /** Capacity offered to the pool; default the size of the file system. */
+  capacityBytes?: number;
+  log: Logger;
+}
+
+/** The PG map of our pool, from the MDM; usable once registration told us the pool. */
+class MdmPgMapSource implements PgMapSource {
+  poolId: number | undefined;
+
+  constructor(private readonly client: MdmClient) {}
+
+  async fetch(sinceEpoch: number | undefined): Promise<PgMapUpdate> {
+    const poolId = this.pool();
+    const m = await this.client.getPgMap(poolId, sinceEpoch);
+    return { epoch: m.epoch, pgs: m.pgs, sds: m.sds.map((s) => ({ id: s.id, address: s.address, dataPort: s.dataPort })) };
+  }
+
+  async fence(pg: number, sdsId: number, epoch: number): Promise<FenceResult> {
+    const a = await this.client.fencePgMember(this.pool(), pg, sdsId, epoch);
+    return { entry: a.pg, fenced: a.fenced };
+  }
+
+  private pool(): number {
+    if (this.poolId === undefined) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'the SDS is not registered with the MDM yet');
+    return this.poolId;
+  }
+}
+
+export class SdsNode {
+  readonly metrics = new SdsMetrics();
+  sds: Sds | undefined;
+  ports = { data: 0, control: 0, mgmt: 0 };
+  private readonly timers: NodeJS.Timeout[] = [];
+  private stopping = false;
+  private store!: FileChunkStore;
+  private data!: DataServer;
+  private control!: ReturnType<typeof buildControlServer>;
+  private mgmt!: ReturnType<typeof buildMgmtServer>;
+  private readonly peers = new DataClientPool({ requestTimeoutMs: forwardTimeoutMs });
+  private readonly mdm: MdmClient;
+  private readonly source: MdmPgMapSource;
+  readonly pgs: PgTable;
+  private readonly clusterKey: Buffer;
+  private readonly log: Logger;
+
+  constructor(private readonly o: SdsNodeOptions) {
+    this.log = o.log;
+    this.clusterKey = readClusterKey(o.clusterKeyFile);
+    this.mdm = new MdmClient({ url: o.mdmUrl, componentAuth: componentAuth('sds', o.name, this.clusterKey), timeoutMs: mdmCallTimeoutMs });
+    this.source = new MdmPgMapSource(this.mdm);
+    this.pgs = new PgTable(this.source);
+  }
+
+  /** Opens the store and listens; registration and the loops continue in the background. */
+  async start(): Promise<void> {
+    const o = this.o;
+    this.store = await FileChunkStore.open({
+      root: join(o.dataDir, 'chunks'),
+      ...(o.capacityBytes !== undefined ? { capacityBytes: o.capacityBytes } : {}),
+      onChecksumError: (a) => {
+        this.metrics.checksumErrors++;
+        this.log.error({ alert: 'checksum', pg: a.pgId, chunk: a.key, blockOffset: a.blockOffset }, 'stored block failed its checksum: refusing to return it');
+      },
+    });
+    const trees = new CachedVolumeTrees(async (volumeId) => {
+      try {
+        return (await this.mdm.getVolume(volumeId)).volumeTreeId;
+      } catch (err) {
+        if (isPflexError(err) && err.code === 'PFLEX_ERR_NOT_FOUND') return undefined;
+        throw err;
+      }
+    });
+    this.data = new DataServer({
+      selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, tokens: new IoTokenVerifier(deriveKey(this.clusterKey, 'io-token')),
+      trees, peers: this.peers, log: this.log, metrics: this.metrics,
+    });
+    this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log });
+    this.mgmt = buildMgmtServer(this.log, () => this.view());
+    this.ports.data = await this.data.listen(o.dataPort, o.host);
+    await this.control.listen({ port: o.controlPort, host: o.host });
+    this.ports.control = portOf(this.control.server.address());
+    await this.mgmt.listen({ port: o.mgmtPort, host: o.host });
+    this.ports.mgmt = portOf(this.mgmt.server.address());
+    this.log.info({ port: this.ports.data, controlPort: this.ports.control, mgmtPort: this.ports.mgmt, name: o.name }, 'sds listening');
+    void this.registerLoop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.peers.closeAll();
+    await Promise.allSettled([this.data?.close(), this.control?.close(), this.mgmt?.close()]);
+    await this.store?.close();
+  }
+
+  /** Registers (retrying while the MDM is unreachable), then starts heartbeats and map polling. */
+  private async registerLoop(): Promise<void> {
+    let delayMs = 200;
+    while (!this.stopping) {
+      try {
+        const capacity = await this.store.capacity();
+        const o = this.o;
+        this.sds = await this.mdm.registerSds({
+          name: o.name, protectionDomainName: o.protectionDomain, storagePoolName: o.storagePool,
+          ...(o.faultSet !== undefined ? { faultSetName: o.faultSet } : {}),
+          address: o.address, dataPort: this.ports.data, controlPort: this.ports.control, mgmtPort: this.ports.mgmt,
+          capacityBytes: capacity.totalBytes,
+        });
+        break;
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, retryInMs: delayMs }, 'registration with the MDM failed');
+        await sleep(delayMs);
+        delayMs = Math.min(delayMs * 2, 5000);
+      }
+    }
+    if (this.stopping || !this.sds) return;
+    this.source.poolId = this.sds.storagePoolId;
+    this.log.info({ sdsId: this.sds.id, storagePoolId: this.sds.storagePoolId }, 'sds registered');
+    await this.pgs.refresh().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'PG map fetch failed'));
+    this.loop(() => this.heartbeat(), heartbeatIntervalMs);
+    this.loop(() => this.poll(), pgMapPollIntervalMs);
+  }
+
+  private async heartbeat(): Promise<void> {
+    const cap = await this.store.capacity();
+    await this.mdm.sdsHeartbeat(this.sds!.id, { usedBytes: cap.usedBytes, capacityBytes: cap.totalBytes });
+  }
+
+  private async poll(): Promise<void> {
+    const before = this.pgs.epoch;
+    await this.pgs.refresh();
+    if (this.pgs.epoch !== before) this.log.info({ epoch: this.pgs.epoch, previous: before }, 'PG map changed');
+  }
+
+  /** Runs fn every intervalMs (after it finishes), logging failures. */
+  private loop(fn: () => Promise<void>, intervalMs: number): void {
+    const tick = (): void => {
+      if (this.stopping) return;
+      fn().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'periodic MDM call failed')).finally(() => {
+        if (!this.stopping) this.timers.push(setTimeout(tick, intervalMs));
+      });
+    };
+    this.timers.push(setTimeout(tick, intervalMs));
+  }
+
+  private view() {
+    const id = this.sds?.id;
+    let primary = 0;
+    let secondary = 0;
+    if (id !== undefined) {
+      for (const e of this.pgs.pgsOf(id)) {
+        if (e.members[0] === id) primary++;
+        else secondary++;
+      }
+    }
+    return {
+      name: this.o.name, sdsId: id, storagePoolId: this.sds?.storagePoolId, mapEpoch: this.pgs.epoch,
+      pgs: { primary, secondary }, capacity: () => this.store.capacity(), metrics: this.metrics,
+      problems: () => [
+        ...(id === undefined ? ['not registered with the MDM'] : []),
+        ...(this.metrics.checksumErrors > 0 ? [`${this.metrics.checksumErrors} stored blocks failed their checksum`] : []),
+      ],
+    };
+  }
+}
+
+function portOf(addr: ReturnType<import('node:net').Server['address']>): number {
+  return typeof addr === 'object' && addr ? addr.port : 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
