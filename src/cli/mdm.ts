@@ -1,12 +1,36 @@
 import type { Argv, CommandModule } from 'yargs';
 import { MDM_CONFIG_DEFAULTS, MDM_DEFAULT_PORT, type MdmConfig } from '../mdm/config.js';
 import { initDataDir, startServer } from '../mdm/server.js';
-import { isPflexError, ERRORS } from '../shared/errors.js';
+import { readFileSync } from 'node:fs';
+import { ERRORS, PflexError, isPflexError } from '../shared/errors.js';
 
 interface InitArgs { 'data-dir': string; 'admin-password'?: string; 'admin-name': string; force: boolean }
 interface StartArgs {
-  'data-dir': string; host: string; port: number; 'cluster-key'?: string;
+  'data-dir': string; host?: string; port?: number; 'cluster-key'?: string; config?: string;
   'heartbeat-interval-ms'?: number; 'stale-after-missed-beats'?: number; 'down-after-ms'?: number; 'io-token-ttl-ms'?: number;
+}
+
+/** Settings that have a flag and a PFLEX_MDM_* variable; every MdmConfig key may also come from the config file. */
+const TUNABLES: ReadonlyArray<{ key: keyof MdmConfig; flag: keyof StartArgs; env: string }> = [
+  { key: 'heartbeatIntervalMs', flag: 'heartbeat-interval-ms', env: 'PFLEX_MDM_HEARTBEAT_INTERVAL_MS' },
+  { key: 'staleAfterMissedBeats', flag: 'stale-after-missed-beats', env: 'PFLEX_MDM_STALE_AFTER_MISSED_BEATS' },
+  { key: 'downAfterMs', flag: 'down-after-ms', env: 'PFLEX_MDM_DOWN_AFTER_MS' },
+  { key: 'ioTokenTtlMs', flag: 'io-token-ttl-ms', env: 'PFLEX_MDM_IO_TOKEN_TTL_MS' },
+];
+
+interface ConfigFile extends Partial<MdmConfig> { host?: string; port?: number; clusterKey?: string }
+
+function readConfigFile(path: string): ConfigFile {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `cannot read config file ${path}: ${(err as Error).message}`));
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${path}: not a JSON object`));
+  const known = new Set<string>([...Object.keys(MDM_CONFIG_DEFAULTS), 'host', 'port', 'clusterKey']);
+  for (const k of Object.keys(parsed)) if (!known.has(k)) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${path}: unknown setting "${k}"`));
+  return parsed as ConfigFile;
 }
 
 function fail(err: unknown): never {
@@ -46,26 +70,31 @@ const startCommand: CommandModule<object, StartArgs> = {
   describe: 'run the MDM (HTTP API) on an initialized data dir',
   builder: (y: Argv<object>) => y
     .option('data-dir', { type: 'string', demandOption: true })
-    .option('host', { type: 'string', default: process.env.PFLEX_MDM_HOST ?? '127.0.0.1' })
-    .option('port', { type: 'number', default: envInt('PFLEX_MDM_PORT') ?? MDM_DEFAULT_PORT, describe: '0 picks a free port (logged)' })
+    .option('config', { type: 'string', describe: 'JSON config file (flags > PFLEX_MDM_* env > file > defaults)' })
+    .option('host', { type: 'string', describe: 'listen address (PFLEX_MDM_HOST; default 127.0.0.1)' })
+    .option('port', { type: 'number', describe: `listen port, 0 picks a free one (PFLEX_MDM_PORT; default ${MDM_DEFAULT_PORT})` })
     .option('cluster-key', { type: 'string', describe: 'cluster key file (default DATA_DIR/cluster.key)' })
-    .option('heartbeat-interval-ms', { type: 'number', default: envInt('PFLEX_MDM_HEARTBEAT_INTERVAL_MS') })
-    .option('stale-after-missed-beats', { type: 'number', default: envInt('PFLEX_MDM_STALE_AFTER_MISSED_BEATS') })
-    .option('down-after-ms', { type: 'number', default: envInt('PFLEX_MDM_DOWN_AFTER_MS') })
-    .option('io-token-ttl-ms', { type: 'number', default: envInt('PFLEX_MDM_IO_TOKEN_TTL_MS') }) as Argv<StartArgs>,
+    .option('heartbeat-interval-ms', { type: 'number' })
+    .option('stale-after-missed-beats', { type: 'number' })
+    .option('down-after-ms', { type: 'number' })
+    .option('io-token-ttl-ms', { type: 'number' }) as Argv<StartArgs>,
   handler: async (a) => {
-    const config: Partial<MdmConfig> = {};
-    if (a['heartbeat-interval-ms'] !== undefined) config.heartbeatIntervalMs = a['heartbeat-interval-ms'];
-    if (a['stale-after-missed-beats'] !== undefined) config.staleAfterMissedBeats = a['stale-after-missed-beats'];
-    if (a['down-after-ms'] !== undefined) config.downAfterMs = a['down-after-ms'];
-    if (a['io-token-ttl-ms'] !== undefined) config.ioTokenTtlMs = a['io-token-ttl-ms'];
-    for (const [k, v] of Object.entries(config)) {
-      if (!Number.isSafeInteger(v) || (v as number) <= 0) fail(new Error(`${k} must be a positive integer (default ${MDM_CONFIG_DEFAULTS[k as keyof MdmConfig]})`));
+    const file = a.config ? readConfigFile(a.config) : {};
+    const { host: fileHost, port: filePort, clusterKey: fileKey, ...fileConfig } = file;
+    const config: Partial<MdmConfig> = { ...fileConfig };
+    for (const t of TUNABLES) {
+      const v = (a[t.flag] as number | undefined) ?? envInt(t.env);
+      if (v !== undefined) config[t.key] = v;
     }
+    for (const [k, v] of Object.entries(config)) {
+      if (!Number.isSafeInteger(v) || (v as number) <= 0) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${k} must be a positive integer, got ${String(v)}`));
+    }
+    const host = a.host ?? process.env.PFLEX_MDM_HOST ?? fileHost ?? '127.0.0.1';
+    const port = a.port ?? envInt('PFLEX_MDM_PORT') ?? filePort ?? MDM_DEFAULT_PORT;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `bad port ${port}`));
+    const clusterKeyPath = a['cluster-key'] ?? process.env.PFLEX_CLUSTER_KEY ?? fileKey;
     try {
-      const { app } = await startServer({
-        dataDir: a['data-dir'], host: a.host, port: a.port, config, ...(a['cluster-key'] ? { clusterKeyPath: a['cluster-key'] } : {}),
-      });
+      const { app } = await startServer({ dataDir: a['data-dir'], host, port, config, ...(clusterKeyPath ? { clusterKeyPath } : {}) });
       const stop = (): void => {
         void app.close().then(() => process.exit(0));
       };
