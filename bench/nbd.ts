@@ -2,11 +2,11 @@
 // serve --memory` and the reference `nbdkit memory`, same workloads, same
 // run, printing MB/s, IOPS and the ratio ours/nbdkit.
 //
-//   npx tsc -p . && node dist/bench/nbd.js [--runtime 10] [--size 1G] [--profile DIR] [--json]
+//   npx tsc -p . && node dist/bench/nbd.js [--runtime 10] [--size 1G] [--repeat 1] [--only pflex|nbdkit] [--match 'seq write'] [--profile DIR] [--json]
 //
 // --profile DIR runs our server under `node --cpu-prof` and leaves the
 // .cpuprofile in DIR (open it in Chrome DevTools or speedscope).
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import readline from 'node:readline';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -106,9 +106,23 @@ async function startOurs(memory: string, profileDir?: string): Promise<OurServer
   };
 }
 
+function fioVersion(): string {
+  try {
+    return execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'fio (version unknown)';
+  }
+}
+
 function machine(): string {
   const model = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
   return `${cpus().length} CPUs (${model}), node ${process.version}`;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {
@@ -116,53 +130,67 @@ async function main(): Promise<void> {
     options: {
       runtime: { type: 'string', default: '10' },
       size: { type: 'string', default: '1G' },
+      repeat: { type: 'string', default: '1' },
       profile: { type: 'string' },
       json: { type: 'boolean', default: false },
       only: { type: 'string' },
+      match: { type: 'string' },
     },
   });
+  const workloads = WORKLOADS.filter((w) => !values.match || w.name.includes(values.match));
   const runtimeS = Number(values.runtime);
+  const repeat = Number(values.repeat);
   const size = values.size!;
+  const kinds = (['pflex', 'nbdkit'] as const).filter((k) => !values.only || values.only === k);
   const dir = mkdtempSync(join(tmpdir(), 'pflex-bench-'));
-  const results: Array<{ workload: string; pflex?: Figure; nbdkit?: Figure }> = WORKLOADS.map((w) => ({ workload: w.name }));
+  const samples = workloads.map(() => ({ pflex: [] as Figure[], nbdkit: [] as Figure[] }));
+  const cleanups: Array<() => unknown> = [];
   try {
-    for (const kind of ['pflex', 'nbdkit'] as const) {
-      if (values.only && values.only !== kind) continue;
-      const local: Array<() => unknown> = [];
-      let ours: OurServer | undefined;
-      let target: NbdTarget;
+    // Both servers stay up and every workload runs on one, then the other,
+    // back to back: load from other processes on the machine then hits
+    // both sides of a ratio alike.
+    const targets: Partial<Record<'pflex' | 'nbdkit', NbdTarget>> = {};
+    for (const kind of kinds) {
       if (kind === 'pflex') {
-        ours = await startOurs(size, values.profile);
-        target = ours;
+        const ours = await startOurs(size, values.profile);
+        cleanups.push(() => ours.stop());
+        targets.pflex = ours;
       } else {
-        target = await startNbdkit({ teardown: (fn) => local.push(fn) }, ['memory', size]);
+        targets.nbdkit = await startNbdkit({ teardown: (fn) => cleanups.push(fn) }, ['memory', size]);
       }
-      try {
-        await prefill(target.uri, size, dir);
-        for (const [i, w] of WORKLOADS.entries()) {
-          const fig = await runFio(target.uri, w, runtimeS, size, dir);
-          results[i]![kind] = fig;
+      await prefill(targets[kind]!.uri, size, dir);
+    }
+    for (let r = 0; r < repeat; r++) {
+      for (const [i, w] of workloads.entries()) {
+        for (const kind of kinds) {
+          const fig = await runFio(targets[kind]!.uri, w, runtimeS, size, dir);
+          samples[i]![kind].push(fig);
           if (!values.json) console.error(`${kind.padEnd(6)} ${w.name.padEnd(20)} ${fig.mbps.toFixed(1).padStart(8)} MB/s ${fig.iops.toFixed(0).padStart(8)} IOPS`);
         }
-      } finally {
-        await ours?.stop();
-        for (const fn of local.reverse()) await fn();
       }
     }
   } finally {
+    // SIGTERM: our server exits normally, which is when --cpu-prof writes its profile.
+    for (const fn of cleanups.reverse()) await fn();
     rmSync(dir, { recursive: true, force: true });
   }
 
+  const pick = (xs: Figure[]): Figure | undefined => (xs.length ? { mbps: median(xs.map((x) => x.mbps)), iops: median(xs.map((x) => x.iops)) } : undefined);
+  const results = workloads.map((w, i) => {
+    const pflex = pick(samples[i]!.pflex);
+    const nbdkit = pick(samples[i]!.nbdkit);
+    return { workload: w.name, pflex, nbdkit, ratio: pflex && nbdkit ? pflex.iops / nbdkit.iops : undefined };
+  });
   if (values.json) {
-    console.log(JSON.stringify({ machine: machine(), runtimeS, size, results }, null, 2));
+    console.log(JSON.stringify({ machine: machine(), runtimeS, repeat, size, results }, null, 2));
     return;
   }
-  console.log(`\nmachine: ${machine()}; fio nbd engine, ${runtimeS} s per workload, ${size} region, memory backends\n`);
+  console.log(`\nmachine: ${machine()}; fio ${fioVersion()} nbd engine, ${runtimeS} s per workload, median of ${repeat}, ${size} region, memory backends\n`);
   console.log('| workload | pflex MB/s | pflex IOPS | nbdkit MB/s | nbdkit IOPS | ours/nbdkit |');
   console.log('|---|---:|---:|---:|---:|---:|');
+  const f = (x: Figure | undefined, k: keyof Figure, d: number) => (x ? x[k].toFixed(d) : '-');
   for (const r of results) {
-    const ratio = r.pflex && r.nbdkit ? `${((100 * r.pflex.iops) / r.nbdkit.iops).toFixed(0)}%` : '-';
-    const f = (x: Figure | undefined, k: keyof Figure, d: number) => (x ? x[k].toFixed(d) : '-');
+    const ratio = r.ratio !== undefined ? `${(100 * r.ratio).toFixed(0)}%` : '-';
     console.log(`| ${r.workload} | ${f(r.pflex, 'mbps', 1)} | ${f(r.pflex, 'iops', 0)} | ${f(r.nbdkit, 'mbps', 1)} | ${f(r.nbdkit, 'iops', 0)} | ${ratio} |`);
   }
 }
