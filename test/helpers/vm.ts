@@ -43,12 +43,28 @@ function sh(cmd: string, args: string[], opts: { cwd?: string } = {}): string {
   return execFileSync(cmd, args, { cwd: opts.cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: SBIN_PATH } });
 }
 
+/**
+ * Runs an apt query; on a fresh machine the package lists may be missing or
+ * stale, so as root it refreshes them once (apt-get update) and retries.
+ */
+function withAptRefresh<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (process.getuid?.() !== 0) throw err;
+    sh('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'update', '-q']);
+    return fn();
+  }
+}
+
 /** The versioned kernel package the linux-image-amd64 metapackage points to. */
 function currentKernelPackage(): string {
-  const out = sh('apt-cache', ['depends', 'linux-image-amd64']);
-  const m = /Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b/.exec(out);
-  if (!m) throw new Error(`cannot find the kernel package behind linux-image-amd64:\n${out}`);
-  return m[1]!;
+  return withAptRefresh(() => {
+    const out = sh('apt-cache', ['depends', 'linux-image-amd64']);
+    const m = /Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b/.exec(out);
+    if (!m) throw new Error(`cannot find the kernel package behind linux-image-amd64:\n${out}`);
+    return m[1]!;
+  });
 }
 
 /** Reads `depends=` from a module's .modinfo strings (what modinfo -F depends prints). */
@@ -84,14 +100,7 @@ function findKernelDir(cacheDir: string): string | undefined {
 }
 
 function downloadDeb(pkg: string, dir: string): string {
-  try {
-    sh('apt-get', ['download', pkg], { cwd: dir });
-  } catch (err) {
-    // Stale package lists on a fresh machine: refresh once, then retry.
-    if (process.getuid?.() !== 0) throw err;
-    sh('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'update', '-q']);
-    sh('apt-get', ['download', pkg], { cwd: dir });
-  }
+  withAptRefresh(() => sh('apt-get', ['download', pkg], { cwd: dir }));
   const deb = readdirSync(dir).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
   if (!deb) throw new Error(`apt-get download ${pkg} produced no .deb in ${dir}`);
   return join(dir, deb);
