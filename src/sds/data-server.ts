@@ -17,6 +17,7 @@ import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
 import { connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax } from './limits.js';
 import { SdsMetrics } from './metrics.js';
+import { blockAligned, blockCrcs, CRC_BLOCK_BYTES } from '../shared/crc32.js';
 import type { VolumeTrees } from './volume-trees.js';
 
 /** What the server needs of the IO token verifier (IoTokenVerifier fits). */
@@ -41,7 +42,8 @@ export interface DataServerOptions {
 
 const EMPTY = Buffer.alloc(0);
 
-type Handler = (server: DataServer, conn: DataConnection, f: Frame) => Promise<void>;
+/** crcs: CRC32 per 4 KiB block of a block-aligned WRITE payload (computed once on arrival). */
+type Handler = (server: DataServer, conn: DataConnection, f: Frame, crcs: Uint32Array | undefined) => Promise<void>;
 
 /** Outcome of forwarding one request to one secondary. */
 const enum Fwd { OK, STALE, TOKEN, FAILED }
@@ -103,12 +105,21 @@ export class DataServer {
     const handler = HANDLERS[f.type];
     if (!handler) { conn.protocolError(`no handler for type ${f.type}`); return; }
     if (this.closing) { conn.reply(f, Status.SHUTTING_DOWN); return; }
-    if (!payloadIntact(f)) {
+    // One pass over an aligned write payload gives both the frame check and the store's block CRCs.
+    let crcs: Uint32Array | undefined;
+    let intact: boolean;
+    if (f.type === MsgType.WRITE && blockAligned(f.offset, f.payload.length)) {
+      crcs = new Uint32Array(f.payload.length / CRC_BLOCK_BYTES);
+      intact = blockCrcs(f.payload, crcs) === f.crc;
+    } else {
+      intact = payloadIntact(f);
+    }
+    if (!intact) {
       this.metrics.checksumMismatchRequests++;
       conn.reply(f, Status.CHECKSUM_MISMATCH);
       return;
     }
-    handler(this, conn, f).catch((err: unknown) => {
+    handler(this, conn, f, crcs).catch((err: unknown) => {
       const status = statusOf(err);
       if (status === Status.IO_ERROR && !isPflexError(err)) this.opts.log.error({ err }, 'unexpected error serving a data request');
       conn.reply(f, status, messageOf(err));
@@ -196,7 +207,7 @@ export class DataServer {
       const reply = await client.request(f.type as MsgTypeValue, {
         pgId: f.pgId, epoch: f.epoch, volumeId: f.volumeId, treeId: f.treeId, chunkIndex: f.chunkIndex, layerId: f.layerId,
         offset: f.offset, length: f.length, flags: f.flags | Flag.FORWARDED,
-      }, f.token, f.payload, f.trace);
+      }, f.token, f.payload, f.trace, f.crc);
       switch (reply.status) {
         case Status.OK: return Fwd.OK;
         case Status.STALE_EPOCH: return Fwd.STALE;
@@ -279,7 +290,7 @@ export class DataServer {
 
 // ---- handlers: one per message type -----------------------------------------
 
-async function handleWrite(s: DataServer, conn: DataConnection, f: Frame): Promise<void> {
+async function handleWrite(s: DataServer, conn: DataConnection, f: Frame, crcs: Uint32Array | undefined): Promise<void> {
   s.checkToken(f, true);
   const route = await s.route(f);
   if (typeof route === 'number') { conn.reply(f, route); return; }
@@ -287,7 +298,7 @@ async function handleWrite(s: DataServer, conn: DataConnection, f: Frame): Promi
   const fua = (f.flags & Flag.FUA) !== 0;
   const forwarded = (f.flags & Flag.FORWARDED) !== 0;
   const local = f.type === MsgType.WRITE
-    ? s.opts.store.write(f.pgId, s.key(f), f.offset, f.payload, fua)
+    ? s.opts.store.write(f.pgId, s.key(f), f.offset, f.payload, fua, crcs)
     : s.opts.store.zero(f.pgId, s.key(f), f.offset, f.length, fua);
   if (forwarded) {
     await local;

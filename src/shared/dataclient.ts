@@ -61,14 +61,14 @@ export class DataClient {
     return this.pending.size;
   }
 
-  /** Sends one request; the payload is written without copying. */
-  request(type: MsgTypeValue, req: Omit<ChunkRequest, 'requestId'>, token: Buffer, payload: Buffer = EMPTY, trace: Buffer = EMPTY): Promise<Frame> {
+  /** Sends one request; the payload is written without copying (payloadCrc: its CRC32 when already known). */
+  request(type: MsgTypeValue, req: Omit<ChunkRequest, 'requestId'>, token: Buffer, payload: Buffer = EMPTY, trace: Buffer = EMPTY, payloadCrc?: number): Promise<Frame> {
     if (this.closed) return Promise.reject(new PflexError('PFLEX_ERR_UNAVAILABLE', 'data client is closed'));
     const socket = this.ensureSocket();
     const requestId = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     const h: FrameHeader = requestHeader(type, { ...req, requestId });
-    const head = encodeHead(h, token, trace, payload);
+    const head = encodeHead(h, token, trace, payload, payloadCrc);
     if (!this.corked) {
       this.corked = true;
       socket.cork();

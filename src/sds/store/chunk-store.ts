@@ -38,8 +38,10 @@ export interface ChunkStore {
   /**
    * Writes data at offset of the chunk, creating it if needed. With durable,
    * the chunk is on stable storage (fdatasync) before the promise resolves.
+   * blockCrcs: the CRC32 of each 4 KiB block of data, when the caller has
+   * them already (4 KiB aligned writes; see shared/crc32.ts).
    */
-  write(pgId: number, key: ChunkKey, offset: number, data: Buffer, durable?: boolean): Promise<void>;
+  write(pgId: number, key: ChunkKey, offset: number, data: Buffer, durable?: boolean, blockCrcs?: Uint32Array): Promise<void>;
   /**
    * Reads length bytes at offset; an unwritten range reads as zeros. Resolves
    * null when the chunk does not exist. A checksum mismatch rejects with

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { PflexError, assert } from '../../shared/errors.js';
 import { openChunksMax } from '../limits.js';
 import { BLOCK_BYTES, blockCrc, blockGood, blockSpan } from './block-crc.js';
+import { blockAligned } from '../../shared/crc32.js';
 import {
   chunkName, parseChunkName, type ChecksumAlert, type ChunkInfo, type ChunkKey, type ChunkStore, type StoreCapacity,
 } from './chunk-store.js';
@@ -84,7 +85,7 @@ export class FileChunkStore implements ChunkStore {
     }
   }
 
-  async write(pgId: number, key: ChunkKey, offset: number, data: Buffer, durable = false): Promise<void> {
+  async write(pgId: number, key: ChunkKey, offset: number, data: Buffer, durable = false, blockCrcs?: Uint32Array): Promise<void> {
     assert(data.length > 0 && offset >= 0, 'write of an empty or negative range');
     const id = chunkId(pgId, key);
     const wait = this.locks.acquire(id, true);
@@ -93,7 +94,8 @@ export class FileChunkStore implements ChunkStore {
     try {
       chunk = await this.acquire(pgId, key, id, true);
       assert(chunk, 'create of a chunk failed without an error');
-      const crcs = await this.blockCrcsFor(chunk, pgId, key, offset, data);
+      const crcs = blockCrcs && blockAligned(offset, data.length) ? crcWords(blockCrcs, data.length / BLOCK_BYTES)
+        : await this.blockCrcsFor(chunk, pgId, key, offset, data);
       await writeFully(chunk.data, data, offset);
       await writeFully(chunk.crc, crcs, blockSpan(offset, data.length).first * 4);
       this.grow(id, offset + data.length);
@@ -386,6 +388,13 @@ export class FileChunkStore implements ChunkStore {
   private grow(id: string, end: number): void {
     if (end > (this.sizes.get(id) ?? 0)) this.setSize(id, end);
   }
+}
+
+function crcWords(crcs: Uint32Array, n: number): Buffer {
+  assert(crcs.length >= n, 'fewer block CRCs than blocks');
+  const out = Buffer.allocUnsafe(n * 4);
+  for (let i = 0; i < n; i++) out.writeUInt32LE(crcs[i]!, i * 4);
+  return out;
 }
 
 function chunkId(pgId: number, key: ChunkKey): string {
