@@ -11,6 +11,7 @@ import { poolCommand } from './pool.js';
 import { sdcCommand } from './sdc.js';
 import { sdsCommand } from './sds.js';
 import { sdsServerCommand } from './sds-server.js';
+import { sdcServerCommand } from './sdc-server.js';
 import { volumeCommand } from './volume.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- yargs command modules differ in their argument types
@@ -26,6 +27,7 @@ export const COMMANDS: ReadonlyArray<CommandModule<any, any>> = [
   sdsCommand,
   sdsServerCommand,
   sdcCommand,
+  sdcServerCommand,
   volumeCommand,
   alertCommand,
   auditCommand,

@@ -1,0 +1,68 @@
+/**
+ * The SDC's HTTP listeners.
+ *
+ * Management (8004), read-only, for the dashboard and people:
+ *   GET /health    {status, problems, name, sdcId, registered, exports, volumes: [{name, id, readOnly, sizeBytes, mapEpoch}]}
+ *   GET /metrics   {volumes: {<name>: VolumeStats JSON}}
+ *
+ * Control (8003), authenticated with the cluster key (PflexComponent header,
+ * as the SDS control listener), for the MDM and operators' tools:
+ *   GET  /exports  the exports this SDC serves now
+ *   POST /rescan   re-reads the volumes mapped to this SDC from the MDM
+ */
+import Fastify from 'fastify';
+import { checkControlAuthorization } from '../sds/control-auth.js';
+import { ERRORS } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import type { VolumeStats } from './stats.js';
+
+export interface ExportView {
+  name: string;
+  volumeId: number;
+  sizeBytes: number;
+  readOnly: boolean;
+  isDefault: boolean;
+  mapEpoch: number | null;
+  stats: VolumeStats | undefined;
+}
+
+export interface SdcView {
+  name: string;
+  sdcId: number | undefined;
+  exports(): ExportView[];
+  problems(): string[];
+  rescan(): Promise<void>;
+}
+
+export function buildMgmtServer(log: Logger, view: SdcView) {
+  const app = Fastify({ loggerInstance: log.child({ listener: 'mgmt' }), disableRequestLogging: true });
+  app.get('/health', async () => {
+    const problems = view.problems();
+    return {
+      status: problems.length === 0 ? 'OK' : 'DEGRADED', problems, name: view.name, sdcId: view.sdcId ?? null,
+      registered: view.sdcId !== undefined,
+      volumes: view.exports().map((e) => ({ name: e.name, id: e.volumeId, sizeBytes: e.sizeBytes, readOnly: e.readOnly, default: e.isDefault, mapEpoch: e.mapEpoch })),
+    };
+  });
+  app.get('/metrics', async () => {
+    const volumes: Record<string, unknown> = {};
+    for (const e of view.exports()) volumes[e.name] = e.stats ? e.stats.toJSON() : null;
+    return { volumes };
+  });
+  return app;
+}
+
+export function buildControlServer(log: Logger, clusterKey: Buffer, view: SdcView) {
+  const app = Fastify({ loggerInstance: log.child({ listener: 'control' }), disableRequestLogging: true });
+  app.addHook('onRequest', async (req, reply) => {
+    if (!checkControlAuthorization(clusterKey, req.headers.authorization)) {
+      await reply.code(401).send({ error: { code: 'PFLEX_ERR_UNAUTHENTICATED', message: ERRORS.PFLEX_ERR_UNAUTHENTICATED.message } });
+    }
+  });
+  app.get('/exports', async () => view.exports().map((e) => ({ name: e.name, volumeId: e.volumeId, sizeBytes: e.sizeBytes, readOnly: e.readOnly, default: e.isDefault })));
+  app.post('/rescan', async () => {
+    await view.rescan();
+    return { ok: true, exports: view.exports().map((e) => e.name) };
+  });
+  return app;
+}

@@ -1,0 +1,244 @@
+/**
+ * One SDC process: the NBD server whose exports are the volumes mapped to
+ * this SDC, one VolumeBackend per volume (shared by all connections to it,
+ * so a flush on one connection covers writes from every connection), the
+ * control and management listeners, and membership with the MDM
+ * (registration, heartbeats, mapped volumes, PG maps of their pools).
+ */
+import type { NbdExport } from '../nbd/backend.js';
+import { NbdServer } from '../nbd/server.js';
+import { readClusterKey } from '../shared/component-auth.js';
+import { DataClientPool } from '../shared/dataclient.js';
+import type { Logger } from '../shared/logger.js';
+import { MdmClient, componentAuth, type Sdc, type Volume } from '../shared/mdm-client.js';
+import { buildControlServer, buildMgmtServer, type ExportView, type SdcView } from './listeners.js';
+import { heartbeatIntervalMs, ioTimeoutMsDefault, mapPollIntervalMs, mdmCallTimeoutMs, sdsRequestTimeoutMs } from './limits.js';
+import { PoolMap } from './pool-map.js';
+import { VolumeToken } from './tokens.js';
+import { VolumeBackend } from './volume-backend.js';
+
+export interface SdcNodeOptions {
+  name: string;
+  /** Identity towards the MDM (component login name); default the name. */
+  guid?: string;
+  mdmUrl: string;
+  clusterKeyFile: string;
+  /** Address the listeners bind to. */
+  host: string;
+  /** Address reported to the MDM. */
+  address?: string;
+  port: number;
+  controlPort: number;
+  mgmtPort: number;
+  /** Volume served for the empty export name; default the only mapped volume. */
+  defaultVolume?: string;
+  ioTimeoutMs?: number;
+  log: Logger;
+}
+
+interface Mapped {
+  volume: Volume;
+  readOnly: boolean;
+}
+
+interface Served {
+  exp: NbdExport;
+  backend: VolumeBackend;
+  key: string;
+}
+
+export class SdcNode {
+  sdc: Sdc | undefined;
+  ports = { nbd: 0, control: 0, mgmt: 0 };
+  readonly clients = new DataClientPool({ requestTimeoutMs: sdsRequestTimeoutMs });
+  private readonly mdm: MdmClient;
+  private readonly clusterKey: Buffer;
+  private readonly log: Logger;
+  private readonly guid: string;
+  private readonly ioTimeoutMs: number;
+  /** Mapped volumes by name, as of the last rescan. */
+  private mapped = new Map<string, Mapped>();
+  private readonly served = new Map<number, Served>();
+  private readonly tokens = new Map<number, VolumeToken>();
+  private readonly maps = new Map<number, PoolMap>();
+  private rescanning: Promise<void> | null = null;
+  private lastRescanMs = 0;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private stopping = false;
+  private nbd!: NbdServer;
+  private control!: ReturnType<typeof buildControlServer>;
+  private mgmt!: ReturnType<typeof buildMgmtServer>;
+
+  constructor(private readonly o: SdcNodeOptions) {
+    this.log = o.log;
+    this.guid = o.guid ?? o.name;
+    this.ioTimeoutMs = o.ioTimeoutMs ?? ioTimeoutMsDefault;
+    this.clusterKey = readClusterKey(o.clusterKeyFile);
+    this.mdm = new MdmClient({ url: o.mdmUrl, componentAuth: componentAuth('sdc', this.guid, this.clusterKey), timeoutMs: mdmCallTimeoutMs });
+  }
+
+  async start(): Promise<void> {
+    const o = this.o;
+    this.nbd = new NbdServer({
+      lookup: (name) => this.lookup(name),
+      list: () => this.listExports(),
+      logger: this.log,
+    });
+    const view = this.view();
+    this.control = buildControlServer(this.log, this.clusterKey, view);
+    this.mgmt = buildMgmtServer(this.log, view);
+    this.ports.nbd = (await this.nbd.listen(o.port, o.host)).port;
+    await this.control.listen({ port: o.controlPort, host: o.host });
+    this.ports.control = portOf(this.control.server.address());
+    await this.mgmt.listen({ port: o.mgmtPort, host: o.host });
+    this.ports.mgmt = portOf(this.mgmt.server.address());
+    this.log.info({ port: this.ports.nbd, controlPort: this.ports.control, mgmtPort: this.ports.mgmt, name: o.name }, 'sdc listening');
+    void this.registerLoop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearTimeout(t);
+    await Promise.allSettled([this.nbd?.close(), this.control?.close(), this.mgmt?.close()]);
+    for (const s of this.served.values()) await s.backend.close();
+    this.clients.closeAll();
+  }
+
+  private async registerLoop(): Promise<void> {
+    let delayMs = 200;
+    while (!this.stopping) {
+      try {
+        this.sdc = await this.mdm.registerSdc({ guid: this.guid, name: this.o.name, ...(this.o.address ? { address: this.o.address } : {}) });
+        break;
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, retryInMs: delayMs }, 'registration with the MDM failed');
+        await sleep(delayMs);
+        delayMs = Math.min(delayMs * 2, 5000);
+      }
+    }
+    if (this.stopping || !this.sdc) return;
+    this.log.info({ sdcId: this.sdc.id, guid: this.guid }, 'sdc registered');
+    await this.rescan().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'reading the mapped volumes failed'));
+    this.loop(() => this.heartbeat(), heartbeatIntervalMs);
+    this.loop(() => this.pollMaps(), mapPollIntervalMs);
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.mdm.sdcHeartbeat(this.sdc!.id);
+    await this.rescan();
+  }
+
+  private async pollMaps(): Promise<void> {
+    await Promise.all([...this.maps.values()].map((m) => m.refresh()));
+  }
+
+  /** Re-reads which volumes are mapped here (concurrent callers share one read). */
+  rescan(): Promise<void> {
+    this.rescanning ??= this.doRescan().finally(() => { this.rescanning = null; });
+    return this.rescanning;
+  }
+
+  private async doRescan(): Promise<void> {
+    if (!this.sdc) return;
+    const sdc = await this.mdm.getSdc(this.sdc.id);
+    const modes = new Map(sdc.mappings.map((m) => [m.volumeId, m.accessMode]));
+    const volumes = modes.size === 0 ? [] : await this.mdm.listVolumes();
+    const mapped = new Map<string, Mapped>();
+    for (const v of volumes) {
+      const mode = modes.get(v.id);
+      if (mode) mapped.set(v.name, { volume: v, readOnly: mode === 'readOnly' });
+    }
+    const before = [...this.mapped.keys()].sort().join(',');
+    this.mapped = mapped;
+    this.sdc = sdc;
+    this.lastRescanMs = Date.now();
+    const after = [...mapped.keys()].sort().join(',');
+    if (before !== after) this.log.info({ volumes: [...mapped.keys()] }, 'mapped volumes changed');
+  }
+
+  private defaultName(): string | undefined {
+    if (this.o.defaultVolume !== undefined) return this.o.defaultVolume;
+    return this.mapped.size === 1 ? [...this.mapped.keys()][0] : undefined;
+  }
+
+  /** The export for a name ('' = the default volume); undefined refuses it (not mapped here). */
+  private async lookup(name: string): Promise<NbdExport | undefined> {
+    if (!this.mapped.has(name === '' ? (this.defaultName() ?? '') : name) && Date.now() - this.lastRescanMs > 200) {
+      await this.rescan().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'reading the mapped volumes failed'));
+    }
+    const wanted = name === '' ? this.defaultName() : name;
+    const m = wanted === undefined ? undefined : this.mapped.get(wanted);
+    return m ? this.serve(m).exp : undefined;
+  }
+
+  private async listExports(): Promise<NbdExport[]> {
+    if (Date.now() - this.lastRescanMs > 200) await this.rescan().catch(() => undefined);
+    return [...this.mapped.values()].map((m) => this.serve(m).exp);
+  }
+
+  /** One backend per volume, made again only when its size or access changed. */
+  private serve(m: Mapped): Served {
+    const v = m.volume;
+    const key = `${v.name}/${v.sizeBytes}/${m.readOnly}`;
+    const known = this.served.get(v.id);
+    if (known && known.key === key) return known;
+    let map = this.maps.get(v.storagePoolId);
+    if (!map) this.maps.set(v.storagePoolId, (map = new PoolMap(v.storagePoolId, this.mdm, this.log)));
+    let token = this.tokens.get(v.id);
+    if (!token) this.tokens.set(v.id, (token = new VolumeToken(this.mdm, () => this.sdc?.id, v.id, this.log)));
+    const backend = new VolumeBackend(
+      { id: v.id, name: v.name, treeId: v.volumeTreeId, poolId: v.storagePoolId, sizeBytes: v.sizeBytes, chunkBytes: v.layout.chunkBytes, readOnly: m.readOnly },
+      { map, token, clients: this.clients, log: this.log.child({ volume: v.name }), ioTimeoutMs: this.ioTimeoutMs },
+    );
+    const served: Served = { key, backend, exp: { name: v.name, description: `pflex volume ${v.name}`, readOnly: m.readOnly, backend } };
+    this.served.set(v.id, served);
+    return served;
+  }
+
+  private view(): SdcView {
+    const self = this; // eslint-disable-line @typescript-eslint/no-this-alias -- a getter needs the node
+    return {
+      name: this.o.name,
+      get sdcId() { return self.sdc?.id; },
+      exports: () => this.exportViews(),
+      problems: () => {
+        const p: string[] = [];
+        if (!this.sdc) p.push('not registered with the MDM');
+        for (const [poolId, m] of this.maps) if (m.epoch === undefined || m.pgCount === 0) p.push(`no PG map for storage pool ${poolId}`);
+        return p;
+      },
+      rescan: () => this.rescan(),
+    };
+  }
+
+  private exportViews(): ExportView[] {
+    const def = this.defaultName();
+    return [...this.mapped.values()].map((m) => ({
+      name: m.volume.name, volumeId: m.volume.id, sizeBytes: m.volume.sizeBytes, readOnly: m.readOnly, isDefault: m.volume.name === def,
+      mapEpoch: this.maps.get(m.volume.storagePoolId)?.epoch ?? null, stats: this.served.get(m.volume.id)?.backend.stats,
+    }));
+  }
+
+  private loop(fn: () => Promise<void>, intervalMs: number): void {
+    const tick = (): void => {
+      if (this.stopping) return;
+      fn().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'periodic MDM call failed')).finally(() => {
+        if (!this.stopping) this.schedule(tick, intervalMs);
+      });
+    };
+    this.schedule(tick, intervalMs);
+  }
+
+  private schedule(fn: () => void, ms: number): void {
+    const timer = setTimeout(() => { this.timers.delete(timer); fn(); }, ms);
+    this.timers.add(timer);
+  }
+}
+
+function portOf(addr: ReturnType<import('node:net').Server['address']>): number {
+  return typeof addr === 'object' && addr ? addr.port : 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,111 @@
+/**
+ * The SDC's cached PG map of one storage pool: chunk -> PG -> primary SDS.
+ * Refreshed periodically and at once when an SDS says our epoch is stale;
+ * a primary that does not answer is reported to the MDM (fence), whose
+ * answer carries the new map.
+ */
+import { isPflexError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import type { MdmClient, PgMap } from '../shared/mdm-client.js';
+
+export interface Endpoint {
+  id: number;
+  address: string;
+  dataPort: number;
+}
+
+export interface Route {
+  pg: number;
+  epoch: number;
+  primary: Endpoint;
+}
+
+export class PoolMap {
+  private map: PgMap | undefined;
+  private byPg: Array<{ members: number[]; epoch: number } | undefined> = [];
+  private endpoints = new Map<number, Endpoint>();
+  private refreshing: Promise<void> | null = null;
+  private readonly fencing = new Map<string, Promise<void>>();
+
+  constructor(
+    readonly poolId: number,
+    private readonly mdm: MdmClient,
+    private readonly log: Logger,
+  ) {}
+
+  get epoch(): number | undefined {
+    return this.map?.epoch;
+  }
+
+  get pgCount(): number {
+    return this.map?.pgCount ?? 0;
+  }
+
+  /** Every SDS the map names. */
+  sdsList(): Endpoint[] {
+    return [...this.endpoints.values()];
+  }
+
+  /** SDSs that are a member of at least one PG. */
+  memberIds(): Set<number> {
+    const ids = new Set<number>();
+    for (const e of this.byPg) if (e) for (const m of e.members) ids.add(m);
+    return ids;
+  }
+
+  /** Where a PG is served now, or undefined while the map is not known or ready. */
+  route(pg: number): Route | undefined {
+    const e = this.byPg[pg];
+    if (!e || e.members.length === 0) return undefined;
+    const primary = this.endpoints.get(e.members[0]!);
+    if (!primary) return undefined;
+    return { pg, epoch: e.epoch, primary };
+  }
+
+  /** Fetches the whole map; concurrent callers share one fetch. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.mdm.getPgMap(this.poolId).then(
+      (m) => { this.refreshing = null; this.apply(m); },
+      (err: unknown) => { this.refreshing = null; throw err; },
+    );
+    return this.refreshing;
+  }
+
+  apply(m: PgMap): void {
+    if (this.map && m.epoch < this.map.epoch) return;
+    const before = this.map?.epoch;
+    this.map = m;
+    const byPg: typeof this.byPg = new Array(m.pgCount);
+    for (const e of m.pgs) byPg[e.pg] = { members: e.members, epoch: e.epoch };
+    this.byPg = byPg;
+    this.endpoints = new Map(m.sds.map((s) => [s.id, { id: s.id, address: s.address, dataPort: s.dataPort }]));
+    if (before !== m.epoch) this.log.info({ poolId: this.poolId, epoch: m.epoch, previous: before ?? null, ready: m.ready }, 'PG map updated');
+  }
+
+  /**
+   * Reports a primary that did not answer; resolves once the map no longer
+   * routes the PG to it at that epoch (or the MDM refused: the caller retries).
+   * Concurrent reports of one member at one epoch cost one MDM call.
+   */
+  reportFailed(route: Route): Promise<void> {
+    const key = `${route.pg}/${route.primary.id}/${route.epoch}`;
+    let p = this.fencing.get(key);
+    if (!p) {
+      p = this.fence(route).finally(() => this.fencing.delete(key));
+      this.fencing.set(key, p);
+    }
+    return p;
+  }
+
+  private async fence(route: Route): Promise<void> {
+    try {
+      const a = await this.mdm.fencePgMember(this.poolId, route.pg, route.primary.id, route.epoch);
+      this.log.warn({ pg: route.pg, sdsId: route.primary.id, epoch: route.epoch, fenced: a.fenced, members: a.pg.members }, 'reported a primary that did not answer');
+      this.apply(a.map);
+    } catch (err) {
+      const code = isPflexError(err) ? err.code : undefined;
+      if (code !== 'PFLEX_ERR_STALE_EPOCH') this.log.warn({ pg: route.pg, sdsId: route.primary.id, err: (err as Error).message }, 'could not report a failed primary');
+      await this.refresh().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,49 @@
+/** IO statistics of one exported volume, as the management listener shows them. */
+
+export type OpName = 'read' | 'write' | 'flush' | 'trim' | 'zero' | 'blockStatus';
+
+interface OpStats {
+  count: number;
+  bytes: number;
+  errors: number;
+  latencyMsTotal: number;
+  latencyMsMax: number;
+}
+
+function empty(): OpStats {
+  return { count: 0, bytes: 0, errors: 0, latencyMsTotal: 0, latencyMsMax: 0 };
+}
+
+export class VolumeStats {
+  readonly ops: Record<OpName, OpStats> = {
+    read: empty(), write: empty(), flush: empty(), trim: empty(), zero: empty(), blockStatus: empty(),
+  };
+  /** Pieces sent again after a routing refusal, a stale epoch or an SDS that did not answer. */
+  retries = 0;
+  /** Primaries reported to the MDM as not answering. */
+  primariesReported = 0;
+  /** Token renewals forced by an SDS refusing ours. */
+  tokenRefusals = 0;
+
+  record(op: OpName, bytes: number, startedMs: number, failed: boolean): void {
+    const s = this.ops[op];
+    const ms = performance.now() - startedMs;
+    s.count++;
+    if (failed) s.errors++;
+    else s.bytes += bytes;
+    s.latencyMsTotal += ms;
+    if (ms > s.latencyMsMax) s.latencyMsMax = ms;
+  }
+
+  toJSON(): Record<string, unknown> {
+    const ops: Record<string, unknown> = {};
+    for (const [name, s] of Object.entries(this.ops)) {
+      ops[name] = {
+        count: s.count, bytes: s.bytes, errors: s.errors,
+        latencyMsAvg: s.count > 0 ? Number((s.latencyMsTotal / s.count).toFixed(3)) : 0,
+        latencyMsMax: Number(s.latencyMsMax.toFixed(3)),
+      };
+    }
+    return { ops, retries: this.retries, primariesReported: this.primariesReported, tokenRefusals: this.tokenRefusals };
+  }
+}

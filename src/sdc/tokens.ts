@@ -1,0 +1,54 @@
+/**
+ * The IO token of one mapped volume: fetched from the MDM on first use,
+ * renewed in the background before it expires, fetched again at once when an
+ * SDS refuses it. The hot path reads `current` without awaiting anything.
+ */
+import { PflexError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import type { MdmClient } from '../shared/mdm-client.js';
+import { tokenRenewFraction } from './limits.js';
+
+export class VolumeToken {
+  private bytes: Buffer | undefined;
+  private expiresAtMs = 0;
+  private renewAtMs = 0;
+  private fetching: Promise<Buffer> | null = null;
+  rights: 'rw' | 'ro' | undefined;
+
+  constructor(
+    private readonly mdm: MdmClient,
+    private readonly sdcId: () => number | undefined,
+    readonly volumeId: number,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** A token valid now; renewal starts early so callers rarely wait. */
+  get(): Buffer | Promise<Buffer> {
+    const now = this.now();
+    if (this.bytes && now < this.expiresAtMs - 1000) {
+      if (now >= this.renewAtMs) void this.renew().catch(() => undefined);
+      return this.bytes;
+    }
+    return this.renew();
+  }
+
+  /** Fetches a fresh token (after an SDS refused ours); concurrent callers share one call. */
+  renew(): Promise<Buffer> {
+    this.fetching ??= this.fetch().finally(() => { this.fetching = null; });
+    return this.fetching;
+  }
+
+  private async fetch(): Promise<Buffer> {
+    const sdcId = this.sdcId();
+    if (sdcId === undefined) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'the SDC is not registered with the MDM yet');
+    const requested = this.now();
+    const g = await this.mdm.issueIoToken(sdcId, this.volumeId);
+    this.bytes = g.bytes;
+    this.rights = g.rights;
+    this.expiresAtMs = g.expiresAtMs;
+    this.renewAtMs = requested + (g.expiresAtMs - requested) * (1 - tokenRenewFraction);
+    this.log.debug({ volumeId: this.volumeId, expiresAtMs: g.expiresAtMs }, 'IO token renewed');
+    return g.bytes;
+  }
+}

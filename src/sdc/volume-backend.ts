@@ -1,0 +1,375 @@
+/**
+ * The SDC's BlockBackend for one mapped volume: every NBD request is cut at
+ * chunk boundaries, each piece goes to its PG's primary SDS (PG from
+ * pgOfChunk, primary from the cached PG map) over the pooled persistent data
+ * connections, all pieces in parallel, and reads are reassembled.
+ *
+ * A piece is retried, not failed, while the cluster can still answer it: a
+ * stale epoch refreshes the map, a refused token is renewed, a primary that
+ * does not answer is reported to the MDM and the piece goes to the new
+ * primary. The NBD client sees an error only after ioTimeoutMs, or at once
+ * for answers no retry can change (bad request, no space, not allowed).
+ *
+ * Unaligned writes go to the SDS as they are: the SDS applies a sub-block
+ * write under its own chunk lock, so there is no read-modify-write in the SDC
+ * for two clients to race on.
+ */
+import type { BackendCapabilities, BlockBackend, Extent, WriteOptions, ZeroOptions } from '../nbd/backend.js';
+import { NbdError } from '../nbd/errors.js';
+import type { DataClientPool } from '../shared/dataclient.js';
+import { Flag, MsgType, Status, statusName, type Frame, type MsgTypeValue } from '../shared/dataproto.js';
+import { PflexError, assert, isPflexError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { pgOfChunk } from '../shared/pg.js';
+import { blockStatusChunksMax, retryDelayMsMax, retryDelayMsMin } from './limits.js';
+import type { Endpoint, PoolMap, Route } from './pool-map.js';
+import type { OpName } from './stats.js';
+import { VolumeStats } from './stats.js';
+import type { VolumeToken } from './tokens.js';
+
+export interface VolumeInfo {
+  id: number;
+  name: string;
+  treeId: number;
+  poolId: number;
+  sizeBytes: number;
+  chunkBytes: number;
+  readOnly: boolean;
+}
+
+export interface VolumeBackendDeps {
+  map: PoolMap;
+  token: VolumeToken;
+  clients: DataClientPool;
+  log: Logger;
+  ioTimeoutMs: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+function zeros(length: number): Buffer {
+  return length <= ZEROS.length ? ZEROS.subarray(0, length) : Buffer.alloc(length);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** One chunk-sized (or smaller) part of a request. */
+interface Piece {
+  chunk: number;
+  /** Offset within the chunk. */
+  offset: number;
+  length: number;
+  /** Offset within the request. */
+  pos: number;
+}
+
+export class VolumeBackend implements BlockBackend {
+  readonly size: number;
+  readonly capabilities: BackendCapabilities;
+  readonly stats = new VolumeStats();
+  /** SDSs that acknowledged non-FUA writes since the last flush (by id). */
+  private dirty = new Map<number, Endpoint>();
+  private closed = false;
+
+  constructor(readonly volume: VolumeInfo, private readonly d: VolumeBackendDeps) {
+    this.size = volume.sizeBytes;
+    this.capabilities = {
+      readOnly: volume.readOnly, flush: true, fua: true, trim: true, zero: true, fastZero: false,
+      cache: false, multiConn: true, extents: true,
+    };
+  }
+
+  pieces(offset: number, length: number): Piece[] {
+    const cb = this.volume.chunkBytes;
+    const out: Piece[] = [];
+    let pos = 0;
+    while (pos < length) {
+      const abs = offset + pos;
+      const chunk = Math.floor(abs / cb);
+      const within = abs - chunk * cb;
+      const n = Math.min(cb - within, length - pos);
+      out.push({ chunk, offset: within, length: n, pos });
+      pos += n;
+    }
+    return out;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const started = performance.now();
+    try {
+      const ps = this.pieces(offset, length);
+      let out: Buffer;
+      if (ps.length === 1) {
+        out = await this.readPiece(ps[0]!);
+      } else {
+        out = Buffer.allocUnsafe(length);
+        await Promise.all(ps.map(async (p) => { (await this.readPiece(p)).copy(out, p.pos); }));
+      }
+      this.stats.record('read', length, started, false);
+      return out;
+    } catch (err) {
+      this.stats.record('read', length, started, true);
+      throw err;
+    }
+  }
+
+  private async readPiece(p: Piece): Promise<Buffer> {
+    const f = await this.exec(MsgType.READ, p, EMPTY, 0);
+    if (f.status === Status.NO_CHUNK) return zeros(p.length);
+    assert(f.payload.length === p.length, 'SDS answered a read with the wrong length');
+    return f.payload;
+  }
+
+  write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
+    return this.modify('write', MsgType.WRITE, offset, data.length, options.fua, data);
+  }
+
+  trim(offset: number, length: number, options: WriteOptions): Promise<void> {
+    return this.modify('trim', MsgType.TRIM, offset, length, options.fua);
+  }
+
+  zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
+    if (options.fast) return Promise.reject(new NbdError('ENOTSUP', 'fast zero is not supported'));
+    return this.modify('zero', MsgType.ZERO, offset, length, options.fua);
+  }
+
+  private async modify(op: OpName, type: MsgTypeValue, offset: number, length: number, fua: boolean, data?: Buffer): Promise<void> {
+    const started = performance.now();
+    const flags = fua ? Flag.FUA : 0;
+    try {
+      const ps = this.pieces(offset, length);
+      const one = async (p: Piece): Promise<void> => {
+        const payload = data ? data.subarray(p.pos, p.pos + p.length) : EMPTY;
+        await this.exec(type, p, payload, flags);
+      };
+      if (ps.length === 1) await one(ps[0]!);
+      else await Promise.all(ps.map(one));
+      this.stats.record(op, length, started, false);
+    } catch (err) {
+      this.stats.record(op, length, started, true);
+      throw err;
+    }
+  }
+
+  /**
+   * Makes every write acknowledged before the call durable on every replica:
+   * each primary written since the last flush flushes itself and the
+   * secondaries it forwarded to. A primary that died meanwhile handed its PGs
+   * to its secondaries, which are other SDSs: they are all flushed instead.
+   */
+  async flush(): Promise<void> {
+    const started = performance.now();
+    const dirty = this.dirty;
+    this.dirty = new Map();
+    try {
+      const down: number[] = [];
+      await Promise.all([...dirty.values()].map((ep) => this.flushOne(ep).catch((err: unknown) => {
+        if (!isPflexError(err) || err.code !== 'PFLEX_ERR_UNAVAILABLE') throw err;
+        down.push(ep.id);
+      })));
+      if (down.length > 0) await this.flushAround(down);
+      this.stats.record('flush', 0, started, false);
+    } catch (err) {
+      for (const [id, ep] of dirty) this.dirty.set(id, ep); // still owed a flush
+      this.stats.record('flush', 0, started, true);
+      throw err;
+    }
+  }
+
+  /**
+   * Some written primaries did not answer the flush: report them for every PG
+   * they lead, then flush every other SDS (the secondaries that hold their
+   * writes are among them).
+   */
+  private async flushAround(down: number[]): Promise<void> {
+    const map = this.d.map;
+    await map.refresh().catch(() => undefined);
+    const routes: Route[] = [];
+    for (let pg = 0; pg < map.pgCount; pg++) {
+      const r = map.route(pg);
+      if (r && down.includes(r.primary.id)) routes.push(r);
+    }
+    this.stats.primariesReported += routes.length;
+    await Promise.all(routes.map((r) => map.reportFailed(r)));
+    for (let pg = 0; pg < map.pgCount; pg++) {
+      const r = map.route(pg);
+      if (r && down.includes(r.primary.id)) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS ${r.primary.id} did not answer a flush and still leads PG ${pg}`);
+    }
+    const members = map.memberIds();
+    await Promise.all(map.sdsList().filter((ep) => members.has(ep.id) && !down.includes(ep.id)).map((ep) => this.flushOne(ep)));
+  }
+
+  private async flushOne(ep: Endpoint): Promise<void> {
+    const deadline = Date.now() + this.d.ioTimeoutMs;
+    let delay = retryDelayMsMin;
+    for (;;) {
+      const token = await this.token();
+      const client = this.d.clients.get(ep.address, ep.dataPort);
+      const f = await client.flush({ pgId: 0, epoch: 0, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: 0, layerId: 0 }, token);
+      if (f.status === Status.OK) return;
+      if (f.status === Status.TOKEN_EXPIRED || f.status === Status.BAD_TOKEN) {
+        this.stats.tokenRefusals++;
+        await this.d.token.renew();
+      } else if (f.status !== Status.REPLICATION_FAILED && f.status !== Status.BUSY) {
+        throw this.statusError(f, 'flush');
+      }
+      if (Date.now() > deadline) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `flush of SDS ${ep.id} failed: ${statusName(f.status)}`);
+      await sleep(delay);
+      delay = Math.min(delay * 2, retryDelayMsMax);
+    }
+  }
+
+  async cache(): Promise<void> {
+    // Not advertised; nothing to prefetch into.
+  }
+
+  /** Chunk-granular extents: a chunk no SDS has stored reads as zeros and is a hole. */
+  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    const started = performance.now();
+    const cb = this.volume.chunkBytes;
+    const end = offset + length;
+    const spans: Array<{ chunk: number; length: number }> = [];
+    for (let pos = offset; pos < end && spans.length < blockStatusChunksMax;) {
+      const chunk = Math.floor(pos / cb);
+      const n = Math.min((chunk + 1) * cb, end) - pos;
+      spans.push({ chunk, length: n });
+      pos += n;
+    }
+    try {
+      const holes = await Promise.all(spans.map(async (s) => {
+        const f = await this.exec(MsgType.READ, { chunk: s.chunk, offset: 0, length: 1, pos: 0 }, EMPTY, 0);
+        return f.status === Status.NO_CHUNK;
+      }));
+      const out: Array<{ length: number; hole: boolean; zero: boolean }> = [];
+      for (let i = 0; i < spans.length; i++) {
+        const hole = holes[i]!;
+        const last = out[out.length - 1];
+        if (last && last.hole === hole) last.length += spans[i]!.length;
+        else out.push({ length: spans[i]!.length, hole, zero: hole });
+      }
+      this.stats.record('blockStatus', 0, started, false);
+      return out;
+    } catch (err) {
+      this.stats.record('blockStatus', 0, started, true);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private token(): Promise<Buffer> | Buffer {
+    return this.d.token.get();
+  }
+
+  /** Sends one piece to its primary until it gets an answer no retry can improve. */
+  private async exec(type: MsgTypeValue, p: Piece, payload: Buffer, flags: number): Promise<Frame> {
+    const deadline = Date.now() + this.d.ioTimeoutMs;
+    const map = this.d.map;
+    let delay = retryDelayMsMin;
+    let last = 'no answer';
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) {
+        this.stats.retries++;
+        if (Date.now() > deadline || this.closed) {
+          throw new PflexError('PFLEX_ERR_UNAVAILABLE', `volume ${this.volume.name} chunk ${p.chunk}: no answer in ${this.d.ioTimeoutMs} ms (${last})`);
+        }
+      }
+      const route = map.pgCount > 0 ? map.route(pgOfChunk(this.volume.treeId, p.chunk, map.pgCount)) : undefined;
+      if (!route) {
+        last = 'PG map not ready';
+        await map.refresh().catch((err: unknown) => { last = (err as Error).message; });
+        if (map.pgCount === 0 || !map.route(pgOfChunk(this.volume.treeId, p.chunk, map.pgCount))) {
+          await sleep(delay);
+          delay = Math.min(delay * 2, retryDelayMsMax);
+        }
+        continue;
+      }
+      let token: Buffer;
+      try {
+        const t = this.token();
+        token = t instanceof Buffer ? t : await t;
+      } catch (err) {
+        if (isPflexError(err) && err.code !== 'PFLEX_ERR_UNAVAILABLE') throw err; // unmapped (403) or similar
+        last = (err as Error).message;
+        await sleep(delay);
+        delay = Math.min(delay * 2, retryDelayMsMax);
+        continue;
+      }
+      let f: Frame;
+      try {
+        f = await this.send(route, type, p, payload, flags, token);
+      } catch (err) {
+        if (!isPflexError(err) || (err.code !== 'PFLEX_ERR_UNAVAILABLE' && err.code !== 'PFLEX_ERR_IO')) throw err;
+        last = err.message;
+        if (err.code === 'PFLEX_ERR_UNAVAILABLE') {
+          this.stats.primariesReported++;
+          await map.reportFailed(route);
+          const now = map.route(route.pg);
+          if (now && now.primary.id === route.primary.id && now.epoch === route.epoch) {
+            await sleep(delay);
+            delay = Math.min(delay * 2, retryDelayMsMax);
+          }
+        }
+        continue;
+      }
+      switch (f.status) {
+        case Status.OK:
+          if (type !== MsgType.READ && (flags & Flag.FUA) === 0 && !this.dirty.has(route.primary.id)) this.dirty.set(route.primary.id, route.primary);
+          return f;
+        case Status.NO_CHUNK:
+          return f;
+        case Status.STALE_EPOCH:
+        case Status.NOT_PRIMARY:
+        case Status.EPOCH_AHEAD:
+        case Status.UNKNOWN_PG:
+        case Status.NOT_MEMBER:
+          last = statusName(f.status);
+          await map.refresh().catch(() => undefined);
+          if (f.status === Status.EPOCH_AHEAD || f.status === Status.UNKNOWN_PG) await sleep(delay); // the SDS has yet to learn the map
+          delay = Math.min(delay * 2, retryDelayMsMax);
+          continue;
+        case Status.TOKEN_EXPIRED:
+        case Status.BAD_TOKEN:
+          last = statusName(f.status);
+          this.stats.tokenRefusals++;
+          await this.d.token.renew().catch(() => undefined);
+          continue;
+        case Status.BUSY:
+        case Status.SHUTTING_DOWN:
+        case Status.REPLICATION_FAILED:
+        case Status.CHECKSUM_MISMATCH:
+          last = statusName(f.status);
+          await sleep(delay);
+          delay = Math.min(delay * 2, retryDelayMsMax);
+          if (f.status !== Status.CHECKSUM_MISMATCH) await map.refresh().catch(() => undefined);
+          continue;
+        default:
+          throw this.statusError(f, MsgType.READ === type ? 'read' : 'write');
+      }
+    }
+  }
+
+  private send(route: Route, type: MsgTypeValue, p: Piece, payload: Buffer, flags: number, token: Buffer): Promise<Frame> {
+    const client = this.d.clients.get(route.primary.address, route.primary.dataPort);
+    return client.request(type, {
+      pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: 0,
+      offset: p.offset, length: p.length, flags,
+    }, token, payload);
+  }
+
+  private statusError(f: Frame, what: string): Error {
+    const text = f.payload.length > 0 && f.payload.length < 1024 ? `: ${f.payload.toString('utf8')}` : '';
+    const message = `${what} refused by the SDS (${statusName(f.status)})${text}`;
+    switch (f.status) {
+      case Status.NO_SPACE: return new NbdError('ENOSPC', message);
+      case Status.TOKEN_SCOPE: return new NbdError('EPERM', message);
+      case Status.BAD_REQUEST: return new NbdError('EINVAL', message);
+      default: return new PflexError('PFLEX_ERR_IO', message);
+    }
+  }
+}

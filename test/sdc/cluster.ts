@@ -1,0 +1,90 @@
+/**
+ * A whole pflex cluster on loopback for SDC tests: an MDM process, three SDS
+ * processes (separate storage roots), one SDC process (`pflex sdc-server`),
+ * a pool with two copies and volumes mapped to the SDC. Everything is torn
+ * down with the test.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import type { Volume } from '../../src/shared/mdm-client.js';
+import { spawnPflex, type PflexProcess } from '../helpers/proc.js';
+import { startMdm, startSdsProc, waitForMapEpoch, type Mdm, type SdsProc } from '../sds/cluster.js';
+
+export interface SdcProc {
+  proc: PflexProcess;
+  id: number;
+  port: number;
+  controlPort: number;
+  mgmtPort: number;
+  /** nbd://127.0.0.1:PORT/NAME */
+  uri(volume?: string): string;
+}
+
+export interface Cluster {
+  mdm: Mdm;
+  poolId: number;
+  sds: SdsProc[];
+  sdc: SdcProc;
+  /** Creates a volume and maps it to the SDC. */
+  volume(name: string, sizeBytes: number, accessMode?: 'readWrite' | 'readOnly'): Promise<Volume>;
+}
+
+export interface ClusterOptions {
+  pgCount?: number;
+  chunkBytes?: number;
+  sdcArgs?: string[];
+}
+
+export async function startSdcProc(t: Test, mdm: Mdm, name = 'sdc1', extraArgs: string[] = []): Promise<SdcProc> {
+  const proc = spawnPflex(t, [
+    'sdc-server', '--mdm', mdm.url, '--cluster-key-file', mdm.keyFile, '--name', name, '--host', '127.0.0.1',
+    '--port', '0', '--control-port', '0', '--mgmt-port', '0', ...extraArgs,
+  ]);
+  const listening = await proc.waitForLog((l) => l.msg === 'sdc listening', 30_000);
+  const registered = await proc.waitForLog((l) => l.msg === 'sdc registered', 30_000);
+  const port = listening.port as number;
+  return {
+    proc, id: registered.sdcId as number, port, controlPort: listening.controlPort as number, mgmtPort: listening.mgmtPort as number,
+    uri: (volume = '') => `nbd://127.0.0.1:${port}/${volume}`,
+  };
+}
+
+export async function startCluster(t: Test, opts: ClusterOptions = {}): Promise<Cluster> {
+  const mdm = await startMdm(t);
+  const pd = await mdm.admin.createPd('pd1');
+  const pool = await mdm.admin.createPool({
+    protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: opts.pgCount ?? 32,
+    ...(opts.chunkBytes ? { chunkBytes: opts.chunkBytes } : {}),
+  });
+  const [sds, sdc] = await Promise.all([
+    Promise.all(['sds1', 'sds2', 'sds3'].map((n) => startSdsProc(t, mdm, n))),
+    startSdcProc(t, mdm, 'sdc1', opts.sdcArgs),
+  ]);
+  await waitForMapEpoch(mdm, pool.id, sds, 30_000);
+  return {
+    mdm, poolId: pool.id, sds, sdc,
+    async volume(name, sizeBytes, accessMode = 'readWrite') {
+      const v = await mdm.admin.createVolume({ name, storagePoolId: pool.id, sizeBytes });
+      return mdm.admin.mapVolume(v.id, sdc.id, { accessMode });
+    },
+  };
+}
+
+/** Chunk files of a volume tree on one SDS: "chunkIndex" -> pg directory names holding it. */
+export function chunksOn(s: SdsProc, treeId: number): Map<number, string[]> {
+  const root = join(s.dir, 'chunks');
+  const out = new Map<number, string[]>();
+  if (!existsSync(root)) return out;
+  for (const pgDir of readdirSync(root)) {
+    const dir = join(root, pgDir);
+    if (!statSync(dir).isDirectory()) continue;
+    for (const name of readdirSync(dir)) {
+      const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
+      if (!m || Number(m[1]) !== treeId) continue;
+      const idx = Number(m[2]);
+      out.set(idx, [...(out.get(idx) ?? []), pgDir]);
+    }
+  }
+  return out;
+}
