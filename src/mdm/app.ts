@@ -85,6 +85,8 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
   const app: MdmApp = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit: config.requestBodyBytesMax,
+    // Heartbeats would flood the info log; one debug line per request instead (below).
+    logController: new Fastify.LogController({ disableRequestLogging: true }),
     // Unknown body fields are refused (400), not silently dropped: a typo must not pass.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -149,6 +151,10 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
       req.log.error({ err }, 'audit write failed');
     }
     return payload;
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
   app.setErrorHandler((err, req, reply) => {

@@ -27,8 +27,6 @@ export interface MdmConfig {
   poolPgCountDefault: number;
   poolCapacityHighPctDefault: number;
   poolCapacityCriticalPctDefault: number;
-  /** Largest page a list endpoint returns. */
-  listLimitMax: number;
 }
 
 export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
@@ -45,12 +43,13 @@ export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
   poolPgCountDefault: 128,
   poolCapacityHighPctDefault: 80,
   poolCapacityCriticalPctDefault: 90,
-  listLimitMax: 1000,
 });
 
 /** Fixed limits (not configurable: they shape the schema). */
 export const MDM_LIMITS = Object.freeze({
   nameLengthMax: 64,
+  /** Largest page of /alerts and /audit. */
+  listLimitMax: 1000,
   passwordLengthMin: 8,
   passwordLengthMax: 256,
   messageLengthMax: 1024,

@@ -115,7 +115,6 @@ export const IoToken = Type.Object({
   expiresAtMs: Type.Integer(),
 });
 
-export const ListLimit = Type.Integer({ minimum: 1, maximum: 1000 });
 
 /** The error answers every route may give (merged into each route's response schemas). */
 export const ERROR_ANSWERS = { '4xx': ErrorBody, '5xx': ErrorBody } as const;

@@ -83,7 +83,7 @@ export function authRoutes(app: MdmApp, s: Services): void {
         result: Type.Optional(Type.Union([Type.Literal('success'), Type.Literal('failure')])),
         sinceMs: Type.Optional(Type.Integer({ minimum: 0 })),
         untilMs: Type.Optional(Type.Integer({ minimum: 0 })),
-        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MDM_LIMITS.listLimitMax })),
       }, { additionalProperties: false }),
       response: { 200: Type.Array(AuditEntry), ...ERROR_ANSWERS },
     },

@@ -24,7 +24,7 @@ export function healthRoutes(app: MdmApp, s: Services): void {
       querystring: obj({
         severity: Type.Optional(Severity), minSeverity: Type.Optional(Severity), category: Type.Optional(Label), source: Type.Optional(Label),
         state: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('resolved')])),
-        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MDM_LIMITS.listLimitMax })),
       }),
       response: { 200: Type.Array(Alert), ...ERROR_ANSWERS },
     },
