@@ -57,6 +57,14 @@ export interface BlockBackend {
   trim(offset: number, length: number, options: WriteOptions): Promise<void>;
   zero(offset: number, length: number, options: ZeroOptions): Promise<void>;
   cache(offset: number, length: number): Promise<void>;
+  /**
+   * Optional zero-copy read: buffers that together hold exactly `length`
+   * bytes (views of the backend's memory are fine: the server only queues
+   * them on the socket, which happens before any later request runs).
+   */
+  readv?(offset: number, length: number): Promise<Buffer[]>;
+  /** Optional write from several buffers (a payload that arrived in several socket chunks), saving a copy. */
+  writev?(offset: number, data: readonly Buffer[], options: WriteOptions): Promise<void>;
   /** Consecutive extents from `offset`, covering at least one byte and at most `length`. */
   blockStatus(offset: number, length: number): Promise<Extent[]>;
   close(): Promise<void>;

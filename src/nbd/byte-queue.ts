@@ -42,6 +42,21 @@ export class ByteQueue {
     return out;
   }
 
+  /** Removes exactly n bytes as a list of views (no copy); the caller checks `length >= n` first. */
+  takeChunks(n: number): Buffer[] {
+    if (n > this.total) throw new RangeError(`ByteQueue.takeChunks(${n}) with ${this.total} buffered`);
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const chunk = this.chunks[this.head]!;
+      const count = Math.min(chunk.length - this.offset, left);
+      out.push(chunk.subarray(this.offset, this.offset + count));
+      this.consume(count);
+      left -= count;
+    }
+    return out;
+  }
+
   /** Drops up to n bytes; returns how many were dropped. */
   skip(n: number): number {
     let dropped = 0;

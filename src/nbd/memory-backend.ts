@@ -3,6 +3,9 @@ import type { BackendCapabilities, BlockBackend, Extent, WriteOptions, ZeroOptio
 /** Bytes per page of the memory backend: the unit of allocation and of block status. */
 export const MEMORY_PAGE_BYTES = 64 * 1024;
 
+/** Shared zeroes for reads of unallocated pages; never written. */
+const ZERO_PAGE = Buffer.alloc(MEMORY_PAGE_BYTES);
+
 const CAPABILITIES: BackendCapabilities = {
   readOnly: false,
   flush: true,
@@ -55,7 +58,35 @@ export class MemoryBackend implements BlockBackend {
     return out;
   }
 
+  async readv(offset: number, length: number): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const index = Math.floor(at / MEMORY_PAGE_BYTES);
+      const start = at - index * MEMORY_PAGE_BYTES;
+      const count = Math.min(MEMORY_PAGE_BYTES - start, length - done);
+      const page = this.pages.get(index);
+      out.push(page ? page.subarray(start, start + count) : ZERO_PAGE.subarray(0, count));
+      done += count;
+    }
+    return out;
+  }
+
+  async writev(offset: number, data: readonly Buffer[], options: WriteOptions): Promise<void> {
+    let at = offset;
+    for (const b of data) {
+      this.writeSync(at, b);
+      at += b.length;
+    }
+    void options;
+  }
+
   async write(offset: number, data: Buffer, _options: WriteOptions): Promise<void> {
+    this.writeSync(offset, data);
+  }
+
+  private writeSync(offset: number, data: Buffer): void {
     let done = 0;
     while (done < data.length) {
       const at = offset + done;

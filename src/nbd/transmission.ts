@@ -66,7 +66,7 @@ export class Transmission {
       const req = decodeRequest(header);
       if (req.magic !== REQUEST_MAGIC) throw new ProtocolError(`bad request magic 0x${req.magic.toString(16)}`);
 
-      let payload: Buffer | undefined;
+      let payload: Buffer[] | undefined;
       if (req.type === CMD.WRITE) {
         if (req.length > limits.requestBytesMax) {
           // Too big to take, small enough to skip: drop the payload and refuse the request.
@@ -75,7 +75,7 @@ export class Transmission {
           this.replyError(req, NBD_ERRNO.EOVERFLOW, `WRITE of ${req.length} bytes exceeds the maximum of ${limits.requestBytesMax}`);
           continue;
         }
-        payload = wire.tryRead(req.length) ?? (await wire.readExact(req.length));
+        payload = wire.tryReadChunks(req.length) ?? (await wire.readChunks(req.length));
       } else if (req.type === CMD.DISC) {
         return;
       }
@@ -127,7 +127,7 @@ export class Transmission {
   }
 
   /** Runs one valid request and sends its reply; never throws. */
-  private async execute(req: Request, payload: Buffer | undefined): Promise<void> {
+  private async execute(req: Request, payload: Buffer[] | undefined): Promise<void> {
     const { backend } = this.s;
     const fua = (req.flags & CMD_FLAG.FUA) !== 0;
     try {
@@ -136,7 +136,7 @@ export class Transmission {
           await this.read(req);
           return;
         case CMD.WRITE:
-          if (req.length > 0) await backend.write(req.offset, payload!, { fua });
+          if (req.length > 0) await this.write(req.offset, payload!, fua);
           break;
         case CMD.FLUSH:
           await backend.flush();
@@ -167,12 +167,25 @@ export class Transmission {
     }
   }
 
+  private write(offset: number, payload: Buffer[], fua: boolean): Promise<void> {
+    const { backend } = this.s;
+    if (payload.length === 1) return backend.write(offset, payload[0]!, { fua });
+    if (backend.writev) return backend.writev(offset, payload, { fua });
+    return backend.write(offset, Buffer.concat(payload), { fua });
+  }
+
+  /** The bytes of a range as one or more buffers (zero-copy when the backend can). */
+  private async readParts(offset: number, length: number): Promise<Buffer[]> {
+    const { backend } = this.s;
+    if (backend.readv) return backend.readv(offset, length);
+    return [await backend.read(offset, length)];
+  }
+
   private async read(req: Request): Promise<void> {
     const { backend, structured } = this.s;
     if (!structured) {
-      const data = req.length > 0 ? await backend.read(req.offset, req.length) : undefined;
-      if (data) this.wire.write(encodeSimpleReply(0, req), data);
-      else this.wire.write(encodeSimpleReply(0, req));
+      if (req.length === 0) this.wire.write(encodeSimpleReply(0, req));
+      else this.wire.write(encodeSimpleReply(0, req), ...(await this.readParts(req.offset, req.length)));
       return;
     }
     if (req.length === 0) {
@@ -182,8 +195,8 @@ export class Transmission {
     const df = (req.flags & CMD_FLAG.DF) !== 0;
     const extents = !df && backend.capabilities.extents ? await this.extents(req.offset, req.length, Infinity) : undefined;
     if (!extents || (extents.length === 1 && !extents[0]!.zero)) {
-      const data = await backend.read(req.offset, req.length);
-      this.wire.write(encodeOffsetDataHeader(req, req.offset, data.length, true), data);
+      const parts = await this.readParts(req.offset, req.length);
+      this.wire.write(encodeOffsetDataHeader(req, req.offset, req.length, true), ...parts);
       return;
     }
     // Sparse read: zero runs become OFFSET_HOLE chunks, the rest OFFSET_DATA.
@@ -197,21 +210,20 @@ export class Transmission {
       if (e.zero) {
         out.push(encodeOffsetHole(req, at, len, last));
       } else {
-        let data: Buffer;
+        let parts: Buffer[];
         try {
-          data = await backend.read(at, len);
+          parts = await this.readParts(at, len);
         } catch (err) {
           this.backendFailed(req, err, at);
           return;
         }
-        out.push(encodeOffsetDataHeader(req, at, len, last), data);
+        out.push(encodeOffsetDataHeader(req, at, len, last), ...parts);
       }
       at += len;
     }
     if (at < end) {
       // Extents stopped short: read the rest as data.
-      const data = await backend.read(at, end - at);
-      out.push(encodeOffsetDataHeader(req, at, data.length, true), data);
+      out.push(encodeOffsetDataHeader(req, at, end - at, true), ...(await this.readParts(at, end - at)));
     }
     this.wire.write(...out);
   }

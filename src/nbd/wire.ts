@@ -46,6 +46,21 @@ export class Wire {
     return out;
   }
 
+  /** Like tryRead, as views of the received chunks (no copy). */
+  tryReadChunks(n: number): Buffer[] | undefined {
+    if (this.queue.length < n) return undefined;
+    const out = this.queue.takeChunks(n);
+    this.maybeResume();
+    return out;
+  }
+
+  async readChunks(n: number): Promise<Buffer[]> {
+    const ready = this.tryReadChunks(n);
+    if (ready) return ready;
+    await this.waitFor(n);
+    return this.tryReadChunks(n)!;
+  }
+
   /** Exactly n bytes; rejects with ConnectionClosedError when the peer goes away first. */
   async readExact(n: number): Promise<Buffer> {
     const ready = this.tryRead(n);

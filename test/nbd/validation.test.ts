@@ -180,7 +180,7 @@ t.test('FAST_ZERO on the file backend fails fast with ENOTSUP; plain zero works'
   await c.disconnect();
 });
 
-/** Wraps a backend so its writes and reads wait for a gate, counting how many run at once. */
+/** Wraps a (memory) backend so its writes and reads at offset 0 wait for a gate, counting how many run at once. */
 function gated(inner: BlockBackend) {
   let running = 0;
   let peak = 0;
@@ -197,9 +197,20 @@ function gated(inner: BlockBackend) {
       await inner.write(offset, data, o);
       running--;
     },
+    async writev(offset: number, data: readonly Buffer[], o: { fua: boolean }) {
+      await gate();
+      await inner.writev!(offset, data, o);
+      running--;
+    },
     async read(offset: number, length: number) {
       if (offset === 0) await gate();
       const r = await inner.read(offset, length);
+      if (offset === 0) running--;
+      return r;
+    },
+    async readv(offset: number, length: number) {
+      if (offset === 0) await gate();
+      const r = await inner.readv!(offset, length);
       if (offset === 0) running--;
       return r;
     },
