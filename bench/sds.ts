@@ -19,7 +19,7 @@ import type { Test } from 'tap';
 const argSeconds = process.argv.indexOf('--seconds');
 const SECONDS = argSeconds > 0 ? Number(process.argv[argSeconds + 1]) : Number(process.env.BENCH_SECONDS ?? 4);
 const CHUNK = 1024 * 1024;
-const CHUNKS = 256; // 256 MiB working set
+const CHUNKS = Number(process.env.BENCH_CHUNKS ?? 256); // working set in MiB
 
 /** Collects teardown functions like a tap Test does, so the test cluster helpers work here. */
 class Scope {

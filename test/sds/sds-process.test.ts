@@ -107,6 +107,36 @@ t.test('SDS processes with a real MDM', async (t) => {
     t.ok(used > 0, 'the MDM knows the used capacity');
   });
 
+  await t.test('control: copy a chunk from a peer, then drop the PG', async (t) => {
+    const chunkIndex = 5;
+    const data = rng.bytes(3 * 4096 + 100);
+    t.equal((await io.write(chunkIndex, 4096, data)).status, Status.OK);
+    const pg = io.pgOf(chunkIndex);
+    const entry = io.map.pgs.find((p) => p.pg === pg)!;
+    const source = byId(entry.members[0]!);
+    const target = sds.find((s) => !entry.members.includes(s.id))!;
+    const auth = { authorization: controlAuthorization(mdm.clusterKey, 'mdm'), 'content-type': 'application/json' };
+    const res = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}/copy-chunk`, {
+      method: 'POST', headers: auth,
+      body: JSON.stringify({ from: { address: '127.0.0.1', controlPort: source.controlPort }, treeId: volume.volumeTreeId, chunkIndex, layerId: 0 }),
+    });
+    t.equal(res.status, 200, await res.clone().text());
+    const src = pgFiles(source, pg);
+    const dst = pgFiles(target, pg);
+    const name = `${volume.volumeTreeId}-${chunkIndex}-0.dat`;
+    t.ok(dst.get(name)?.equals(src.get(name)!), 'the copy is byte-identical');
+    const missing = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}/copy-chunk`, {
+      method: 'POST', headers: auth,
+      body: JSON.stringify({ from: { address: '127.0.0.1', controlPort: source.controlPort }, treeId: volume.volumeTreeId, chunkIndex: 9999, layerId: 0 }),
+    });
+    t.equal(missing.status, 404, 'a chunk the peer does not have');
+    const bad = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}/copy-chunk`, { method: 'POST', headers: auth, body: '{"from": 1}' });
+    t.equal(bad.status, 400, 'a malformed command');
+    const drop = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}`, { method: 'DELETE', headers: { authorization: auth.authorization } });
+    t.equal(drop.status, 200);
+    t.equal(pgFiles(target, pg).size, 0, 'the PG is gone from the target');
+  });
+
   await t.test('an SDS killed with SIGKILL mid-stream: writes keep being acknowledged, none is lost', async (t) => {
     const victim = sds[1]!;
     const acked: Array<{ chunk: number; off: number; data: Buffer }> = [];
