@@ -40,3 +40,22 @@ export function migrate(db: Db): void {
 export function tx<T>(db: Db, fn: () => T): T {
   return db.transaction(fn).immediate();
 }
+
+/**
+ * Base of the repositories: statements are compiled once per SQL text and
+ * reused (the heartbeat path runs a few of them thousands of times a second).
+ */
+export abstract class Repo {
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(protected readonly db: Db) {}
+
+  protected stmt<P extends unknown[] | {} = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s as unknown as Database.Statement<P, R>;
+  }
+}

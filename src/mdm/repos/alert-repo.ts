@@ -1,4 +1,4 @@
-import type { Db } from '../db.js';
+import { Repo } from '../db.js';
 
 export type Severity = 'INFO' | 'WARNING' | 'ERROR' | 'CRITICAL';
 export const SEVERITIES: readonly Severity[] = ['INFO', 'WARNING', 'ERROR', 'CRITICAL'];
@@ -19,30 +19,28 @@ const alert = (r: AlertRow): Alert => ({
 });
 
 /** SQL of alerts (open and history). */
-export class AlertRepo {
-  constructor(private readonly db: Db) {}
-
+export class AlertRepo extends Repo {
   get(id: number): Alert | undefined {
-    const r = this.db.prepare<[number], AlertRow>('SELECT * FROM alerts WHERE id = ?').get(id);
+    const r = this.stmt<[number], AlertRow>('SELECT * FROM alerts WHERE id = ?').get(id);
     return r && alert(r);
   }
   openByKey(key: string): Alert | undefined {
-    const r = this.db.prepare<[string], AlertRow>("SELECT * FROM alerts WHERE dedup_key = ? AND state = 'open'").get(key);
+    const r = this.stmt<[string], AlertRow>("SELECT * FROM alerts WHERE dedup_key = ? AND state = 'open'").get(key);
     return r && alert(r);
   }
   openByKeyPrefix(prefix: string): Alert[] {
-    return this.db.prepare<[string], AlertRow>("SELECT * FROM alerts WHERE state = 'open' AND dedup_key LIKE ? ORDER BY id")
+    return this.stmt<[string], AlertRow>("SELECT * FROM alerts WHERE state = 'open' AND dedup_key LIKE ? ORDER BY id")
       .all(`${prefix.replace(/[%_]/g, '')}%`).map(alert);
   }
   insert(a: { dedupKey: string | null; severity: Severity; category: string; source: string; message: string }, nowMs: number): number {
-    return Number(this.db.prepare(`INSERT INTO alerts (dedup_key, severity, category, source, message, state, raised_at_ms, updated_at_ms)
+    return Number(this.stmt(`INSERT INTO alerts (dedup_key, severity, category, source, message, state, raised_at_ms, updated_at_ms)
       VALUES (?, ?, ?, ?, ?, 'open', ?, ?)`).run(a.dedupKey, a.severity, a.category, a.source, a.message, nowMs, nowMs).lastInsertRowid);
   }
   update(id: number, severity: Severity, message: string, nowMs: number): void {
-    this.db.prepare('UPDATE alerts SET severity = ?, message = ?, updated_at_ms = ? WHERE id = ?').run(severity, message, nowMs, id);
+    this.stmt('UPDATE alerts SET severity = ?, message = ?, updated_at_ms = ? WHERE id = ?').run(severity, message, nowMs, id);
   }
   resolve(id: number, by: string, nowMs: number): void {
-    this.db.prepare("UPDATE alerts SET state = 'resolved', resolved_at_ms = ?, resolved_by = ?, updated_at_ms = ? WHERE id = ?").run(nowMs, by, nowMs, id);
+    this.stmt("UPDATE alerts SET state = 'resolved', resolved_at_ms = ?, resolved_by = ?, updated_at_ms = ? WHERE id = ?").run(nowMs, by, nowMs, id);
   }
   query(f: AlertFilter): Alert[] {
     const where: string[] = [];
@@ -57,11 +55,11 @@ export class AlertRepo {
     if (f.source !== undefined) { where.push('source = ?'); args.push(f.source); }
     if (f.state !== undefined) { where.push('state = ?'); args.push(f.state); }
     const sql = `SELECT * FROM alerts${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    return this.db.prepare<unknown[], AlertRow>(sql).all(...args, f.limit).map(alert);
+    return this.stmt<unknown[], AlertRow>(sql).all(...args, f.limit).map(alert);
   }
   countOpenBySeverity(): Record<Severity, number> {
     const counts: Record<Severity, number> = { INFO: 0, WARNING: 0, ERROR: 0, CRITICAL: 0 };
-    for (const r of this.db.prepare<[], { severity: Severity; n: number }>(
+    for (const r of this.stmt<[], { severity: Severity; n: number }>(
       "SELECT severity, COUNT(*) AS n FROM alerts WHERE state = 'open' GROUP BY severity").all()) counts[r.severity] = r.n;
     return counts;
   }

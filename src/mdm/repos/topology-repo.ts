@@ -1,4 +1,4 @@
-import type { Db } from '../db.js';
+import { Repo } from '../db.js';
 
 export type ComponentState = 'ACTIVE' | 'STALE' | 'DOWN';
 export type Provisioning = 'thin' | 'thick';
@@ -85,12 +85,10 @@ export interface NewSds {
 }
 
 /** All SQL of protection domains, pools, fault sets, SDS and SDC. */
-export class TopologyRepo {
-  constructor(private readonly db: Db) {}
-
+export class TopologyRepo extends Repo {
   // protection domains
   listPds(): ProtectionDomain[] {
-    return this.db.prepare<[], { id: number; name: string; created_at_ms: number }>('SELECT * FROM protection_domains ORDER BY id').all()
+    return this.stmt<[], { id: number; name: string; created_at_ms: number }>('SELECT * FROM protection_domains ORDER BY id').all()
       .map((r) => ({ id: r.id, name: r.name, createdAtMs: r.created_at_ms }));
   }
   getPd(id: number): ProtectionDomain | undefined {
@@ -100,20 +98,20 @@ export class TopologyRepo {
     return this.listPdsWhere('name = ?', name)[0];
   }
   private listPdsWhere(where: string, arg: unknown): ProtectionDomain[] {
-    return this.db.prepare<[unknown], { id: number; name: string; created_at_ms: number }>(`SELECT * FROM protection_domains WHERE ${where}`)
+    return this.stmt<[unknown], { id: number; name: string; created_at_ms: number }>(`SELECT * FROM protection_domains WHERE ${where}`)
       .all(arg).map((r) => ({ id: r.id, name: r.name, createdAtMs: r.created_at_ms }));
   }
   insertPd(name: string, nowMs: number): number {
-    return Number(this.db.prepare('INSERT INTO protection_domains (name, created_at_ms) VALUES (?, ?)').run(name, nowMs).lastInsertRowid);
+    return Number(this.stmt('INSERT INTO protection_domains (name, created_at_ms) VALUES (?, ?)').run(name, nowMs).lastInsertRowid);
   }
   renamePd(id: number, name: string): void {
-    this.db.prepare('UPDATE protection_domains SET name = ? WHERE id = ?').run(name, id);
+    this.stmt('UPDATE protection_domains SET name = ? WHERE id = ?').run(name, id);
   }
   deletePd(id: number): void {
-    this.db.prepare('DELETE FROM protection_domains WHERE id = ?').run(id);
+    this.stmt('DELETE FROM protection_domains WHERE id = ?').run(id);
   }
   countPdChildren(id: number): number {
-    const row = this.db.prepare<[number, number, number], { n: number }>(
+    const row = this.stmt<[number, number, number], { n: number }>(
       `SELECT (SELECT COUNT(*) FROM storage_pools WHERE pd_id = ?) + (SELECT COUNT(*) FROM fault_sets WHERE pd_id = ?)
         + (SELECT COUNT(*) FROM sds WHERE pd_id = ?) AS n`).get(id, id, id);
     return row?.n ?? 0;
@@ -122,43 +120,43 @@ export class TopologyRepo {
   // storage pools
   listPools(pdId?: number): StoragePool[] {
     const rows = pdId === undefined
-      ? this.db.prepare<[], PoolRow>('SELECT * FROM storage_pools ORDER BY id').all()
-      : this.db.prepare<[number], PoolRow>('SELECT * FROM storage_pools WHERE pd_id = ? ORDER BY id').all(pdId);
+      ? this.stmt<[], PoolRow>('SELECT * FROM storage_pools ORDER BY id').all()
+      : this.stmt<[number], PoolRow>('SELECT * FROM storage_pools WHERE pd_id = ? ORDER BY id').all(pdId);
     return rows.map(pool);
   }
   getPool(id: number): StoragePool | undefined {
-    const r = this.db.prepare<[number], PoolRow>('SELECT * FROM storage_pools WHERE id = ?').get(id);
+    const r = this.stmt<[number], PoolRow>('SELECT * FROM storage_pools WHERE id = ?').get(id);
     return r && pool(r);
   }
   getPoolByName(pdId: number, name: string): StoragePool | undefined {
-    const r = this.db.prepare<[number, string], PoolRow>('SELECT * FROM storage_pools WHERE pd_id = ? AND name = ?').get(pdId, name);
+    const r = this.stmt<[number, string], PoolRow>('SELECT * FROM storage_pools WHERE pd_id = ? AND name = ?').get(pdId, name);
     return r && pool(r);
   }
   insertPool(p: NewPool, nowMs: number): number {
-    return Number(this.db.prepare(
+    return Number(this.stmt(
       `INSERT INTO storage_pools (pd_id, name, replication_factor, chunk_bytes, pg_count, default_provisioning,
         capacity_high_pct, capacity_critical_pct, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(p.protectionDomainId, p.name, p.replicationFactor, p.chunkBytes, p.pgCount, p.defaultProvisioning,
       p.capacityHighPct, p.capacityCriticalPct, nowMs).lastInsertRowid);
   }
   updatePool(id: number, p: { name: string; defaultProvisioning: Provisioning; capacityHighPct: number; capacityCriticalPct: number }): void {
-    this.db.prepare(`UPDATE storage_pools SET name = ?, default_provisioning = ?, capacity_high_pct = ?, capacity_critical_pct = ?
+    this.stmt(`UPDATE storage_pools SET name = ?, default_provisioning = ?, capacity_high_pct = ?, capacity_critical_pct = ?
       WHERE id = ?`).run(p.name, p.defaultProvisioning, p.capacityHighPct, p.capacityCriticalPct, id);
   }
   setPoolEpoch(id: number, epoch: number): void {
-    this.db.prepare('UPDATE storage_pools SET map_epoch = ? WHERE id = ?').run(epoch, id);
+    this.stmt('UPDATE storage_pools SET map_epoch = ? WHERE id = ?').run(epoch, id);
   }
   deletePool(id: number): void {
-    this.db.prepare('DELETE FROM volume_trees WHERE pool_id = ?').run(id);
-    this.db.prepare('DELETE FROM storage_pools WHERE id = ?').run(id);
+    this.stmt('DELETE FROM volume_trees WHERE pool_id = ?').run(id);
+    this.stmt('DELETE FROM storage_pools WHERE id = ?').run(id);
   }
   countPoolChildren(id: number): { volumes: number; sds: number } {
-    const row = this.db.prepare<[number, number], { volumes: number; sds: number }>(
+    const row = this.stmt<[number, number], { volumes: number; sds: number }>(
       'SELECT (SELECT COUNT(*) FROM volumes WHERE pool_id = ?) AS volumes, (SELECT COUNT(*) FROM sds WHERE pool_id = ?) AS sds').get(id, id);
     return row ?? { volumes: 0, sds: 0 };
   }
   poolUsage(id: number): { totalBytes: number; usedBytes: number; reservedBytes: number; provisionedBytes: number } {
-    const row = this.db.prepare<[number, number, number, number], { total: number; used: number; reserved: number; provisioned: number }>(
+    const row = this.stmt<[number, number, number, number], { total: number; used: number; reserved: number; provisioned: number }>(
       `SELECT (SELECT COALESCE(SUM(capacity_bytes), 0) FROM sds WHERE pool_id = ?) AS total,
               (SELECT COALESCE(SUM(used_bytes), 0) FROM sds WHERE pool_id = ?) AS used,
               (SELECT COALESCE(SUM(size_bytes), 0) FROM volumes WHERE pool_id = ? AND provisioning = 'thick') AS reserved,
@@ -169,97 +167,97 @@ export class TopologyRepo {
   // fault sets
   listFaultSets(pdId?: number): FaultSet[] {
     const rows = pdId === undefined
-      ? this.db.prepare<[], ParentRow>('SELECT * FROM fault_sets ORDER BY id').all()
-      : this.db.prepare<[number], ParentRow>('SELECT * FROM fault_sets WHERE pd_id = ? ORDER BY id').all(pdId);
+      ? this.stmt<[], ParentRow>('SELECT * FROM fault_sets ORDER BY id').all()
+      : this.stmt<[number], ParentRow>('SELECT * FROM fault_sets WHERE pd_id = ? ORDER BY id').all(pdId);
     return rows.map(faultSet);
   }
   getFaultSet(id: number): FaultSet | undefined {
-    const r = this.db.prepare<[number], ParentRow>('SELECT * FROM fault_sets WHERE id = ?').get(id);
+    const r = this.stmt<[number], ParentRow>('SELECT * FROM fault_sets WHERE id = ?').get(id);
     return r && faultSet(r);
   }
   getFaultSetByName(pdId: number, name: string): FaultSet | undefined {
-    const r = this.db.prepare<[number, string], ParentRow>('SELECT * FROM fault_sets WHERE pd_id = ? AND name = ?').get(pdId, name);
+    const r = this.stmt<[number, string], ParentRow>('SELECT * FROM fault_sets WHERE pd_id = ? AND name = ?').get(pdId, name);
     return r && faultSet(r);
   }
   insertFaultSet(pdId: number, name: string, nowMs: number): number {
-    return Number(this.db.prepare('INSERT INTO fault_sets (pd_id, name, created_at_ms) VALUES (?, ?, ?)').run(pdId, name, nowMs).lastInsertRowid);
+    return Number(this.stmt('INSERT INTO fault_sets (pd_id, name, created_at_ms) VALUES (?, ?, ?)').run(pdId, name, nowMs).lastInsertRowid);
   }
   deleteFaultSet(id: number): void {
-    this.db.prepare('DELETE FROM fault_sets WHERE id = ?').run(id);
+    this.stmt('DELETE FROM fault_sets WHERE id = ?').run(id);
   }
   countFaultSetSds(id: number): number {
-    return this.db.prepare<[number], { n: number }>('SELECT COUNT(*) AS n FROM sds WHERE fault_set_id = ?').get(id)?.n ?? 0;
+    return this.stmt<[number], { n: number }>('SELECT COUNT(*) AS n FROM sds WHERE fault_set_id = ?').get(id)?.n ?? 0;
   }
 
   // SDS
   listSds(filter: { poolId?: number; pdId?: number } = {}): Sds[] {
-    if (filter.poolId !== undefined) return this.db.prepare<[number], SdsRow>('SELECT * FROM sds WHERE pool_id = ? ORDER BY id').all(filter.poolId).map(sds);
-    if (filter.pdId !== undefined) return this.db.prepare<[number], SdsRow>('SELECT * FROM sds WHERE pd_id = ? ORDER BY id').all(filter.pdId).map(sds);
-    return this.db.prepare<[], SdsRow>('SELECT * FROM sds ORDER BY id').all().map(sds);
+    if (filter.poolId !== undefined) return this.stmt<[number], SdsRow>('SELECT * FROM sds WHERE pool_id = ? ORDER BY id').all(filter.poolId).map(sds);
+    if (filter.pdId !== undefined) return this.stmt<[number], SdsRow>('SELECT * FROM sds WHERE pd_id = ? ORDER BY id').all(filter.pdId).map(sds);
+    return this.stmt<[], SdsRow>('SELECT * FROM sds ORDER BY id').all().map(sds);
   }
   getSds(id: number): Sds | undefined {
-    const r = this.db.prepare<[number], SdsRow>('SELECT * FROM sds WHERE id = ?').get(id);
+    const r = this.stmt<[number], SdsRow>('SELECT * FROM sds WHERE id = ?').get(id);
     return r && sds(r);
   }
   getSdsByName(name: string): Sds | undefined {
-    const r = this.db.prepare<[string], SdsRow>('SELECT * FROM sds WHERE name = ?').get(name);
+    const r = this.stmt<[string], SdsRow>('SELECT * FROM sds WHERE name = ?').get(name);
     return r && sds(r);
   }
   insertSds(s: NewSds, nowMs: number): number {
-    return Number(this.db.prepare(
+    return Number(this.stmt(
       `INSERT INTO sds (name, pd_id, pool_id, fault_set_id, address, data_port, control_port, mgmt_port, capacity_bytes,
         state, last_heartbeat_ms, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?)`,
     ).run(s.name, s.protectionDomainId, s.storagePoolId, s.faultSetId, s.address, s.dataPort, s.controlPort, s.mgmtPort,
       s.capacityBytes, nowMs, nowMs).lastInsertRowid);
   }
   updateSdsEndpoint(id: number, s: { address: string; dataPort: number; controlPort: number | null; mgmtPort: number | null; capacityBytes: number }): void {
-    this.db.prepare('UPDATE sds SET address = ?, data_port = ?, control_port = ?, mgmt_port = ?, capacity_bytes = ? WHERE id = ?')
+    this.stmt('UPDATE sds SET address = ?, data_port = ?, control_port = ?, mgmt_port = ?, capacity_bytes = ? WHERE id = ?')
       .run(s.address, s.dataPort, s.controlPort, s.mgmtPort, s.capacityBytes, id);
   }
   deleteSds(id: number): void {
-    this.db.prepare('DELETE FROM sds WHERE id = ?').run(id);
+    this.stmt('DELETE FROM sds WHERE id = ?').run(id);
   }
   sdsHeartbeat(id: number, nowMs: number, usedBytes: number, capacityBytes: number | undefined): void {
     if (capacityBytes === undefined) {
-      this.db.prepare('UPDATE sds SET last_heartbeat_ms = ?, used_bytes = ? WHERE id = ?').run(nowMs, usedBytes, id);
+      this.stmt('UPDATE sds SET last_heartbeat_ms = ?, used_bytes = ? WHERE id = ?').run(nowMs, usedBytes, id);
     } else {
-      this.db.prepare('UPDATE sds SET last_heartbeat_ms = ?, used_bytes = ?, capacity_bytes = ? WHERE id = ?').run(nowMs, usedBytes, capacityBytes, id);
+      this.stmt('UPDATE sds SET last_heartbeat_ms = ?, used_bytes = ?, capacity_bytes = ? WHERE id = ?').run(nowMs, usedBytes, capacityBytes, id);
     }
   }
   setSdsState(id: number, state: ComponentState): void {
-    this.db.prepare('UPDATE sds SET state = ? WHERE id = ?').run(state, id);
+    this.stmt('UPDATE sds SET state = ? WHERE id = ?').run(state, id);
   }
 
   // SDC
   listSdcs(): Sdc[] {
-    return this.db.prepare<[], SdcRow>('SELECT * FROM sdcs ORDER BY id').all().map(sdc);
+    return this.stmt<[], SdcRow>('SELECT * FROM sdcs ORDER BY id').all().map(sdc);
   }
   getSdc(id: number): Sdc | undefined {
-    const r = this.db.prepare<[number], SdcRow>('SELECT * FROM sdcs WHERE id = ?').get(id);
+    const r = this.stmt<[number], SdcRow>('SELECT * FROM sdcs WHERE id = ?').get(id);
     return r && sdc(r);
   }
   getSdcByGuid(guid: string): Sdc | undefined {
-    const r = this.db.prepare<[string], SdcRow>('SELECT * FROM sdcs WHERE guid = ?').get(guid);
+    const r = this.stmt<[string], SdcRow>('SELECT * FROM sdcs WHERE guid = ?').get(guid);
     return r && sdc(r);
   }
   getSdcByName(name: string): Sdc | undefined {
-    const r = this.db.prepare<[string], SdcRow>('SELECT * FROM sdcs WHERE name = ?').get(name);
+    const r = this.stmt<[string], SdcRow>('SELECT * FROM sdcs WHERE name = ?').get(name);
     return r && sdc(r);
   }
   insertSdc(guid: string, name: string, address: string | null, nowMs: number): number {
-    return Number(this.db.prepare(`INSERT INTO sdcs (guid, name, address, state, last_heartbeat_ms, created_at_ms)
+    return Number(this.stmt(`INSERT INTO sdcs (guid, name, address, state, last_heartbeat_ms, created_at_ms)
       VALUES (?, ?, ?, 'ACTIVE', ?, ?)`).run(guid, name, address, nowMs, nowMs).lastInsertRowid);
   }
   updateSdc(id: number, name: string, address: string | null): void {
-    this.db.prepare('UPDATE sdcs SET name = ?, address = ? WHERE id = ?').run(name, address, id);
+    this.stmt('UPDATE sdcs SET name = ?, address = ? WHERE id = ?').run(name, address, id);
   }
   deleteSdc(id: number): void {
-    this.db.prepare('DELETE FROM sdcs WHERE id = ?').run(id);
+    this.stmt('DELETE FROM sdcs WHERE id = ?').run(id);
   }
   sdcHeartbeat(id: number, nowMs: number): void {
-    this.db.prepare('UPDATE sdcs SET last_heartbeat_ms = ? WHERE id = ?').run(nowMs, id);
+    this.stmt('UPDATE sdcs SET last_heartbeat_ms = ? WHERE id = ?').run(nowMs, id);
   }
   setSdcState(id: number, state: ComponentState): void {
-    this.db.prepare('UPDATE sdcs SET state = ? WHERE id = ?').run(state, id);
+    this.stmt('UPDATE sdcs SET state = ? WHERE id = ?').run(state, id);
   }
 }

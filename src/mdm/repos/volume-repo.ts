@@ -1,4 +1,4 @@
-import type { Db } from '../db.js';
+import { Repo } from '../db.js';
 import type { Provisioning } from './topology-repo.js';
 
 export type AccessMode = 'readWrite' | 'readOnly';
@@ -36,65 +36,63 @@ const deletion = (r: DeletionRow): VolumeDeletion => ({
 });
 
 /** All SQL of volumes, volume trees, mappings and pending deletions. */
-export class VolumeRepo {
-  constructor(private readonly db: Db) {}
-
+export class VolumeRepo extends Repo {
   list(filter: { poolId?: number } = {}): Volume[] {
     const rows = filter.poolId === undefined
-      ? this.db.prepare<[], VolumeRow>('SELECT * FROM volumes ORDER BY id').all()
-      : this.db.prepare<[number], VolumeRow>('SELECT * FROM volumes WHERE pool_id = ? ORDER BY id').all(filter.poolId);
+      ? this.stmt<[], VolumeRow>('SELECT * FROM volumes ORDER BY id').all()
+      : this.stmt<[number], VolumeRow>('SELECT * FROM volumes WHERE pool_id = ? ORDER BY id').all(filter.poolId);
     return rows.map(volume);
   }
   get(id: number): Volume | undefined {
-    const r = this.db.prepare<[number], VolumeRow>('SELECT * FROM volumes WHERE id = ?').get(id);
+    const r = this.stmt<[number], VolumeRow>('SELECT * FROM volumes WHERE id = ?').get(id);
     return r && volume(r);
   }
   getByName(name: string): Volume | undefined {
-    const r = this.db.prepare<[string], VolumeRow>('SELECT * FROM volumes WHERE name = ?').get(name);
+    const r = this.stmt<[string], VolumeRow>('SELECT * FROM volumes WHERE name = ?').get(name);
     return r && volume(r);
   }
   insert(v: { name: string; storagePoolId: number; sizeBytes: number; provisioning: Provisioning }, nowMs: number): number {
-    const treeId = Number(this.db.prepare('INSERT INTO volume_trees (pool_id, created_at_ms) VALUES (?, ?)').run(v.storagePoolId, nowMs).lastInsertRowid);
-    return Number(this.db.prepare(`INSERT INTO volumes (name, pool_id, volume_tree_id, size_bytes, provisioning, created_at_ms)
+    const treeId = Number(this.stmt('INSERT INTO volume_trees (pool_id, created_at_ms) VALUES (?, ?)').run(v.storagePoolId, nowMs).lastInsertRowid);
+    return Number(this.stmt(`INSERT INTO volumes (name, pool_id, volume_tree_id, size_bytes, provisioning, created_at_ms)
       VALUES (?, ?, ?, ?, ?, ?)`).run(v.name, v.storagePoolId, treeId, v.sizeBytes, v.provisioning, nowMs).lastInsertRowid);
   }
   rename(id: number, name: string): void {
-    this.db.prepare('UPDATE volumes SET name = ? WHERE id = ?').run(name, id);
+    this.stmt('UPDATE volumes SET name = ? WHERE id = ?').run(name, id);
   }
   resize(id: number, sizeBytes: number): void {
-    this.db.prepare('UPDATE volumes SET size_bytes = ? WHERE id = ?').run(sizeBytes, id);
+    this.stmt('UPDATE volumes SET size_bytes = ? WHERE id = ?').run(sizeBytes, id);
   }
   /** Deletes the volume and its mappings; the tree row stays (its chunks are still on the SDSs). */
   delete(id: number): void {
-    this.db.prepare('DELETE FROM volume_mappings WHERE volume_id = ?').run(id);
-    this.db.prepare('DELETE FROM volumes WHERE id = ?').run(id);
+    this.stmt('DELETE FROM volume_mappings WHERE volume_id = ?').run(id);
+    this.stmt('DELETE FROM volumes WHERE id = ?').run(id);
   }
 
   mappings(volumeId: number): Mapping[] {
-    return this.db.prepare<[number], MappingRow>('SELECT * FROM volume_mappings WHERE volume_id = ? ORDER BY sdc_id').all(volumeId).map(mapping);
+    return this.stmt<[number], MappingRow>('SELECT * FROM volume_mappings WHERE volume_id = ? ORDER BY sdc_id').all(volumeId).map(mapping);
   }
   mappingsOfSdc(sdcId: number): Mapping[] {
-    return this.db.prepare<[number], MappingRow>('SELECT * FROM volume_mappings WHERE sdc_id = ? ORDER BY volume_id').all(sdcId).map(mapping);
+    return this.stmt<[number], MappingRow>('SELECT * FROM volume_mappings WHERE sdc_id = ? ORDER BY volume_id').all(sdcId).map(mapping);
   }
   allMappings(): Mapping[] {
-    return this.db.prepare<[], MappingRow>('SELECT * FROM volume_mappings ORDER BY volume_id, sdc_id').all().map(mapping);
+    return this.stmt<[], MappingRow>('SELECT * FROM volume_mappings ORDER BY volume_id, sdc_id').all().map(mapping);
   }
   getMapping(volumeId: number, sdcId: number): Mapping | undefined {
-    const r = this.db.prepare<[number, number], MappingRow>('SELECT * FROM volume_mappings WHERE volume_id = ? AND sdc_id = ?').get(volumeId, sdcId);
+    const r = this.stmt<[number, number], MappingRow>('SELECT * FROM volume_mappings WHERE volume_id = ? AND sdc_id = ?').get(volumeId, sdcId);
     return r && mapping(r);
   }
   map(volumeId: number, sdcId: number, accessMode: AccessMode, nowMs: number): void {
-    this.db.prepare('INSERT INTO volume_mappings (volume_id, sdc_id, access_mode, created_at_ms) VALUES (?, ?, ?, ?)').run(volumeId, sdcId, accessMode, nowMs);
+    this.stmt('INSERT INTO volume_mappings (volume_id, sdc_id, access_mode, created_at_ms) VALUES (?, ?, ?, ?)').run(volumeId, sdcId, accessMode, nowMs);
   }
   setAccessMode(volumeId: number, sdcId: number, accessMode: AccessMode): void {
-    this.db.prepare('UPDATE volume_mappings SET access_mode = ? WHERE volume_id = ? AND sdc_id = ?').run(accessMode, volumeId, sdcId);
+    this.stmt('UPDATE volume_mappings SET access_mode = ? WHERE volume_id = ? AND sdc_id = ?').run(accessMode, volumeId, sdcId);
   }
   unmap(volumeId: number, sdcId: number): void {
-    this.db.prepare('DELETE FROM volume_mappings WHERE volume_id = ? AND sdc_id = ?').run(volumeId, sdcId);
+    this.stmt('DELETE FROM volume_mappings WHERE volume_id = ? AND sdc_id = ?').run(volumeId, sdcId);
   }
 
   insertDeletion(v: Volume, nowMs: number): number {
-    return Number(this.db.prepare(`INSERT INTO volume_deletions (volume_id, volume_name, volume_tree_id, pool_id, size_bytes, state, created_at_ms)
+    return Number(this.stmt(`INSERT INTO volume_deletions (volume_id, volume_name, volume_tree_id, pool_id, size_bytes, state, created_at_ms)
       VALUES (?, ?, ?, ?, ?, 'pending', ?)`).run(v.id, v.name, v.volumeTreeId, v.storagePoolId, v.sizeBytes, nowMs).lastInsertRowid);
   }
   listDeletions(filter: { state?: 'pending' | 'done'; poolId?: number }): VolumeDeletion[] {
@@ -103,13 +101,13 @@ export class VolumeRepo {
     if (filter.state !== undefined) { where.push('state = ?'); args.push(filter.state); }
     if (filter.poolId !== undefined) { where.push('pool_id = ?'); args.push(filter.poolId); }
     const sql = `SELECT * FROM volume_deletions${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id`;
-    return this.db.prepare<unknown[], DeletionRow>(sql).all(...args).map(deletion);
+    return this.stmt<unknown[], DeletionRow>(sql).all(...args).map(deletion);
   }
   getDeletion(id: number): VolumeDeletion | undefined {
-    const r = this.db.prepare<[number], DeletionRow>('SELECT * FROM volume_deletions WHERE id = ?').get(id);
+    const r = this.stmt<[number], DeletionRow>('SELECT * FROM volume_deletions WHERE id = ?').get(id);
     return r && deletion(r);
   }
   markDeletionDone(id: number, nowMs: number): void {
-    this.db.prepare("UPDATE volume_deletions SET state = 'done', done_at_ms = ? WHERE id = ?").run(nowMs, id);
+    this.stmt("UPDATE volume_deletions SET state = 'done', done_at_ms = ? WHERE id = ?").run(nowMs, id);
   }
 }

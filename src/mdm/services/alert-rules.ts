@@ -24,14 +24,12 @@ export function installAlertRules(events: MdmEvents, alerts: AlertService, topol
     alerts.raise({ key, severity, category: 'component', source, message: `${t.kind.toUpperCase()} ${t.name} (id ${t.id}) is ${t.to}` });
   });
   events.on('poolUsage', ({ poolId }) => {
-    let pool;
-    try {
-      pool = topology.getPool(poolId);
-    } catch {
+    const pool = topology.findPool(poolId);
+    if (!pool) {
       alerts.resolveKey(capacityAlertKey(poolId));
       return;
     }
-    const pct = pool.capacity.utilizationPct;
+    const pct = topology.capacity(pool).utilizationPct;
     const key = capacityAlertKey(poolId);
     const source = `pool:${pool.name}`;
     if (pct >= pool.capacityCriticalPct) {

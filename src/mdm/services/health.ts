@@ -49,18 +49,20 @@ export class HealthService {
   }
 
   sdsHeartbeat(id: number, beat: { usedBytes: number; capacityBytes?: number | undefined }): { state: ComponentState; heartbeatIntervalMs: number } {
-    const transition = tx(this.db, () => {
+    const { transition, poolId, usageChanged } = tx(this.db, () => {
       const s = this.repo.getSds(id);
       if (!s) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no SDS ${id}`);
       const now = this.clock();
       this.repo.sdsHeartbeat(id, now, beat.usedBytes, beat.capacityBytes);
-      if (s.state === 'ACTIVE') return undefined;
+      const usageChanged = s.usedBytes !== beat.usedBytes || (beat.capacityBytes !== undefined && beat.capacityBytes !== s.capacityBytes);
+      if (s.state === 'ACTIVE') return { transition: undefined, poolId: s.storagePoolId, usageChanged };
       this.repo.setSdsState(id, 'ACTIVE');
-      return { kind: 'sds', id, name: s.name, from: s.state, to: 'ACTIVE', atMs: now } satisfies TransitionEvent;
+      const transition: TransitionEvent = { kind: 'sds', id, name: s.name, from: s.state, to: 'ACTIVE', atMs: now };
+      return { transition, poolId: s.storagePoolId, usageChanged };
     });
     if (transition) this.events.emit('transition', transition);
-    const s = this.repo.getSds(id)!;
-    this.events.emit('poolUsage', { poolId: s.storagePoolId });
+    // Capacity alerts are re-evaluated only when the figures moved.
+    if (usageChanged) this.events.emit('poolUsage', { poolId });
     return { state: 'ACTIVE', heartbeatIntervalMs: this.config.heartbeatIntervalMs };
   }
 

@@ -114,6 +114,11 @@ export class PgMapService {
     return this.pgs.countHolding(poolId, sdsId);
   }
 
+  /** Every PG of the pool has members (fencing never empties a PG, so counting rows is enough). */
+  ready(pool: StoragePool): boolean {
+    return this.pgs.count(pool.id) === pool.pgCount;
+  }
+
   degraded(pool: StoragePool): number {
     return this.pgs.countDegraded(pool.id, pool.replicationFactor);
   }

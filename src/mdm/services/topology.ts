@@ -275,6 +275,9 @@ export class TopologyService {
     };
   }
 
+  findPool(id: number): StoragePool | undefined {
+    return this.repo.getPool(id);
+  }
   mustPool(id: number): StoragePool {
     const p = this.repo.getPool(id);
     if (!p) throw notFound(`no storage pool ${id}`);
@@ -282,8 +285,7 @@ export class TopologyService {
   }
   private poolView(p: StoragePool): PoolView {
     const n = this.repo.countPoolChildren(p.id);
-    const map = this.pgmaps.map(p.id);
-    return { ...p, capacity: this.capacity(p), sdsCount: n.sds, volumeCount: n.volumes, pgMapReady: map.ready, degradedPgs: this.pgmaps.degraded(p) };
+    return { ...p, capacity: this.capacity(p), sdsCount: n.sds, volumeCount: n.volumes, pgMapReady: this.pgmaps.ready(p), degradedPgs: this.pgmaps.degraded(p) };
   }
   private mustPd(id: number): ProtectionDomain {
     const pd = this.repo.getPd(id);
