@@ -15,7 +15,9 @@ import {
 import type { DataClientPool } from '../shared/dataclient.js';
 import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
-import { connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax } from './limits.js';
+import {
+  connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax, serverBufferedBytesMax, serverInflightBytesMax,
+} from './limits.js';
 import { SdsMetrics } from './metrics.js';
 import { blockAligned, blockCrcs, CRC_BLOCK_BYTES } from '../shared/crc32.js';
 import type { VolumeTrees } from './volume-trees.js';
@@ -58,6 +60,12 @@ export class DataServer {
   private readonly fencing = new Map<string, Promise<StatusValue>>();
   private closing = false;
   readonly now: () => number;
+  /** Bytes of partial frames buffered by all connections. */
+  bufferedBytes = 0;
+  /** Payload bytes of requests being served on all connections. */
+  inflightBytes = 0;
+  /** Connections paused by the server-wide in-flight limit, resumed when it falls. */
+  readonly waiting = new Set<DataConnection>();
 
   constructor(readonly opts: DataServerOptions) {
     this.metrics = opts.metrics ?? new SdsMetrics();
@@ -388,27 +396,56 @@ export class DataConnection {
   constructor(private readonly server: DataServer, private readonly socket: net.Socket) {
     socket.on('data', this.onData);
     socket.on('error', () => this.destroy());
+    socket.on('close', () => this.destroy());
+    socket.on('drain', () => this.maybeResume());
     socket.setTimeout(connectionIdleMs, () => { if (this.inflight === 0) this.destroy(); });
   }
 
   private readonly onData = (data: Buffer): void => {
+    const before = this.decoder.bufferedBytes;
     try {
       this.decoder.push(data, this.onFrame);
     } catch (err) {
       this.protocolError((err as Error).message);
+      return;
+    }
+    const after = this.decoder.bufferedBytes;
+    this.server.bufferedBytes += after - before;
+    if (after > 0 && this.server.bufferedBytes > serverBufferedBytesMax) {
+      this.server.opts.log.warn({ remote: this.socket.remoteAddress, bufferedBytes: after }, 'partial frames across connections exceed the server limit: closing this connection');
+      this.destroy();
     }
   };
 
   private readonly onFrame = (f: Frame): void => {
     if (this.dead) return;
+    const bytes = costOf(f);
     this.inflight++;
-    this.inflightBytes += f.payload.length + (f.type === MsgType.READ ? f.length : 0);
-    if (!this.paused && (this.inflight >= connectionInflightRequestsMax || this.inflightBytes >= connectionInflightBytesMax)) {
+    this.inflightBytes += bytes;
+    this.server.inflightBytes += bytes;
+    if (!this.paused && this.overLimit()) {
       this.paused = true;
       this.socket.pause();
+      if (this.server.inflightBytes >= serverInflightBytesMax) this.server.waiting.add(this);
     }
     this.server.dispatch(this, f);
   };
+
+  /** Beyond a limit we stop reading this socket: TCP pushes back on the client. */
+  private overLimit(): boolean {
+    return this.inflight >= connectionInflightRequestsMax || this.inflightBytes >= connectionInflightBytesMax
+      || this.socket.writableLength >= connectionInflightBytesMax || this.server.inflightBytes >= serverInflightBytesMax;
+  }
+
+  maybeResume(): void {
+    if (!this.paused || this.dead) return;
+    if (this.inflight < connectionInflightRequestsMax / 2 && this.inflightBytes < connectionInflightBytesMax / 2
+      && this.socket.writableLength < connectionInflightBytesMax / 2 && this.server.inflightBytes < serverInflightBytesMax / 2) {
+      this.paused = false;
+      this.server.waiting.delete(this);
+      this.socket.resume();
+    }
+  }
 
   protocolError(message: string): void {
     if (this.dead) return;
@@ -418,7 +455,10 @@ export class DataConnection {
   }
 
   destroy(): void {
+    if (this.dead) return;
     this.dead = true;
+    this.server.bufferedBytes -= this.decoder.bufferedBytes;
+    this.server.waiting.delete(this);
     this.socket.destroy();
   }
 
@@ -433,8 +473,13 @@ export class DataConnection {
   }
 
   private send(req: Frame, h: ReturnType<typeof replyHeader>, payload: Buffer): void {
+    const bytes = costOf(req);
     this.inflight--;
-    this.inflightBytes -= req.payload.length + (req.type === MsgType.READ ? req.length : 0);
+    this.inflightBytes -= bytes;
+    this.server.inflightBytes -= bytes;
+    if (this.server.waiting.size > 0 && this.server.inflightBytes < serverInflightBytesMax / 2) {
+      for (const c of [...this.server.waiting]) c.maybeResume();
+    }
     if (this.dead || this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
@@ -443,10 +488,7 @@ export class DataConnection {
     }
     this.socket.write(encodeHead(h, EMPTY, EMPTY, payload));
     if (payload.length > 0) this.socket.write(payload);
-    if (this.paused && this.inflight < connectionInflightRequestsMax / 2 && this.inflightBytes < connectionInflightBytesMax / 2) {
-      this.paused = false;
-      this.socket.resume();
-    }
+    this.maybeResume();
   }
 
   /** @internal */
@@ -454,6 +496,11 @@ export class DataConnection {
     this.corked = false;
     if (!this.socket.destroyed) this.socket.uncork();
   }
+}
+
+/** Memory a request holds while served: its payload, or the data a READ will return. */
+function costOf(f: Frame): number {
+  return f.payload.length + (f.type === MsgType.READ ? f.length : 0);
 }
 
 function uncork(conn: DataConnection): void {

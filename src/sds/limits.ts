@@ -20,6 +20,10 @@ export const checksumBlockBytes = 4096;
 export const connectionInflightRequestsMax = 256;
 /** Per data connection: payload bytes being served at once before we stop reading. */
 export const connectionInflightBytesMax = 128 * MiB;
+/** All connections together: payload bytes being served before connections stop being read. */
+export const serverInflightBytesMax = 1024 * MiB;
+/** All connections together: bytes of partial frames buffered; beyond it the connection adding more is closed. */
+export const serverBufferedBytesMax = 1024 * MiB;
 /** Data connections accepted at once; further ones are closed at accept. */
 export const connectionsMax = 1024;
 /** A connection that sends nothing for this long (and has nothing in flight) is closed. */
