@@ -352,8 +352,38 @@ class Layout {
         moved = true;
         break;
       }
-      if (!moved) return; // left over-target; the caller checks the tolerance
+      if (!moved && !this.shedVia(a, pgs, takers)) return; // left over target
     }
+  }
+
+  /**
+   * Every PG of `a` already holds each taker's fault set: a three-way move
+   * instead. a leaves p, a member x of another PG q takes its place in p,
+   * and a taker b takes x's place in q (two replica moves).
+   */
+  private shedVia(a: number, pgs: number[], takers: number[]): boolean {
+    const dom = this.m.domainOf;
+    for (const b of takers) {
+      for (let at = 0; at < pgs.length; at++) {
+        const p = pgs[at]!;
+        for (let q = 0; q < this.pgCount; q++) {
+          const mq = this.members[q]!;
+          if (q === p || mq.includes(b)) continue;
+          for (const x of mq) {
+            if (x === a || this.members[p]!.includes(x)) continue;
+            if (dom[x] !== dom[a] && this.hasDomain(p, dom[x]!, a)) continue;
+            if (dom[b] !== dom[x] && this.hasDomain(q, dom[b]!, x)) continue;
+            pgs.splice(at, 1);
+            this.remove(p, a);
+            this.add(p, x);
+            this.remove(q, x);
+            this.add(q, b);
+            return true;
+          }
+        }
+      }
+    }
+    return false;
   }
 
   valid(): boolean {

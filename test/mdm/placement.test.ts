@@ -203,3 +203,71 @@ t.test('conflicts: too few SDSs or fault sets for the replication factor', async
   t.throws(() => computePlacement({ pgCount: 64, replicationFactor: 2, sds: [] }), PflexError);
   t.throws(() => computePlacement({ pgCount: 0, replicationFactor: 2, sds: cluster(3) }), /pgCount/);
 });
+
+t.test('random sequences of joins, leaves and capacity changes keep constraints, balance and small moves', async (t) => {
+  const rand = rng(12345);
+  let steps = 0;
+  let violations = 0;
+  let unbalanced = 0;
+  let excessMoves = 0;
+  for (let trial = 0; trial < 60; trial++) {
+    const rf = rand() < 0.5 ? 2 : 3;
+    const faultSets = rand() < 0.5 ? 0 : rf + Math.floor(rand() * 4);
+    const pgCount = [64, 128, 256, 512][Math.floor(rand() * 4)]!;
+    let nextId = 1;
+    const make = (): PlacementSds => ({
+      id: nextId++,
+      capacityBytes: Math.floor(1 + rand() * 4) * 1024 * GiB,
+      faultSetId: faultSets ? 1 + Math.floor(rand() * faultSets) : null,
+    });
+    let sds = Array.from({ length: rf + 2 + Math.floor(rand() * 10) }, make);
+    let map: number[][];
+    try {
+      map = computePlacement({ pgCount, replicationFactor: rf, sds });
+    } catch {
+      continue; // too few fault sets drawn
+    }
+    for (let step = 0; step < 15; step++) {
+      const before = map;
+      const kept = sds;
+      const r = rand();
+      if (r < 0.4) sds = [...sds, make()];
+      else if (r < 0.8) sds = sds.filter((_, i) => i !== Math.floor(rand() * kept.length));
+      else sds = sds.map((s, i) => (i === Math.floor(rand() * kept.length) ? { ...s, capacityBytes: s.capacityBytes * 2 } : s));
+      try {
+        map = computePlacement({ pgCount, replicationFactor: rf, sds, previous: before });
+      } catch (err) {
+        t.equal((err as PflexError).code, 'PFLEX_ERR_CONFLICT', 'only conflicts are thrown');
+        sds = kept;
+        map = before;
+        continue;
+      }
+      steps++;
+      const byId = new Map(sds.map((s) => [s.id, s]));
+      const count = new Map<number, number>();
+      const primaries = new Map<number, number>();
+      for (const set of map) {
+        primaries.set(set[0]!, (primaries.get(set[0]!) ?? 0) + 1);
+        if (set.length !== rf || new Set(set.map((id) => byId.get(id)?.faultSetId ?? `s${id}`)).size !== rf) violations++;
+        for (const id of set) count.set(id, (count.get(id) ?? 0) + 1);
+      }
+      const ideals = placementIdeals({ pgCount, replicationFactor: rf, sds });
+      for (const s of sds) {
+        const ideal = ideals.members.get(s.id)!;
+        if (Math.abs((count.get(s.id) ?? 0) - ideal) > placementTolerance(ideal)) unbalanced++;
+        const pIdeal = ideals.primaries.get(s.id)!;
+        if (Math.abs((primaries.get(s.id) ?? 0) - pIdeal) > placementTolerance(pIdeal)) unbalanced++;
+      }
+      // Lower bound of moves: every replica an SDS gains had to be copied to it.
+      const old = new Map<number, number>();
+      for (const set of before) for (const id of set) old.set(id, (old.get(id) ?? 0) + 1);
+      let bound = 0;
+      for (const s of sds) bound += Math.max(0, (count.get(s.id) ?? 0) - (old.get(s.id) ?? 0));
+      if (moves(before, map) > 1.5 * bound + 2) excessMoves++;
+    }
+  }
+  t.ok(steps > 300, `${steps} changes exercised`);
+  t.equal(violations, 0, 'no PG breaks a constraint');
+  t.equal(unbalanced, 0, 'every SDS within tolerance (members and primaries) after every change');
+  t.equal(excessMoves, 0, 'moves stay within 1.5x of the lower bound (+2)');
+});
