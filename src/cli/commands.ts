@@ -10,6 +10,7 @@ import { pdCommand } from './pd.js';
 import { poolCommand } from './pool.js';
 import { sdcCommand } from './sdc.js';
 import { sdsCommand } from './sds.js';
+import { userCommand } from './user.js';
 import { sdsServerCommand } from './sds-server.js';
 import { sdcServerCommand } from './sdc-server.js';
 import { volumeCommand } from './volume.js';
@@ -32,4 +33,5 @@ export const COMMANDS: ReadonlyArray<CommandModule<any, any>> = [
   alertCommand,
   auditCommand,
   healthCommand,
+  userCommand,
 ];

@@ -15,7 +15,7 @@ interface LoginArgs extends CommonArgs {
 /** The password from --password, $PFLEX_PASSWORD, or the first line of stdin. */
 async function readPassword(args: LoginArgs): Promise<string> {
   if (args.password !== undefined) return args.password;
-  if (process.env.PFLEX_PASSWORD !== undefined && !args.passwordStdin) return process.env.PFLEX_PASSWORD;
+  if (process.env.PFLEX_PASSWORD && !args.passwordStdin) return process.env.PFLEX_PASSWORD;
   if (process.stdin.isTTY && !args.passwordStdin) process.stderr.write('password: ');
   const rl = createInterface({ input: process.stdin, terminal: false });
   for await (const line of rl) {

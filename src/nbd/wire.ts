@@ -14,6 +14,7 @@ export class Wire {
   private ended: Error | undefined;
   private paused = false;
   private drainWaiters: Array<() => void> = [];
+  private corked = false;
 
   constructor(
     private readonly socket: Socket,
@@ -87,17 +88,25 @@ export class Wire {
     this.paused = true;
   }
 
-  /** Writes buffers as one corked batch (one writev). Ignored once the socket is gone. */
+  /**
+   * Queues buffers for the peer. Everything written in one turn of the event
+   * loop (e.g. the replies to all requests that arrived in one socket chunk)
+   * leaves in one writev when the turn ends. Ignored once the socket is gone.
+   */
   write(...buffers: Buffer[]): void {
     if (this.socket.destroyed || !this.socket.writable) return;
-    if (buffers.length === 1) {
-      this.socket.write(buffers[0]!);
-      return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
     }
-    this.socket.cork();
     for (const b of buffers) this.socket.write(b);
-    this.socket.uncork();
   }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   get writableBytes(): number {
     return this.socket.writableLength;
