@@ -331,10 +331,11 @@ async function handleRead(s: DataServer, conn: DataConnection, f: Frame): Promis
   const route = await s.route(f);
   if (typeof route === 'number') { conn.reply(f, route); return; }
   const started = performance.now();
-  const data = await s.opts.store.read(f.pgId, s.key(f), f.offset, f.length);
+  const crcOut: { crc?: number } = {};
+  const data = await s.opts.store.read(f.pgId, s.key(f), f.offset, f.length, crcOut);
   s.metrics.record(f.type, f.length, performance.now() - started);
   if (!data) conn.reply(f, Status.NO_CHUNK);
-  else conn.replyData(f, data);
+  else conn.replyData(f, data, crcOut.crc);
 }
 
 async function handleFlush(s: DataServer, conn: DataConnection, f: Frame): Promise<void> {
@@ -468,11 +469,12 @@ export class DataConnection {
     this.send(req, replyHeader(req, status, 0, epoch ?? this.server.opts.pgs.get(req.pgId)?.epoch ?? req.epoch), payload);
   }
 
-  replyData(req: Frame, data: Buffer): void {
-    this.send(req, replyHeader(req, Status.OK, data.length), data);
+  /** crc: the CRC32 of data when the store already has it. */
+  replyData(req: Frame, data: Buffer, crc?: number): void {
+    this.send(req, replyHeader(req, Status.OK, data.length), data, crc);
   }
 
-  private send(req: Frame, h: ReturnType<typeof replyHeader>, payload: Buffer): void {
+  private send(req: Frame, h: ReturnType<typeof replyHeader>, payload: Buffer, crc?: number): void {
     const bytes = costOf(req);
     this.inflight--;
     this.inflightBytes -= bytes;
@@ -486,7 +488,7 @@ export class DataConnection {
       this.socket.cork();
       process.nextTick(uncork, this);
     }
-    this.socket.write(encodeHead(h, EMPTY, EMPTY, payload));
+    this.socket.write(encodeHead(h, EMPTY, EMPTY, payload, crc));
     if (payload.length > 0) this.socket.write(payload);
     this.maybeResume();
   }

@@ -4,6 +4,7 @@
  */
 import type { Test } from 'tap';
 import type { ChunkKey, ChunkStore } from '../../src/sds/store/chunk-store.js';
+import zlib from 'node:zlib';
 import { Rng } from './rng.js';
 import { blockCrcs } from '../../src/shared/crc32.js';
 
@@ -110,7 +111,12 @@ export function storeContract(t: Test, make: StoreFactory): void {
     const crcs = new Uint32Array(5);
     blockCrcs(data, crcs);
     await s.write(7, K, 8192, data, false, crcs);
-    t.same(await s.read(7, K, 8192, data.length), data);
+    const out: { crc?: number } = {};
+    t.same(await s.read(7, K, 8192, data.length, out), data);
+    if (out.crc !== undefined) t.equal(out.crc, zlib.crc32(data), 'a CRC the store offers is the CRC of the bytes');
+    const holes: { crc?: number } = {};
+    const withHole = await s.read(7, K, 0, 8192 + 4096, holes);
+    if (holes.crc !== undefined) t.equal(holes.crc, zlib.crc32(withHole!), 'also over never-written blocks');
     t.same(await s.read(7, K, 8192 + 100, 5000), data.subarray(100, 5100));
     // A partial overwrite then has to merge with those blocks correctly.
     await s.write(7, K, 8192 + 4000, Buffer.alloc(200, 1));

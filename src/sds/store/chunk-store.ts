@@ -46,8 +46,10 @@ export interface ChunkStore {
    * Reads length bytes at offset; an unwritten range reads as zeros. Resolves
    * null when the chunk does not exist. A checksum mismatch rejects with
    * PFLEX_ERR_IO (and raises an alert): corrupt data is never returned.
+   * For a 4 KiB aligned range a store may set crcOut.crc to the CRC32 of the
+   * returned bytes (folded from the block checks it did anyway).
    */
-  read(pgId: number, key: ChunkKey, offset: number, length: number): Promise<Buffer | null>;
+  read(pgId: number, key: ChunkKey, offset: number, length: number, crcOut?: { crc?: number }): Promise<Buffer | null>;
   /** Makes the range read as zeros (TRIM and WRITE_ZEROES); a missing chunk stays missing. */
   zero(pgId: number, key: ChunkKey, offset: number, length: number, durable?: boolean): Promise<void>;
   /** Makes every write completed before the call durable (fdatasync of exactly the dirtied chunks). */

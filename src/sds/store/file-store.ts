@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { PflexError, assert } from '../../shared/errors.js';
 import { openChunksMax } from '../limits.js';
 import { BLOCK_BYTES, blockCrc, blockGood, blockSpan } from './block-crc.js';
-import { blockAligned } from '../../shared/crc32.js';
+import { blockAligned, combineBlock } from '../../shared/crc32.js';
 import {
   chunkName, parseChunkName, type ChecksumAlert, type ChunkInfo, type ChunkKey, type ChunkStore, type StoreCapacity,
 } from './chunk-store.js';
@@ -119,7 +119,7 @@ export class FileChunkStore implements ChunkStore {
     }
   }
 
-  async read(pgId: number, key: ChunkKey, offset: number, length: number): Promise<Buffer | null> {
+  async read(pgId: number, key: ChunkKey, offset: number, length: number, crcOut?: { crc?: number }): Promise<Buffer | null> {
     assert(length > 0 && offset >= 0, 'read of an empty or negative range');
     const id = chunkId(pgId, key);
     const wait = this.locks.acquire(id, false);
@@ -133,10 +133,13 @@ export class FileChunkStore implements ChunkStore {
       const buf = Buffer.allocUnsafe((last - first + 1) * BLOCK_BYTES);
       const words = Buffer.allocUnsafe((last - first + 1) * 4);
       await Promise.all([readPadded(chunk.data, buf, start), readPadded(chunk.crc, words, first * 4)]);
+      let whole = 0;
       for (let b = 0; b <= last - first; b++) {
-        const block = buf.subarray(b * BLOCK_BYTES, (b + 1) * BLOCK_BYTES);
-        if (!blockGood(words.readUInt32LE(b * 4), blockCrc(block))) this.corrupt(pgId, key, start + b * BLOCK_BYTES);
+        const actual = blockCrc(buf.subarray(b * BLOCK_BYTES, (b + 1) * BLOCK_BYTES));
+        if (!blockGood(words.readUInt32LE(b * 4), actual)) this.corrupt(pgId, key, start + b * BLOCK_BYTES);
+        whole = b === 0 ? actual : combineBlock(whole, actual);
       }
+      if (crcOut && start === offset && buf.length === length) crcOut.crc = whole;
       return buf.subarray(offset - start, offset - start + length);
     } catch (err) {
       throw asIoError(err, 'chunk read failed');
