@@ -187,4 +187,3 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
   return app;
 }
 
-export { MUTATING };

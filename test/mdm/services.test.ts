@@ -68,6 +68,8 @@ t.test('services: the map keeps its epoch stamps and the PG members are real SDS
   const { s } = services(t);
   const pd = s.topology.createPd('pd');
   const pool = s.topology.createPool({ protectionDomainId: pd.id, name: 'p', replicationFactor: 3, pgCount: 64 });
+  const events: Array<[number, string]> = [];
+  s.events.on('pgMap', (e) => events.push([e.epoch, e.reason]));
   const ids: number[] = [];
   for (const name of ['a', 'b', 'c', 'd']) {
     ids.push(s.topology.registerSds({ name, protectionDomainName: 'pd', storagePoolName: 'p', address: '127.0.0.1', dataPort: 1, capacityBytes: GiB }).sds.id);
@@ -75,6 +77,10 @@ t.test('services: the map keeps its epoch stamps and the PG members are real SDS
   const map = s.pgmaps.map(pool.id);
   t.equal(map.pgs.length, 64);
   t.equal(map.epoch, 2, 'c made the map possible (epoch 1), d rebalanced it (epoch 2)');
+  t.same(events, [[1, 'recompute'], [2, 'recompute']], 'one pgMap event per committed change');
+  t.equal(code(() => s.topology.registerSds({ name: 'a', protectionDomainName: 'pd', storagePoolName: 'nope', address: 'x', dataPort: 1, capacityBytes: 1 })), 'PFLEX_ERR_CONFLICT');
+  s.pgmaps.fence(pool.id, 0, map.pgs[0]!.members[0]!, map.pgs[0]!.epoch);
+  t.same(events.at(-1), [3, 'fence']);
   for (const pg of map.pgs) {
     t.equal(new Set(pg.members).size, 3);
     t.ok(pg.members.every((m) => ids.includes(m)));
@@ -83,5 +89,6 @@ t.test('services: the map keeps its epoch stamps and the PG members are real SDS
   t.ok(Math.max(...counts) - Math.min(...counts) <= 4, `balanced: ${counts.join(',')}`);
   // re-registration with the same capacity is no change
   s.topology.registerSds({ name: 'a', protectionDomainName: 'pd', storagePoolName: 'p', address: '127.0.0.9', dataPort: 2, capacityBytes: GiB });
-  t.equal(s.pgmaps.map(pool.id).epoch, 2);
+  t.equal(s.pgmaps.map(pool.id).epoch, 3, 'same capacity: no recomputation');
+  t.equal(events.length, 3);
 });

@@ -3,7 +3,7 @@ import { tx, type Db } from '../db.js';
 import type { PlacementInput } from '../placement.js';
 import type { PgEntry, PgRepo } from '../repos/pg-repo.js';
 import type { StoragePool, TopologyRepo } from '../repos/topology-repo.js';
-import type { MdmEvents } from './events.js';
+import type { MdmEvents, PgMapEvent } from './events.js';
 
 export type PlaceFn = (input: PlacementInput) => number[][];
 
@@ -36,11 +36,12 @@ export class PgMapService {
   ) {}
 
   /**
-   * Recomputes the map of a pool (inside the caller's transaction). Returns
-   * false, leaving the map unchanged, when placement cannot be met (fewer
-   * SDSs or fault sets than the replication factor).
+   * Recomputes the map of a pool inside the caller's transaction; the
+   * caller emits the returned event after commit. Leaves the map unchanged
+   * when placement cannot be met (fewer SDSs or fault sets than the
+   * replication factor) or nothing moved.
    */
-  recompute(poolId: number): boolean {
+  recompute(poolId: number): PgMapEvent | undefined {
     const pool = this.mustPool(poolId);
     const members = this.topology.listSds({ poolId }).map((s) => ({ id: s.id, capacityBytes: s.capacityBytes, faultSetId: s.faultSetId }));
     const current = this.pgs.list(poolId);
@@ -49,7 +50,7 @@ export class PgMapService {
     try {
       next = this.place({ pgCount: pool.pgCount, replicationFactor: pool.replicationFactor, sds: members, ...(previous ? { previous } : {}) });
     } catch (err) {
-      if (isPflexError(err) && err.code === 'PFLEX_ERR_CONFLICT') return false;
+      if (isPflexError(err) && err.code === 'PFLEX_ERR_CONFLICT') return undefined;
       throw err;
     }
     const epoch = pool.mapEpoch + 1;
@@ -60,11 +61,9 @@ export class PgMapService {
       this.pgs.upsert(poolId, pg, m, epoch);
       changed++;
     });
-    if (changed > 0) {
-      this.topology.setPoolEpoch(poolId, epoch);
-      queueMicrotask(() => this.events.emit('pgMap', { poolId, epoch, reason: 'recompute' }));
-    }
-    return true;
+    if (changed === 0) return undefined;
+    this.topology.setPoolEpoch(poolId, epoch);
+    return { poolId, epoch, reason: 'recompute' };
   }
 
   map(poolId: number, sinceEpoch?: number): PgMapView {

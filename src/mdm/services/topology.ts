@@ -196,27 +196,27 @@ export class TopologyService {
           throw conflict(`SDS "${input.name}" is registered in another storage pool or fault set; remove it first`);
         }
         this.repo.updateSdsEndpoint(existing.id, endpoint);
-        if (existing.capacityBytes !== input.capacityBytes) this.pgmaps.recompute(pool.id);
-        return { sds: this.mustSds(existing.id), created: false };
+        const moved = existing.capacityBytes !== input.capacityBytes ? this.pgmaps.recompute(pool.id) : undefined;
+        return { sds: this.mustSds(existing.id), created: false, moved };
       }
       const id = this.repo.insertSds({ name: input.name, protectionDomainId: pd.id, storagePoolId: pool.id, faultSetId, ...endpoint }, this.clock());
-      this.pgmaps.recompute(pool.id);
-      return { sds: this.mustSds(id), created: true };
+      return { sds: this.mustSds(id), created: true, moved: this.pgmaps.recompute(pool.id) };
     });
+    if (result.moved) this.events.emit('pgMap', result.moved);
     this.events.emit('poolUsage', { poolId: result.sds.storagePoolId });
-    return result;
+    return { sds: result.sds, created: result.created };
   }
 
   /** Removal is refused while the SDS holds PGs (its data must move first: drain comes with rebuild). */
   removeSds(id: number): void {
-    const poolId = tx(this.db, () => {
+    const { poolId, moved } = tx(this.db, () => {
       const s = this.mustSds(id);
       const held = this.pgmaps.holding(s.storagePoolId, id);
       if (held > 0) throw conflict(`SDS ${id} still holds ${held} PG replicas; drain it before removal`);
       this.repo.deleteSds(id);
-      this.pgmaps.recompute(s.storagePoolId);
-      return s.storagePoolId;
+      return { poolId: s.storagePoolId, moved: this.pgmaps.recompute(s.storagePoolId) };
     });
+    if (moved) this.events.emit('pgMap', moved);
     this.events.emit('poolUsage', { poolId });
   }
 
