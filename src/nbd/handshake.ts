@@ -70,7 +70,30 @@ export function isReadOnly(exp: NbdExport): boolean {
   return exp.readOnly === true || exp.backend.capabilities.readOnly;
 }
 
-class OptionInvalid extends Error {}
+/** The current option fails with an error reply; the handshake goes on. */
+class OptionRefused extends Error {
+  constructor(
+    readonly reply: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+class OptionInvalid extends OptionRefused {
+  constructor(message: string) {
+    super(REP.ERR_INVALID, message);
+  }
+}
+
+/** A lookup that throws (e.g. the SDC cannot reach its MDM) refuses the option instead of killing the connection. */
+async function lookup(ctx: HandshakeContext, name: string): Promise<NbdExport | undefined> {
+  try {
+    return await ctx.findExport(name);
+  } catch (err) {
+    throw new OptionRefused(REP.ERR_UNKNOWN, `export lookup failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
 
 /** Reads a big-endian length-prefixed field of an option payload, checking bounds. */
 class OptionReader {
@@ -129,7 +152,7 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
     try {
       switch (opt) {
         case OPT.EXPORT_NAME: {
-          const exp = await ctx.findExport(data.toString('utf8'));
+          const exp = await ctx.findExport(data.toString('utf8')).catch(() => undefined);
           // EXPORT_NAME cannot carry an error: the spec says close.
           if (!exp) throw new ProtocolError(`unknown export "${data.toString('utf8').slice(0, 64)}" in EXPORT_NAME`);
           const baseAllocation = structured && metaExportName === exp.name;
@@ -142,7 +165,10 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
           return undefined;
         case OPT.LIST: {
           if (data.length !== 0) throw new OptionInvalid('NBD_OPT_LIST takes no data');
-          for (const exp of await ctx.listExports()) reply(REP.SERVER, encodeServerReplyData(exp.name, exp.description));
+          const exports = await ctx.listExports().catch((err: unknown) => {
+            throw new OptionRefused(REP.ERR_POLICY, `export list unavailable: ${err instanceof Error ? err.message : String(err)}`);
+          });
+          for (const exp of exports) reply(REP.SERVER, encodeServerReplyData(exp.name, exp.description));
           reply(REP.ACK);
           break;
         }
@@ -154,7 +180,7 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
           const requests: number[] = [];
           for (let i = 0; i < count; i++) requests.push(r.u16());
           r.end();
-          const exp = await ctx.findExport(name);
+          const exp = await lookup(ctx, name);
           if (!exp) {
             replyError(REP.ERR_UNKNOWN, `no export named "${name.slice(0, 256)}"`);
             break;
@@ -185,7 +211,7 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
           for (let i = 0; i < count; i++) queries.push(r.string(r.u32(), limits.stringBytesMax));
           r.end();
           if (set && !structured) throw new OptionInvalid('NBD_OPT_SET_META_CONTEXT needs structured replies first');
-          const exp = await ctx.findExport(name);
+          const exp = await lookup(ctx, name);
           if (!exp) {
             replyError(REP.ERR_UNKNOWN, `no export named "${name.slice(0, 256)}"`);
             break;
@@ -200,8 +226,8 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
           replyError(REP.ERR_UNSUP, `option ${opt} is not supported`);
       }
     } catch (err) {
-      if (!(err instanceof OptionInvalid)) throw err;
-      replyError(REP.ERR_INVALID, err.message);
+      if (!(err instanceof OptionRefused)) throw err;
+      replyError(err.reply, err.message);
     }
   }
 }

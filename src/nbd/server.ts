@@ -45,7 +45,8 @@ export class NbdServer {
   constructor(options: NbdServerOptions) {
     this.limits = resolveLimits(options.limits);
     this.log = options.logger;
-    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // Half-open: a client that shuts its side after its last request still gets the replies.
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log.error({ err }, 'nbd listener error'));
     this.ctx = {
       limits: this.limits,

@@ -163,3 +163,47 @@ t.test('pflex nbd serve: SIGTERM and SIGINT shut down cleanly with clients attac
     t.ok(srv.proc.logs.some((l) => l.msg === 'nbd server stopped'), `${signal}: logged the stop`);
   }
 });
+
+t.test('a lookup that throws refuses the option, not the connection', async (t) => {
+  const { NbdServer, MemoryBackend } = await import('../../src/nbd/index.js');
+  const { pino } = await import('pino');
+  const disk = { name: 'disk', backend: new MemoryBackend(MiB) };
+  let failing = true;
+  const server = new NbdServer({
+    lookup: (name) => {
+      if (failing) throw new Error('metadata manager unreachable');
+      return name === 'disk' ? disk : undefined;
+    },
+    list: () => {
+      throw new Error('no list today');
+    },
+    logger: pino({ level: 'silent' }),
+  });
+  const { port } = await server.listen(0, '127.0.0.1');
+  t.teardown(() => server.close());
+  const s = await RawSocket.connect(port);
+  await greet(s);
+  s.write(option(OPT.GO, goData('disk')));
+  const r = await readOptionReply(s);
+  t.equal(r.type, REP.ERR_UNKNOWN, 'GO refused');
+  t.match(r.data.toString(), /unreachable/, 'with the reason');
+  s.write(option(OPT.LIST));
+  t.equal((await readOptionReply(s)).type, 0x80000002, 'LIST refused with ERR_POLICY');
+  failing = false;
+  s.write(option(OPT.GO, goData('disk')));
+  t.equal((await replies(s)).at(-1)!.type, REP.ACK, 'the next GO succeeds');
+  s.destroy();
+});
+
+t.test('a client that shuts its sending side after its requests still gets every reply', async (t) => {
+  const { port } = await startInProcess(t, { size: SIZE });
+  const c = await RawNbdClient.connect(port, { structured: false });
+  await c.write(0, Buffer.alloc(4096, 4));
+  const pending = [c.read(0, 4096), c.read(4096, 4096), c.send(CMD.FLUSH, 0, 0)];
+  c.s.socket.end();
+  const [a, b, f] = await Promise.all(pending);
+  t.same(a!.data, Buffer.alloc(4096, 4));
+  t.same(b!.data, Buffer.alloc(4096));
+  t.equal(f!.error, 0);
+  t.ok(await c.s.waitClosed(), 'then the server closes');
+});
