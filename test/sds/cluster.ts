@@ -56,8 +56,8 @@ export async function startSdsProc(t: Test, mdm: Mdm, name: string, pool = 'pool
     'sds-server', 'start', '--data-dir', dir, '--mdm', mdm.url, '--cluster-key-file', mdm.keyFile, '--name', name,
     '--pd', pd, '--pool', pool, '--host', '127.0.0.1', '--port', '0', '--control-port', '0', '--mgmt-port', '0',
   ]);
-  const listening = await proc.waitForLog((l) => l.msg === 'sds listening', 20_000);
-  const registered = await proc.waitForLog((l) => l.msg === 'sds registered', 20_000);
+  const listening = await proc.waitForLog((l) => l.msg === 'sds listening', 60_000);
+  const registered = await proc.waitForLog((l) => l.msg === 'sds registered', 60_000);
   return {
     name, dir, proc, id: registered.sdsId as number,
     port: listening.port as number, controlPort: listening.controlPort as number, mgmtPort: listening.mgmtPort as number,
@@ -65,7 +65,7 @@ export async function startSdsProc(t: Test, mdm: Mdm, name: string, pool = 'pool
 }
 
 /** Waits until every running SDS has learned the MDM's current map epoch (via its mgmt /health). */
-export async function waitForMapEpoch(mdm: Mdm, poolId: number, sds: SdsProc[], timeoutMs = 15_000): Promise<PgMap> {
+export async function waitForMapEpoch(mdm: Mdm, poolId: number, sds: SdsProc[], timeoutMs = 60_000): Promise<PgMap> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const map = await mdm.admin.getPgMap(poolId);

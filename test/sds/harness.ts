@@ -31,7 +31,7 @@ export interface TestSds {
   stop(): Promise<void>;
 }
 
-export async function startSds(t: Test, id: number, map: StaticPgMap, forwardTimeoutMs = 2000): Promise<TestSds> {
+export async function startSds(t: Test, id: number, map: StaticPgMap, forwardTimeoutMs = 4000): Promise<TestSds> {
   const root = tempDir(t, `pflex-sds${id}-`);
   const store = await FileChunkStore.open({ root });
   const pgs = new PgTable(map);

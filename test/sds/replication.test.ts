@@ -15,7 +15,7 @@ import { startSds, token, type TestSds } from './harness.js';
 const TREE = 9;
 const PGS = 6;
 
-async function cluster(t: Tap, forwardTimeoutMs = 1500): Promise<{ map: StaticPgMap; sds: TestSds[] }> {
+async function cluster(t: Tap, forwardTimeoutMs = 4000): Promise<{ map: StaticPgMap; sds: TestSds[] }> {
   // RF 2 over three SDSs: every ordered pair appears once.
   const pairs = [[1, 2], [2, 3], [3, 1], [2, 1], [3, 2], [1, 3]];
   const map = new StaticPgMap(pairs.slice(0, PGS).map((members, pg) => ({ pg, members })));
@@ -92,7 +92,7 @@ t.test('after random writes the replicas of every PG are byte-identical on disk'
 });
 
 t.test('a secondary that dies mid-stream is fenced; writes keep being acknowledged and none is lost', async (t) => {
-  const { map, sds } = await cluster(t, 800);
+  const { map, sds } = await cluster(t, 4000);
   const io = router(t, map, sds);
   const rng = new Rng(7);
   const acked: Array<{ pg: number; chunk: number; off: number; data: Buffer }> = [];
