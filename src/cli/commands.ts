@@ -13,6 +13,7 @@ import { sdsCommand } from './sds.js';
 import { userCommand } from './user.js';
 import { sdsServerCommand } from './sds-server.js';
 import { sdcServerCommand } from './sdc-server.js';
+import { upCommand } from './up.js';
 import { volumeCommand } from './volume.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- yargs command modules differ in their argument types
@@ -29,6 +30,7 @@ export const COMMANDS: ReadonlyArray<CommandModule<any, any>> = [
   sdsServerCommand,
   sdcCommand,
   sdcServerCommand,
+  upCommand,
   volumeCommand,
   alertCommand,
   auditCommand,
