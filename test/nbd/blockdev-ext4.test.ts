@@ -1,14 +1,15 @@
 // A real block device on the host: nbdfuse turns the export into a file,
 // a loop device turns the file into /dev/loopN, and ext4 lives on it.
 // The file system is written, checked with e2fsck, detached all the way
-// down to the NBD connection, re-attached, and read back.
+// down to the NBD connection, re-attached, and read back. The ext4 check
+// also runs against nbdkit as a control.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { missingClients } from '../helpers/nbd.js';
 import { tempDir } from '../helpers/proc.js';
-import { cmd, loopAttach, mountDev, nbdfuseAttach, startServerUnderTest, UndoStack } from '../helpers/blockdev.js';
+import { cmd, loopAttach, mountDev, nbdfuseAttach, startServerUnderTest, UndoStack, type ServerKind } from '../helpers/blockdev.js';
 
 const skip =
   missingClients('nbdfuse', 'fusermount3', 'losetup', 'mkfs.ext4', 'e2fsck', 'mount', 'nbdcopy') ||
@@ -23,9 +24,9 @@ async function attach(undo: UndoStack, uri: string, dir: string, tag: string) {
   return { file, dev };
 }
 
-t.test('ext4 on nbdfuse + loop device', { skip }, async (t) => {
+for (const kind of ['pflex', 'nbdkit'] as ServerKind[]) t.test(`ext4 on nbdfuse + loop device (${kind})`, { skip }, async (t) => {
   const dir = tempDir(t);
-  const target = await startServerUnderTest(t, { memory: '128M' });
+  const target = await startServerUnderTest(t, { memory: '128M', kind });
   const mnt = join(dir, 'mnt');
 
   // First attachment: make the file system and fill it.

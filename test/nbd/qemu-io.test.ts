@@ -106,6 +106,27 @@ for (const kind of ['pflex', 'nbdkit'] as ServerKind[]) {
       t.equal((r.out.match(/^read 262144\/262144/gm) ?? []).length, 16, 'all 16 reads completed');
     });
 
+    t.test('qemu-img map: block status shows written data and unwritten zeros', async (t) => {
+      const img = await startServerUnderTest(t, { memory: '32M', kind });
+      const w = await qemuIo(img.uri, 'write -P 0x11 4M 1M', 'write -P 0x22 16M 128k');
+      succeeded(t, w, 'writes');
+      const r = await run('qemu-img', ['map', '-f', 'raw', '--output=json', img.uri]);
+      t.equal(r.code, 0, 'qemu-img map');
+      const extents = JSON.parse(r.out) as Array<{ start: number; length: number; zero: boolean; data: boolean }>;
+      let covered = 0;
+      for (const e of extents) {
+        t.equal(e.start, covered, `extent at ${e.start} follows the previous one`);
+        covered += e.length;
+      }
+      t.equal(covered, 32 * MiB, 'extents cover the whole export');
+      const at = (off: number) => extents.find((e) => e.start <= off && off < e.start + e.length)!;
+      for (const off of [4 * MiB, 5 * MiB - 1, 16 * MiB, 16 * MiB + 128 * 1024 - 1]) {
+        t.equal(at(off).data, true, `written byte ${off} is reported as data`);
+        t.equal(at(off).zero, false, `written byte ${off} is not reported as zero`);
+      }
+      for (const off of [0, 4 * MiB - 1, 10 * MiB, 32 * MiB - 1]) t.equal(at(off).zero, true, `never-written byte ${off} is reported as zero`);
+    });
+
     t.test('qemu-img compare with a local file of the same content', async (t) => {
       const dir = tempDir(t);
       const img = await startServerUnderTest(t, { memory: '16M', kind });
