@@ -64,6 +64,11 @@ t.test('login: wrong password, unknown user, token of a deleted user', async (t)
   t.equal((await call(m.app, ops, 'GET', '/volumes')).status, 401, 'a deleted user\'s token is refused');
   const adminId = (await call(m.app, m.admin, 'GET', '/users')).body.find((u: { name: string }) => u.name === 'admin').id;
   t.equal((await call(m.app, m.admin, 'DELETE', `/users/${adminId}`)).status, 409, 'the last admin stays');
+  const past = { iat: Math.floor(Date.now() / 1000) - 7200, exp: Math.floor(Date.now() / 1000) - 3600 };
+  const expired = m.app.jwt.sign({ sub: 'admin', role: 'admin', uid: adminId, ...past } as { sub: string; role: 'admin'; uid: number });
+  t.equal((await call(m.app, expired, 'GET', '/volumes')).status, 401, 'an expired token is refused');
+  const escalated = m.app.jwt.sign({ sub: 'watcher', role: 'admin', uid: 2 });
+  t.equal((await call(m.app, escalated, 'GET', '/users')).status, 401, 'a token whose role does not match its user is refused');
   const pw = await call(m.app, m.admin, 'PUT', `/users/${adminId}/password`, { password: 'new-admin-password' });
   t.equal(pw.status, 200);
   t.ok(await login(m.app, 'admin', 'new-admin-password'));
