@@ -160,6 +160,21 @@ t.test('health, alerts and audit', async (t) => {
   t.ok(entries.some((e) => e.result === 'failure'), 'failures audited');
 });
 
+t.test('users: a monitor can read but not change (exit 3)', async (t) => {
+  let r = await pflex('user', 'create', 'watcher', '--role', 'monitor', '--password', 'watcher-password');
+  t.equal(r.code, 0, r.stderr);
+  r = await pflex('user', 'list', '--json');
+  t.match(json(r.stdout), [{ name: 'admin', role: 'admin' }, { name: 'watcher', role: 'monitor' }]);
+  const monitorEnv = { ...env, PFLEX_CONFIG_DIR: join(configDir, '..', 'monitor') };
+  r = await runPflex(['login', '--user', 'watcher', '--password', 'watcher-password'], monitorEnv);
+  t.equal(r.code, 0, r.stderr);
+  r = await runPflex(['volume', 'list'], monitorEnv);
+  t.equal(r.code, 0, 'monitor reads');
+  r = await runPflex(['pd', 'create', 'pd-by-monitor'], monitorEnv);
+  t.equal(r.code, 3, 'monitor may not create');
+  t.match(r.stderr, /PFLEX_ERR_FORBIDDEN/);
+});
+
 t.test('logout forgets the token', async (t) => {
   const r = await pflex('logout');
   t.equal(r.code, 0);
