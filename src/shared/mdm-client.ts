@@ -83,6 +83,8 @@ export interface MdmClientOptions {
   /** Component login: obtains a fresh bearer token (see componentAuth()). */
   componentAuth?: ComponentAuth;
   timeoutMs?: number;
+  /** Headers added to every request, computed per request (e.g. W3C traceparent of the current span). */
+  headers?: () => Record<string, string>;
 }
 
 /** How a component logs in; called again whenever its token is refused or about to expire. */
@@ -141,6 +143,7 @@ export class MdmClient {
   private tokenExpiresAtMs = Number.POSITIVE_INFINITY;
   private readonly componentAuth: ComponentAuth | undefined;
   private readonly timeoutMs: number;
+  private readonly extraHeaders: (() => Record<string, string>) | undefined;
   private loggingIn: Promise<IssuedToken> | null = null;
 
   constructor(options: MdmClientOptions) {
@@ -148,6 +151,7 @@ export class MdmClient {
     this.token = options.token;
     this.componentAuth = options.componentAuth;
     this.timeoutMs = options.timeoutMs ?? mdmRequestTimeoutMsDefault;
+    this.extraHeaders = options.headers;
   }
 
   get bearerToken(): string | undefined {
@@ -162,7 +166,7 @@ export class MdmClient {
   async raw<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const url = new URL(this.url + path);
     for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const headers: Record<string, string> = { accept: 'application/json', ...(options.headers ?? {}) };
+    const headers: Record<string, string> = { accept: 'application/json', ...(this.extraHeaders?.() ?? {}), ...(options.headers ?? {}) };
     if (!options.anonymous && this.token) headers.authorization = `Bearer ${this.token}`;
     let body: string | undefined;
     if (options.body !== undefined) {
