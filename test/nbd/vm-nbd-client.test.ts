@@ -16,8 +16,9 @@ const skip = missingClients('nbdcopy') || vmUnavailable();
 
 /**
  * Guest script: attach the default export (no -N), mkfs (which sends TRIM),
- * write files, e2fsck, detach, re-attach by name (so reads really come from
- * the server, and the default export is shown to be that export), verify,
+ * write files, e2fsck, detach, re-attach by name over 4 connections (so
+ * reads really come from the server, the default export is shown to be that
+ * export, and the kernel spreads requests over connections), verify,
  * and print a digest of the device for the host to compare.
  */
 function guestScript(port: number, name: string): string {
@@ -35,7 +36,7 @@ umount /mnt
 e2fsck -fn /dev/nbd0 && echo PFLEX_RESULT fsck1=clean
 nbd-client -d /dev/nbd0
 sleep 1
-nbd-client 10.0.2.2 ${port} /dev/nbd0 -N ${name}
+nbd-client 10.0.2.2 ${port} /dev/nbd0 -N ${name} -connections 4
 e2fsck -fn /dev/nbd0 && echo PFLEX_RESULT fsck2=clean
 mount -t ext4 -o ro /dev/nbd0 /mnt
 cd /mnt && sha256sum -c -s /tmp/sums && echo PFLEX_RESULT verify=ok && cd /
