@@ -294,3 +294,38 @@ t.test('option errors during the handshake do not end it', async (t) => {
   t.equal(r.type, REP.ACK, 'GO still succeeds afterwards');
   s.destroy();
 });
+
+t.test('a client that does not read its replies is pushed back, not buffered for', async (t) => {
+  const inner = new MemoryBackend(64 * MiB);
+  let reads = 0;
+  const counting: BlockBackend = Object.assign(Object.create(inner) as BlockBackend, {
+    async readv(offset: number, length: number) {
+      reads++;
+      return inner.readv(offset, length);
+    },
+  });
+  const { port } = await startInProcess(t, { backend: counting, limits: { writeBufferBytesMax: 4 * MiB } });
+  const s = await RawSocket.connect(port);
+  await greet(s);
+  s.write(option(OPT.EXPORT_NAME, Buffer.from('disk')));
+  await s.mustRead(10);
+  s.socket.pause(); // stop reading replies
+  const N = 600;
+  for (let i = 0; i < N; i++) s.write(request(CMD.READ, 0, BigInt(i + 1), (i % 64) * MiB, MiB));
+  await new Promise((r) => setTimeout(r, 1000));
+  const executed = reads;
+  // Bounded by inflightBytesMax (64 MiB) plus the reply queue limit, whatever N is.
+  t.ok(executed <= 64 + 8, `only ${executed} of ${N} 1 MiB reads executed while the client reads nothing`);
+  s.socket.resume();
+  let got = 0;
+  let errors = 0;
+  while (got < N) {
+    const h = await s.mustRead(16);
+    if (h.readUInt32BE(4) !== 0) errors++;
+    await s.mustRead(MiB);
+    got++;
+  }
+  t.equal(errors, 0, 'no reply carried an error');
+  t.equal(reads, N, 'every request is served once the client reads again');
+  s.destroy();
+});
