@@ -41,7 +41,7 @@ const CopyBody = Type.Object({
 }, { additionalProperties: false });
 
 export function buildControlServer(o: ControlServerOptions) {
-  const app = Fastify({ loggerInstance: o.log.child({ listener: 'control' }), disableRequestLogging: true, bodyLimit: 1024 * 1024 })
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 })
     .withTypeProvider<TypeBoxTypeProvider>();
   const { store } = o;
 
@@ -55,6 +55,7 @@ export function buildControlServer(o: ControlServerOptions) {
     const pe = isPflexError(err) ? err
       : err.validation ? new PflexError('PFLEX_ERR_BAD_REQUEST', err.message)
       : new PflexError('PFLEX_ERR_INTERNAL', err.message);
+    if (ERRORS[pe.code].httpStatus >= 500) o.log.error({ err: pe.message, url: _req.url }, 'control request failed');
     void reply.status(ERRORS[pe.code].httpStatus).send({ error: { code: pe.code, message: pe.message } });
   });
 

@@ -6,7 +6,6 @@
  *   GET /metrics  counters and latency histograms (see metrics.ts)
  */
 import Fastify from 'fastify';
-import type { Logger } from '../shared/logger.js';
 import type { SdsMetrics } from './metrics.js';
 import type { StoreCapacity } from './store/chunk-store.js';
 
@@ -23,8 +22,8 @@ export interface MgmtView {
   problems(): string[];
 }
 
-export function buildMgmtServer(log: Logger, view: () => MgmtView) {
-  const app = Fastify({ loggerInstance: log.child({ listener: 'mgmt' }), disableRequestLogging: true });
+export function buildMgmtServer(view: () => MgmtView) {
+  const app = Fastify({ logger: false });
   app.get('/health', async () => {
     const v = view();
     const problems = v.problems();

@@ -112,7 +112,7 @@ export class SdsNode {
       trees, peers: this.peers, log: this.log, metrics: this.metrics,
     });
     this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log });
-    this.mgmt = buildMgmtServer(this.log, () => this.view());
+    this.mgmt = buildMgmtServer(() => this.view());
     this.ports.data = await this.data.listen(o.dataPort, o.host);
     await this.control.listen({ port: o.controlPort, host: o.host });
     this.ports.control = portOf(this.control.server.address());
