@@ -28,6 +28,7 @@ declare -A NEEDS=(
   [iptables]=iptables
   [nsenter]=util-linux
   [dockerd]=docker.io
+  [openssl]=openssl
 )
 # packages without a command to probe for
 EXTRA_PKGS=(python3-libnbd busybox-static)
@@ -39,6 +40,9 @@ done
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || missing+=(python3-libnbd)
 : "${EXTRA_PKGS[@]}"
+
+# Whichever way this script ends, the container tests want a docker engine.
+trap 'bash "$(dirname "$0")/ensure-dockerd.sh"' EXIT
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-test-deps: all system packages present"

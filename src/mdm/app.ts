@@ -71,6 +71,8 @@ export interface BuildOptions {
   /** A ready pino logger (the server's); wins over `logger`. */
   loggerInstance?: FastifyBaseLogger;
   place?: PlaceFn;
+  /** Serve HTTPS with this PEM key and certificate (chain). */
+  https?: { key: Buffer; cert: Buffer };
   /** Re-evaluate component health every config.healthTickMs (the server; tests call health.tick()). */
   healthTimer?: boolean;
 }
@@ -82,14 +84,17 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
   const config = resolveConfig(opts.config);
   const clock = opts.clock ?? Date.now;
   const db = typeof opts.db === 'string' ? openDb(opts.db) : opts.db;
-  const app: MdmApp = Fastify({
+  const serverOptions: FastifyServerOptions = {
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit: config.requestBodyBytesMax,
     // Heartbeats would flood the info log; one debug line per request instead (below).
     logController: new Fastify.LogController({ disableRequestLogging: true }),
     // Unknown body fields are refused (400), not silently dropped: a typo must not pass.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
-  }).withTypeProvider<TypeBoxTypeProvider>();
+  };
+  // With TLS the raw server is an https.Server; routes and hooks do not care, so one app type serves both.
+  if (opts.https) Object.assign(serverOptions, { https: opts.https });
+  const app: MdmApp = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>();
   if (typeof opts.db === 'string') app.addHook('onClose', async () => db.close());
 
   await app.register(fastifySwagger, {

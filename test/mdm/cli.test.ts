@@ -1,9 +1,8 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { componentProof, readClusterKey } from '../../src/shared/component-auth.js';
 import { PFLEX_BIN, spawnPflex, tempDir } from '../helpers/proc.js';
 
 const run = promisify(execFile);
@@ -71,32 +70,4 @@ t.test('pflex mdm start without a cluster fails with a clear message', async (t)
   const code = await new Promise<number | null>((resolve) => mdm.child.on('exit', resolve));
   t.equal(code, 4);
   t.match(mdm.stderr.join('\n'), /pflex mdm init/);
-});
-
-t.test('pflex mdm start reads a config file; flags win over it; unknown settings are refused', async (t) => {
-  const dir = join(tempDir(t), 'data');
-  t.equal((await init(['--data-dir', dir, '--admin-password', 'first-password'])).code, 0);
-  const cfg = join(dir, 'mdm.json');
-  writeFileSync(cfg, JSON.stringify({ port: 0, heartbeatIntervalMs: 500, ioTokenTtlMs: 1000 }));
-  const mdm = spawnPflex(t, ['mdm', 'start', '--data-dir', dir, '--config', cfg, '--heartbeat-interval-ms', '700']);
-  const line = await mdm.waitForLog((l) => l.msg === 'mdm listening');
-  const base = `http://127.0.0.1:${line.port as number}`;
-  const key = readClusterKey(join(dir, 'cluster.key'));
-  const tsMs = Date.now();
-  const auth = await json(`${base}/auth/component`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ kind: 'sdc', name: 'g1', tsMs, proof: componentProof(key, 'sdc', 'g1', tsMs) }),
-  });
-  t.equal(auth.status, 200);
-  const headers = { authorization: `Bearer ${auth.body.token as string}`, 'content-type': 'application/json' };
-  const sdc = await json(`${base}/sdcs`, { method: 'POST', headers, body: JSON.stringify({ guid: 'g1' }) });
-  const beat = await json(`${base}/sdcs/${sdc.body.id as number}/heartbeat`, { method: 'POST', headers, body: '{}' });
-  t.same(beat.body, { state: 'ACTIVE', heartbeatIntervalMs: 700 }, 'the flag wins over the file');
-  await mdm.stop();
-
-  writeFileSync(cfg, JSON.stringify({ port: 0, heartbeatIntervalMS: 500 }));
-  const bad = spawnPflex(t, ['mdm', 'start', '--data-dir', dir, '--config', cfg]);
-  const code = await new Promise<number | null>((resolve) => bad.child.on('exit', resolve));
-  t.equal(code, 2);
-  t.match(bad.stderr.join('\n'), /unknown setting "heartbeatIntervalMS"/);
 });
