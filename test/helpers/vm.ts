@@ -152,7 +152,12 @@ export function ensureVmKernel(cacheDir = VM_CACHE_DIR): VmKernel {
 
 /** Shared libraries (and the loader) a dynamically linked binary needs, per ldd. */
 export function sharedLibraries(binary: string): string[] {
-  const out = sh('ldd', [binary]);
+  let out: string;
+  try {
+    out = sh('ldd', [binary]);
+  } catch {
+    return []; // ldd fails on static binaries ("not a dynamic executable")
+  }
   const libs: string[] = [];
   for (const line of out.split('\n')) {
     const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
