@@ -126,6 +126,20 @@ t.test('a secondary that dies mid-stream is fenced; writes keep being acknowledg
   t.ok([...s3].every(([n, b]) => b.equals(s1.get(n)!)), 'PG 2 replicas identical after the failure');
 });
 
+t.test('FLUSH reaches the secondaries; one that cannot flush is fenced', async (t) => {
+  const { map, sds } = await cluster(t);
+  const io = router(t, map, sds);
+  await io.write(0, 0, 0, Buffer.alloc(8192, 7)); // PG 0 = [1, 2]
+  await io.write(2, 0, 0, Buffer.alloc(8192, 8)); // PG 2 = [3, 1]
+  t.equal((await io.flush(0)).status, 0, 'flush with every secondary alive');
+  t.equal(sds[0]!.server.metrics.forwarded >= 2, true, 'the write and the flush were forwarded');
+  await io.write(0, 1, 0, Buffer.alloc(4096, 9));
+  await sds[1]!.stop(); // SDS 2 owes a flush for PG 0
+  t.equal((await io.flush(0)).status, 0, 'flush succeeds once the dead secondary is fenced');
+  t.same(map.pgs.get(0)!.members, [1], 'SDS 2 left PG 0');
+  t.same(map.pgs.get(2)!.members, [3, 1], 'PG 2 (not owing SDS 2 anything) unchanged');
+});
+
 t.test('a flipped byte in a chunk file fails the read with IO_ERROR, never corrupt data', async (t) => {
   const { map, sds } = await cluster(t);
   const io = router(t, map, sds);
