@@ -18,6 +18,9 @@ import type { NbdLimits } from './limits.js';
 import { commandName, validateRequest } from './validate.js';
 import type { Wire } from './wire.js';
 
+/** Requests parsed from already-buffered bytes before yielding to the event loop. */
+const REQUESTS_PER_TURN_MAX = 1024;
+
 /**
  * The transmission phase of one connection: reads requests in order,
  * executes many at once, replies as each completes (out of order, matched
@@ -61,7 +64,18 @@ export class Transmission {
 
   private async loop(): Promise<void> {
     const { wire, limits } = this;
+    let burst = 0;
     while (!this.stopping) {
+      // Even refused requests produce replies: never read on while replies pile up unsent.
+      if (wire.writableBytes > limits.writeBufferBytesMax && !wire.closed) {
+        await this.waitForRoom();
+        continue;
+      }
+      // A long run of already-buffered requests must not starve the other connections.
+      if (++burst >= REQUESTS_PER_TURN_MAX) {
+        burst = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
       const header = wire.tryRead(REQUEST_HEADER_BYTES) ?? (await wire.readExact(REQUEST_HEADER_BYTES));
       const req = decodeRequest(header);
       if (req.magic !== REQUEST_MAGIC) throw new ProtocolError(`bad request magic 0x${req.magic.toString(16)}`);

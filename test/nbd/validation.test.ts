@@ -1,4 +1,5 @@
 import t from 'tap';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { FileBackend, MemoryBackend, type BlockBackend } from '../../src/nbd/index.js';
 import { tempDir } from '../helpers/proc.js';
@@ -327,5 +328,33 @@ t.test('a client that does not read its replies is pushed back, not buffered for
   }
   t.equal(errors, 0, 'no reply carried an error');
   t.equal(reads, N, 'every request is served once the client reads again');
+  s.destroy();
+});
+
+t.test('a flood of invalid requests from a client that reads nothing stays bounded', async (t) => {
+  const { port } = await startInProcess(t, { limits: { writeBufferBytesMax: MiB } });
+  const s = await RawSocket.connect(port);
+  await greet(s);
+  s.write(option(OPT.EXPORT_NAME, Buffer.from('disk')));
+  await s.mustRead(10);
+  s.socket.pause();
+  const junk = Buffer.concat(Array.from({ length: 4096 }, (_, i) => request(42, 0, BigInt(i), 0, 0)));
+  // Keep writing whenever the socket drains, for 2 s: a server that keeps
+  // reading (and queuing replies) would take hundreds of MiB.
+  let sent = 0;
+  const deadline = Date.now() + 2000;
+  while (Date.now() < deadline && sent < 256 * MiB) {
+    sent += junk.length;
+    if (!s.socket.write(junk)) {
+      const drained = await Promise.race([once(s.socket, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), deadline - Date.now()))]);
+      if (!drained) break;
+    }
+  }
+  t.comment(`flooding client got ${(sent / MiB).toFixed(1)} MiB of invalid requests out before being blocked`);
+  t.ok(sent < 48 * MiB, 'the flooding client was pushed back');
+  const good = await RawNbdClient.connect(port);
+  t.equal((await good.read(0, 4096)).error, 0, 'other clients are still served meanwhile');
+  await good.disconnect();
+  t.notOk(s.closed, 'the flooding connection is still open (it did nothing illegal)');
   s.destroy();
 });
