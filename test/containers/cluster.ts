@@ -1,0 +1,264 @@
+/**
+ * A pflex cluster in containers, one component per "host": mdm, sds1..sdsN
+ * and sdc1 on a user-defined docker network created for the test (testcontainers
+ * GenericContainer + Network). Components find each other by network alias;
+ * the host reaches only the MDM's API and sdc1's NBD and mgmt ports, published
+ * on loopback. Faults are injected from the host: docker stop/kill/start, and
+ * network partitions with iptables inside a container's network namespace
+ * (nsenter -n), so the image needs no iptables. Teardown removes containers
+ * and network even when the test fails.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Test } from 'tap';
+import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
+import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
+import { PFLEX_BIN, tempDir } from '../helpers/proc.js';
+import { ensureImage } from './image.js';
+
+// No reaper container (it would need an image pull); teardown is ours.
+process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
+process.env.TESTCONTAINERS_HOST_OVERRIDE = 'localhost';
+
+const run = promisify(execFile);
+const ADMIN_PASSWORD = 'containers-test-password';
+const MDM_PORT = 8001;
+const SDS_PORT = 9700;
+const SDC_NBD_PORT = 8005;
+const SDC_MGMT_PORT = 8004;
+const startupTimeoutMs = 60_000;
+
+/** Why the container tests cannot run here, or undefined when docker works. */
+export function dockerUnusable(): string | undefined {
+  try {
+    execFileSync('docker', ['info'], { stdio: 'ignore', timeout: 20_000 });
+  } catch {
+    return 'no docker engine answers (`docker info` fails): run scripts/ensure-dockerd.sh as root';
+  }
+  for (const cmd of ['nsenter', 'iptables', 'ldd', 'tar']) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+    } catch {
+      return `${cmd} is missing (scripts/install-test-deps.sh installs it)`;
+    }
+  }
+  return undefined;
+}
+
+export async function docker(...args: string[]): Promise<string> {
+  return (await run('docker', args, { maxBuffer: 16 * 1024 * 1024 })).stdout.trim();
+}
+
+export interface Node {
+  /** Network alias and component name: mdm, sds1, sdc1... */
+  name: string;
+  container: StartedTestContainer;
+  id: string;
+}
+
+export interface ContainerCluster {
+  image: string;
+  imageBuilt: boolean;
+  imageBuildMs: number;
+  network: StartedNetwork;
+  mdm: Node;
+  sds: Node[];
+  sdc: Node;
+  admin: MdmClient;
+  poolId: number;
+  /** Host port of sdc1's NBD listener (on 127.0.0.1). */
+  nbdPort: number;
+  sdcMgmtPort: number;
+  startMs: number;
+  volume(name: string, sizeBytes: number): Promise<Volume>;
+}
+
+export interface ContainerClusterOptions {
+  sdsCount?: number;
+  pgCount?: number;
+  /** Extra flags of `pflex mdm start` (e.g. heartbeat thresholds). */
+  mdmArgs?: string[];
+}
+
+const PFLEX = '/usr/bin/node /opt/pflex/bin/pflex.js';
+
+async function startNode(t: Test, image: string, network: StartedNetwork, name: string, cmd: string, waitFor: string, opts: {
+  ports?: number[]; files?: Array<{ source: string; target: string }>; dirs?: Array<{ source: string; target: string }>;
+} = {}): Promise<Node> {
+  let c = new GenericContainer(image)
+    .withEntrypoint(['/bin/sh'])
+    .withCommand(['-c', cmd])
+    .withNetwork(network)
+    .withNetworkAliases(name)
+    .withHostname(name)
+    .withLabels({ 'pflex.test': 'containers', 'pflex.node': name })
+    .withEnvironment({ PFLEX_LOG_LEVEL: 'info' })
+    .withWaitStrategy(Wait.forLogMessage(waitFor))
+    .withStartupTimeout(startupTimeoutMs);
+  if (opts.ports) c = c.withExposedPorts(...opts.ports);
+  if (opts.files) c = c.withCopyFilesToContainer(opts.files);
+  if (opts.dirs) c = c.withCopyDirectoriesToContainer(opts.dirs);
+  const container = await c.start();
+  const node = { name, container, id: container.getId() };
+  t.teardown(() => removeNode(node));
+  return node;
+}
+
+async function removeNode(n: Node): Promise<void> {
+  try {
+    await n.container.stop({ remove: true, timeout: 0 });
+  } catch {
+    await docker('rm', '-f', '-v', n.id).catch(() => undefined);
+  }
+}
+
+/**
+ * Starts mdm (initialised on the host, its data dir copied in), creates pd1 /
+ * pool1 through the API, then sds1..N and sdc1, and waits until the PG map is
+ * ready. Every container and the network go away at teardown.
+ */
+export async function startContainerCluster(t: Test, o: ContainerClusterOptions = {}): Promise<ContainerCluster> {
+  const t0 = Date.now();
+  const img = ensureImage();
+  const network = await new Network().start();
+  t.teardown(async () => {
+    await network.stop().catch(() => docker('network', 'rm', network.getId()).catch(() => undefined));
+  });
+
+  const dir = tempDir(t, 'pflex-containers-');
+  const mdmDir = join(dir, 'mdm');
+  mkdirSync(dir, { recursive: true });
+  execFileSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', mdmDir, '--admin-password', ADMIN_PASSWORD], { stdio: 'pipe' });
+  const key = { source: join(mdmDir, 'cluster.key'), target: '/data/cluster.key' };
+
+  const mdm = await startNode(t, img.tag, network, 'mdm',
+    `exec ${PFLEX} mdm start --data-dir /data/mdm --host 0.0.0.0 --port ${MDM_PORT} ${(o.mdmArgs ?? []).join(' ')}`,
+    'mdm listening', {
+      ports: [MDM_PORT],
+      dirs: [{ source: mdmDir, target: '/data/mdm' }],
+    });
+  const admin = new MdmClient({ url: `http://127.0.0.1:${mdm.container.getMappedPort(MDM_PORT)}` });
+  await admin.login('admin', ADMIN_PASSWORD);
+  const pd = await admin.createPd('pd1');
+  const pool = await admin.createPool({ protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: o.pgCount ?? 32 });
+
+  const names = Array.from({ length: o.sdsCount ?? 4 }, (_, i) => `sds${i + 1}`);
+  const [sds, sdc] = await Promise.all([
+    Promise.all(names.map((name) => startNode(t, img.tag, network, name,
+      `exec ${PFLEX} sds-server start --data-dir /data/sds --mdm http://mdm:${MDM_PORT} --cluster-key-file /data/cluster.key ` +
+      `--name ${name} --address ${name} --pd pd1 --pool pool1 --port ${SDS_PORT} --capacity 4G`,
+      'sds registered', { files: [key] }))),
+    startNode(t, img.tag, network, 'sdc1',
+      `exec ${PFLEX} sdc-server --mdm http://mdm:${MDM_PORT} --cluster-key-file /data/cluster.key --name sdc1 --address sdc1 ` +
+      `--port ${SDC_NBD_PORT} --mgmt-port ${SDC_MGMT_PORT}`,
+      'sdc registered', { ports: [SDC_NBD_PORT, SDC_MGMT_PORT], files: [key] }),
+  ]);
+  await waitFor(async () => (await admin.getPgMap(pool.id)).ready, 30_000, 'the PG map to become ready');
+  const sdcRecord = (await admin.listSdcs({ name: 'sdc1' }))[0];
+  if (!sdcRecord) throw new Error('sdc1 is not registered with the MDM');
+
+  const sdcMgmtPort = sdc.container.getMappedPort(SDC_MGMT_PORT);
+  return {
+    image: img.tag, imageBuilt: img.built, imageBuildMs: img.buildMs, network, mdm, sds, sdc, admin, poolId: pool.id,
+    nbdPort: sdc.container.getMappedPort(SDC_NBD_PORT),
+    sdcMgmtPort,
+    startMs: Date.now() - t0,
+    async volume(name, sizeBytes) {
+      const v = await admin.createVolume({ name, storagePoolId: pool.id, sizeBytes });
+      const mapped = await admin.mapVolume(v.id, sdcRecord.id);
+      // The SDC learns its mappings with its heartbeat: wait until it serves the export.
+      await waitFor(async () => sdcServes(sdcMgmtPort, name), 30_000, `sdc1 to serve ${name}`);
+      return mapped;
+    },
+  };
+}
+
+async function sdcServes(mgmtPort: number, volume: string): Promise<boolean> {
+  try {
+    const m = (await (await fetch(`http://127.0.0.1:${mgmtPort}/metrics`)).json()) as { volumes?: Record<string, unknown> };
+    return m.volumes !== undefined && volume in m.volumes;
+  } catch {
+    return false;
+  }
+}
+
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+// ---- faults --------------------------------------------------------------
+
+/** SIGTERM, then SIGKILL after graceS seconds (docker stop). */
+export async function stopNode(n: Node, graceS = 2): Promise<void> {
+  await docker('stop', '-t', String(graceS), n.id);
+}
+
+/** SIGKILL at once (docker kill). */
+export async function killNode(n: Node): Promise<void> {
+  await docker('kill', n.id);
+}
+
+/** Starts a stopped container again (same file system, same network alias). */
+export async function startNodeAgain(n: Node): Promise<void> {
+  await docker('start', n.id);
+}
+
+export async function isRunning(n: Node): Promise<boolean> {
+  return (await docker('inspect', '-f', '{{.State.Running}}', n.id)) === 'true';
+}
+
+async function netns(n: Node, args: string[]): Promise<void> {
+  const pid = await docker('inspect', '-f', '{{.State.Pid}}', n.id);
+  await run('nsenter', ['-t', pid, '-n', 'iptables', ...args], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+}
+
+const PARTITION_RULES = [['INPUT', '!', '-i', 'lo', '-j', 'DROP'], ['OUTPUT', '!', '-o', 'lo', '-j', 'DROP']];
+
+/** Cuts the container off the network: every packet in or out (but loopback) dropped in its namespace. */
+export async function partition(n: Node): Promise<void> {
+  for (const r of PARTITION_RULES) await netns(n, ['-I', ...r]);
+}
+
+export async function heal(n: Node): Promise<void> {
+  for (const r of PARTITION_RULES) await netns(n, ['-D', ...r]);
+}
+
+// ---- observations ----------------------------------------------------------
+
+/** The PG map as the MDM sees it. */
+export function pgMap(c: ContainerCluster): Promise<PgMap> {
+  return c.admin.getPgMap(c.poolId);
+}
+
+/** PGs with fewer members than the replication factor (degraded). */
+export function degradedPgs(map: PgMap): number {
+  return map.pgs.filter((p) => p.members.length < map.replicationFactor).length;
+}
+
+/** chunk index -> SDS names holding a copy (read from the chunk files in each running SDS container). */
+export async function chunkCopies(c: ContainerCluster, treeId: number, only: Node[] = c.sds): Promise<Map<number, string[]>> {
+  const out = new Map<number, string[]>();
+  for (const n of only) {
+    if (!(await isRunning(n))) continue;
+    const list = await docker('exec', n.id, 'find', '/data/sds/chunks', '-name', `${treeId}-*.dat`).catch(() => '');
+    for (const path of list.split('\n')) {
+      const m = /\/(\d+)-(\d+)-(\d+)\.dat$/.exec(path);
+      if (!m) continue;
+      const idx = Number(m[2]);
+      out.set(idx, [...new Set([...(out.get(idx) ?? []), n.name])]);
+    }
+  }
+  return out;
+}
+
+/** The last lines of a container's log (for a failing test's comment). */
+export async function tail(n: Node, lines = 30): Promise<string> {
+  return docker('logs', '--tail', String(lines), n.id).catch((e: Error) => e.message);
+}
