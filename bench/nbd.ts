@@ -213,7 +213,13 @@ async function main(): Promise<void> {
   const results = workloads.map((w, i) => {
     const pflex = pick(samples[i]!.pflex);
     const nbdkit = pick(samples[i]!.nbdkit);
-    return { workload: w.name, pflex, nbdkit, ratio: pflex && nbdkit ? pflex.iops / nbdkit.iops : undefined };
+    const both = pflex && nbdkit;
+    return {
+      workload: w.name, pflex, nbdkit,
+      ratio: both ? pflex.iops / nbdkit.iops : undefined,
+      // IOs per server CPU-second: what the code costs, whatever CPU share each server got.
+      cpuRatio: both && pflex.cpu > 0 && nbdkit.cpu > 0 ? pflex.iops / pflex.cpu / (nbdkit.iops / nbdkit.cpu) : undefined,
+    };
   });
   if (values.json) {
     console.log(JSON.stringify({ machine: machine(), runtimeS, repeat, size, results }, null, 2));
@@ -221,13 +227,13 @@ async function main(): Promise<void> {
   }
   console.log(`\nmachine: ${machine()}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   console.log(`${fioVersion()} nbd engine, ${runtimeS} s per workload, median of ${repeat}, ${size} region, memory backends; CPU = server cores busy\n`);
-  console.log('| workload | pflex MB/s | pflex IOPS | pflex CPU | nbdkit MB/s | nbdkit IOPS | nbdkit CPU | ours/nbdkit |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| workload | pflex MB/s | pflex IOPS | pflex CPU | nbdkit MB/s | nbdkit IOPS | nbdkit CPU | ours/nbdkit | per CPU-s |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   const f = (x: Figure | undefined, k: keyof Figure, d: number) => (x ? x[k].toFixed(d) : '-');
   for (const r of results) {
-    const ratio = r.ratio !== undefined ? `${(100 * r.ratio).toFixed(0)}%` : '-';
+    const pct = (x: number | undefined) => (x !== undefined ? `${(100 * x).toFixed(0)}%` : '-');
     console.log(
-      `| ${r.workload} | ${f(r.pflex, 'mbps', 1)} | ${f(r.pflex, 'iops', 0)} | ${f(r.pflex, 'cpu', 2)} | ${f(r.nbdkit, 'mbps', 1)} | ${f(r.nbdkit, 'iops', 0)} | ${f(r.nbdkit, 'cpu', 2)} | ${ratio} |`,
+      `| ${r.workload} | ${f(r.pflex, 'mbps', 1)} | ${f(r.pflex, 'iops', 0)} | ${f(r.pflex, 'cpu', 2)} | ${f(r.nbdkit, 'mbps', 1)} | ${f(r.nbdkit, 'iops', 0)} | ${f(r.nbdkit, 'cpu', 2)} | ${pct(r.ratio)} | ${pct(r.cpuRatio)} |`,
     );
   }
 }
