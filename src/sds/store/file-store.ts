@@ -96,8 +96,7 @@ export class FileChunkStore implements ChunkStore {
       assert(chunk, 'create of a chunk failed without an error');
       const crcs = blockCrcs && blockAligned(offset, data.length) ? crcWords(blockCrcs, data.length / BLOCK_BYTES)
         : await this.blockCrcsFor(chunk, pgId, key, offset, data);
-      await writeFully(chunk.data, data, offset);
-      await writeFully(chunk.crc, crcs, blockSpan(offset, data.length).first * 4);
+      await Promise.all([writeFully(chunk.data, data, offset), writeFully(chunk.crc, crcs, blockSpan(offset, data.length).first * 4)]);
       this.grow(id, offset + data.length);
       if (durable) await Promise.all([chunk.data.datasync(), chunk.crc.datasync(), this.syncDirs()]);
       else this.dirty.add(id);
@@ -320,20 +319,34 @@ export class FileChunkStore implements ChunkStore {
       this.knownDirs.add(dir);
       this.dirtyDirs.add(this.root);
     }
-    const flags = FS.O_RDWR | (create ? FS.O_CREAT : 0);
     let data: FileHandle;
-    try {
-      data = await fsp.open(`${base}.dat`, flags, 0o600);
-    } catch (err) {
-      if (!create && (err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
     let crc: FileHandle;
-    try {
-      crc = await fsp.open(`${base}.crc`, FS.O_RDWR | FS.O_CREAT, 0o600);
-    } catch (err) {
-      await data.close();
-      throw err;
+    if (create) {
+      // Both files at once: creating files is the slow part of a chunk's first write.
+      const [d, c] = await Promise.allSettled([
+        fsp.open(`${base}.dat`, FS.O_RDWR | FS.O_CREAT, 0o600),
+        fsp.open(`${base}.crc`, FS.O_RDWR | FS.O_CREAT, 0o600),
+      ]);
+      if (d.status === 'rejected' || c.status === 'rejected') {
+        if (d.status === 'fulfilled') await d.value.close();
+        if (c.status === 'fulfilled') await c.value.close();
+        throw d.status === 'rejected' ? d.reason : (c as PromiseRejectedResult).reason;
+      }
+      data = d.value;
+      crc = c.value;
+    } else {
+      try {
+        data = await fsp.open(`${base}.dat`, FS.O_RDWR);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw err;
+      }
+      try {
+        crc = await fsp.open(`${base}.crc`, FS.O_RDWR | FS.O_CREAT, 0o600);
+      } catch (err) {
+        await data.close();
+        throw err;
+      }
     }
     if (!this.sizes.has(id)) {
       this.setSize(id, 0);
