@@ -1,6 +1,7 @@
 // The real kernel NBD client (nbd-client + nbd.ko) in a throwaway QEMU VM:
 // ext4 made, filled, checked and re-read through our server.
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +9,6 @@ import { missingClients } from '../helpers/nbd.js';
 import { tempDir } from '../helpers/proc.js';
 import { startServerUnderTest } from '../helpers/blockdev.js';
 import { buildInitramfs, ensureVmKernel, runVm, vmUnavailable } from '../helpers/vm.js';
-import { execFileSync } from 'node:child_process';
 
 const EXPORT_MIB = 256;
 
