@@ -83,7 +83,7 @@ const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 export async function build(opts: BuildOptions): Promise<MdmApp> {
   const config = resolveConfig(opts.config);
   const clock = opts.clock ?? Date.now;
-  const db = typeof opts.db === 'string' ? openDb(opts.db) : opts.db;
+  const db = typeof opts.db === 'string' ? openDb(opts.db, { exclusive: true }) : opts.db;
   const serverOptions: FastifyServerOptions = {
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit: config.requestBodyBytesMax,
@@ -110,6 +110,7 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     db, clusterKey: opts.clusterKey, config, clock, place: opts.place ?? computePlacement,
     sign: (claims, ttlS) => app.jwt.sign(claims, { expiresIn: `${ttlS}s` }),
   });
+  services.rebuild.logger = app.log;
   const routes: RouteInfo[] = [];
   app.decorate('mdm', { services, db, config, clock, routes });
 
@@ -184,6 +185,12 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     }, config.healthTickMs);
     timer.unref();
     app.addHook('onClose', async () => clearInterval(timer));
+    // Rebuild, rebalance and drain are driven by the same server-only loop style (tests call rebuild.tick()).
+    const rebuildTimer = setInterval(() => {
+      services.rebuild.tick().catch((err: unknown) => app.log.error({ err }, 'rebuild tick failed'));
+    }, config.rebuildTickMs);
+    rebuildTimer.unref();
+    app.addHook('onClose', async () => clearInterval(rebuildTimer));
   }
 
   registerRoutes(app, services);

@@ -4,16 +4,33 @@ import { MIGRATIONS } from './migrations.js';
 
 export type Db = Database.Database;
 
+export interface OpenOptions {
+  /**
+   * Hold the database lock for the life of the connection, so that a
+   * second MDM on the same data dir fails at once instead of running with a
+   * diverging view of health and maps.
+   */
+  exclusive?: boolean;
+}
+
 /**
  * Opens (creating if needed) mdm.db: WAL so readers never block the single
  * writer, foreign keys enforced, and migrations applied in one transaction.
  */
-export function openDb(path: string): Db {
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
+export function openDb(path: string, o: OpenOptions = {}): Db {
+  const db = new Database(path, { timeout: o.exclusive ? 200 : 5000 });
+  if (o.exclusive) db.pragma('locking_mode = EXCLUSIVE');
+  try {
+    db.pragma('journal_mode = WAL');
+  } catch (err) {
+    db.close();
+    if ((err as { code?: unknown }).code === 'SQLITE_BUSY') {
+      throw new PflexError('PFLEX_ERR_CONFLICT', `${path} is in use by another MDM`);
+    }
+    throw err;
+  }
   db.pragma('foreign_keys = ON');
   db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
   migrate(db);
   return db;
 }

@@ -24,6 +24,8 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
   const adminName = o.adminName ?? 'admin';
   if (existsSync(dbPath) || existsSync(clusterKeyPath)) {
     if (!o.force) throw new PflexError('PFLEX_ERR_CONFLICT', `${o.dataDir} already holds a cluster; use --force to overwrite it`);
+    // Never pull the files from under a running MDM (throws CONFLICT while it holds the lock).
+    if (existsSync(dbPath)) openDb(dbPath, { exclusive: true }).close();
     for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`, clusterKeyPath]) rmSync(f, { force: true });
   }
   if (o.adminPassword.length < 8) throw new PflexError('PFLEX_ERR_BAD_REQUEST', 'the admin password needs at least 8 characters');

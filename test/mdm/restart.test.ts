@@ -1,4 +1,6 @@
 import t from 'tap';
+import { build } from '../../src/mdm/app.js';
+import { initDataDir } from '../../src/mdm/server.js';
 import { call, componentToken, login, seedPool, testMdm, ADMIN_PASSWORD } from './helpers.js';
 
 const GiB = 1024 ** 3;
@@ -60,4 +62,12 @@ t.test('every piece of state survives a restart on the same database file', asyn
   t.equal((await call(app, m.monitor, 'GET', '/health')).status, 200);
   // after a restart, components get a fresh grace period instead of being declared DOWN at once
   t.same(app.mdm.services.health.tick(), []);
+});
+
+t.test('a second MDM on the same database is refused, and init --force does not pull it from under a running one', async (t) => {
+  const m = await testMdm(t);
+  await call(m.app, m.admin, 'POST', '/protection-domains', { name: 'kept' });
+  await t.rejects(build({ db: m.dbPath, clusterKey: m.clusterKey }), { code: 'PFLEX_ERR_CONFLICT', message: /in use by another MDM/ });
+  await t.rejects(initDataDir({ dataDir: m.dir, adminPassword: 'whatever-password', force: true }), { code: 'PFLEX_ERR_CONFLICT' });
+  t.same((await call(m.app, m.admin, 'GET', '/protection-domains')).body.map((p: { name: string }) => p.name), ['kept'], 'the running MDM still has its data');
 });
