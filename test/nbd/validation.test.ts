@@ -1,7 +1,7 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { FileBackend, MemoryBackend, type BlockBackend } from '../../src/nbd/index.js';
+import { FileBackend, MemoryBackend, NbdError, type BlockBackend } from '../../src/nbd/index.js';
 import { tempDir } from '../helpers/proc.js';
 import {
   CMD,
@@ -357,4 +357,39 @@ t.test('a flood of invalid requests from a client that reads nothing stays bound
   await good.disconnect();
   t.notOk(s.closed, 'the flooding connection is still open (it did nothing illegal)');
   s.destroy();
+});
+
+t.test('backend failures become errnos; reads and writes report ERROR_OFFSET', async (t) => {
+  const inner = new MemoryBackend(8 * MiB);
+  const failing: BlockBackend = Object.assign(Object.create(inner) as BlockBackend, {
+    async readv(offset: number, length: number) {
+      if (offset >= 4 * MiB) throw new Error('disk on fire');
+      return inner.readv(offset, length);
+    },
+    async write(offset: number, data: Buffer, o: { fua: boolean }) {
+      if (offset >= 6 * MiB) throw Object.assign(new Error('quota'), { code: 'EDQUOT' });
+      return inner.write(offset, data, o);
+    },
+    async flush() {
+      throw new NbdError('EIO', 'flush lost');
+    },
+  });
+  const { port } = await startInProcess(t, { backend: failing });
+  const c = await RawNbdClient.connect(port);
+  await c.write(4 * MiB, Buffer.alloc(65536, 1));
+  const r = await c.read(4 * MiB, 4096);
+  t.equal(r.error, ERRNO.EIO, 'an unexpected exception is EIO');
+  t.same(r.chunkTypes, [0x8002], 'sent as ERROR_OFFSET');
+  const w = await c.write(6 * MiB, Buffer.alloc(512));
+  t.equal(w.error, ERRNO.ENOSPC, 'EDQUOT maps to ENOSPC');
+  t.equal((await c.send(CMD.FLUSH, 0, 0)).error, ERRNO.EIO, 'an NbdError keeps its errno');
+  // A sparse read whose data part fails: the error names the failing part's offset.
+  const sparse = await c.read(4 * MiB - 65536, 131072);
+  t.same(sparse.chunkTypes, [0x8002]);
+  t.equal((await c.read(0, 4096)).error, 0, 'the connection goes on');
+  const simple = await RawNbdClient.connect(port, { structured: false });
+  t.equal((await simple.read(4 * MiB + 512, 512)).error, ERRNO.EIO, 'simple replies carry the errno too');
+  t.equal((await simple.read(0, 512)).error, 0, 'and stay in sync');
+  await c.disconnect();
+  await simple.disconnect();
 });
