@@ -19,7 +19,8 @@ import type { Test } from 'tap';
 const argSeconds = process.argv.indexOf('--seconds');
 const SECONDS = argSeconds > 0 ? Number(process.argv[argSeconds + 1]) : Number(process.env.BENCH_SECONDS ?? 4);
 const CHUNK = 1024 * 1024;
-const CHUNKS = Number(process.env.BENCH_CHUNKS ?? 256); // working set in MiB
+const CHUNKS = 4096; // volume size in chunks (4 GiB, thin)
+const HOT = 32; // chunks the rewrite and 4 KiB phases cycle over
 
 /** Collects teardown functions like a tap Test does, so the test cluster helpers work here. */
 class Scope {
@@ -38,6 +39,9 @@ interface Phase {
   size: number;
   depth: number;
   random: boolean;
+  /** Chunks the phase cycles over (from chunk `first`). */
+  chunks: number;
+  first: number;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -54,8 +58,8 @@ async function runPhase(c: DataClient, addrOf: (chunk: number) => Parameters<Dat
   const perChunk = CHUNK / ph.size;
   const worker = async (): Promise<void> => {
     while (performance.now() < end) {
-      const n = ph.random ? Math.floor(Math.random() * CHUNKS * perChunk) : seq++ % (CHUNKS * perChunk);
-      const chunk = Math.floor(n / perChunk);
+      const n = ph.random ? Math.floor(Math.random() * ph.chunks * perChunk) : seq++ % (ph.chunks * perChunk);
+      const chunk = ph.first + Math.floor(n / perChunk);
       const off = (n % perChunk) * ph.size;
       const t0 = performance.now();
       const r = ph.op === 'write' ? await c.write(addrOf(chunk), off, data, token) : await c.read(addrOf(chunk), off, ph.size, token);
@@ -98,13 +102,18 @@ async function main(): Promise<void> {
     console.log('');
     console.log('| phase | queue depth | MB/s | IOPS | p50 ms | p99 ms | errors |');
     console.log('|---|---|---|---|---|---|---|');
+    // 'new chunks' writes chunks never written before (each creates its files);
+    // the other phases work on HOT chunks that already exist.
     const phases: Phase[] = [
-      { name: 'write 1 MiB seq', op: 'write', size: CHUNK, depth: 8, random: false },
-      { name: 'read 1 MiB seq', op: 'read', size: CHUNK, depth: 8, random: false },
-      { name: 'write 4 KiB rand', op: 'write', size: 4096, depth: 32, random: true },
-      { name: 'read 4 KiB rand', op: 'read', size: 4096, depth: 32, random: true },
-      { name: 'write 4 KiB QD1', op: 'write', size: 4096, depth: 1, random: true },
+      { name: 'write 1 MiB new chunks', op: 'write', size: CHUNK, depth: 8, random: false, chunks: CHUNKS - HOT, first: HOT },
+      { name: 'write 1 MiB rewrite', op: 'write', size: CHUNK, depth: 8, random: false, chunks: HOT, first: 0 },
+      { name: 'read 1 MiB', op: 'read', size: CHUNK, depth: 8, random: false, chunks: HOT, first: 0 },
+      { name: 'write 4 KiB rand', op: 'write', size: 4096, depth: 32, random: true, chunks: HOT, first: 0 },
+      { name: 'read 4 KiB rand', op: 'read', size: 4096, depth: 32, random: true, chunks: HOT, first: 0 },
+      { name: 'write 4 KiB QD1', op: 'write', size: 4096, depth: 1, random: true, chunks: HOT, first: 0 },
     ];
+    // Create the hot chunks first (not measured).
+    await Promise.all(Array.from({ length: HOT }, (_, i) => c.write(addrOf(i), 0, Buffer.alloc(CHUNK, 1), token)));
     const only = process.env.BENCH_PHASES?.split(',');
     for (const ph of phases) if (!only || only.includes(ph.name)) console.log(await runPhase(c, addrOf, token, ph));
     // A clean stop lets `NODE_OPTIONS=--cpu-prof` write the SDS processes' profiles.
