@@ -27,3 +27,5 @@ export const tokenRenewFraction = 0.5;
 
 /** Chunks probed (one small READ each) for one BLOCK_STATUS request. */
 export const blockStatusChunksMax = 64;
+/** Chunks per volume remembered as stored (so BLOCK_STATUS skips their probe); 1M entries is a 1 TiB volume at 1 MiB chunks. */
+export const storedChunksCachedMax = 1 << 20;

@@ -21,7 +21,7 @@ import { Flag, MsgType, Status, statusName, type Frame, type MsgTypeValue } from
 import { PflexError, assert, isPflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { pgOfChunk } from '../shared/pg.js';
-import { blockStatusChunksMax, retryDelayMsMax, retryDelayMsMin } from './limits.js';
+import { blockStatusChunksMax, retryDelayMsMax, retryDelayMsMin, storedChunksCachedMax } from './limits.js';
 import type { Endpoint, PoolMap, Route } from './pool-map.js';
 import type { OpName } from './stats.js';
 import { VolumeStats } from './stats.js';
@@ -72,6 +72,11 @@ export class VolumeBackend implements BlockBackend {
   readonly stats = new VolumeStats();
   /** SDSs that acknowledged non-FUA writes since the last flush (by id). */
   private dirty = new Map<number, Endpoint>();
+  /**
+   * Chunks known to exist (written here, or probed): a chunk is never
+   * removed while its volume lives, so BLOCK_STATUS need not probe it again.
+   */
+  private readonly stored = new Set<number>();
   private closed = false;
 
   constructor(readonly volume: VolumeInfo, private readonly d: VolumeBackendDeps) {
@@ -240,6 +245,7 @@ export class VolumeBackend implements BlockBackend {
     }
     try {
       const holes = await Promise.all(spans.map(async (s) => {
+        if (this.stored.has(s.chunk)) return false;
         const f = await this.exec(MsgType.READ, { chunk: s.chunk, offset: 0, length: 1, pos: 0 }, EMPTY, 0);
         return f.status === Status.NO_CHUNK;
       }));
@@ -260,6 +266,10 @@ export class VolumeBackend implements BlockBackend {
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  private remember(chunk: number): void {
+    if (this.stored.size < storedChunksCachedMax) this.stored.add(chunk);
   }
 
   private token(): Promise<Buffer> | Buffer {
@@ -319,6 +329,7 @@ export class VolumeBackend implements BlockBackend {
       }
       switch (f.status) {
         case Status.OK:
+          if (type === MsgType.WRITE || type === MsgType.READ) this.remember(p.chunk);
           if (type !== MsgType.READ && (flags & Flag.FUA) === 0 && !this.dirty.has(route.primary.id)) this.dirty.set(route.primary.id, route.primary);
           return f;
         case Status.NO_CHUNK:
