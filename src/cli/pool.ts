@@ -109,13 +109,31 @@ export const poolCommand = noun('pool', 'storage pools', [
     const ok = await c.deletePool(await poolId(c, args.pool, args.pd));
     print(args, ok, () => `deleted storage pool ${args.pool}`);
   }),
-  verb<PoolRef & { sinceEpoch?: number }>('pgmap <pool>', 'show the placement-group map of a pool', (y) =>
+  verb<PoolRef & { sinceEpoch?: number; summary?: boolean }>('pgmap <pool>', 'show the placement-group map of a pool', (y) =>
     y.positional('pool', { type: 'string', demandOption: true }).option('pd', { type: 'string' })
-      .option('since-epoch', { type: 'number', describe: 'only PGs changed after this epoch' }), async (args, c) => {
+      .option('since-epoch', { type: 'number', describe: 'only PGs changed after this epoch' })
+      .option('summary', { type: 'boolean', describe: 'per SDS: PG memberships and primaries instead of per PG' }), async (args, c) => {
     const map = await c.getPgMap(await poolId(c, args.pool, args.pd), args.sinceEpoch);
     const names = new Map(map.sds.map((s) => [s.id, s.name]));
+    const head = `pool ${map.storagePoolId}: epoch ${map.epoch}, ${map.pgCount} PGs, rf ${map.replicationFactor}, chunk ${bytes(map.chunkBytes)}${map.ready ? '' : ' (not ready)'}`;
+    if (args.summary) {
+      const rows = map.sds.map((s) => ({
+        ...s,
+        pgs: map.pgs.filter((p) => p.members.includes(s.id)).length,
+        primaries: map.pgs.filter((p) => p.members[0] === s.id).length,
+      }));
+      const summary = { ...map, pgs: undefined, perSds: rows.map(({ id, name, state, pgs, primaries }) => ({ id, name, state, pgs, primaries })) };
+      print(args, summary, () => `${head}\n${table(rows, [
+        { header: 'sds', value: (r) => r.name },
+        { header: 'id', value: (r) => r.id, align: 'right' },
+        { header: 'state', value: (r) => r.state },
+        { header: 'pgs', value: (r) => r.pgs, align: 'right' },
+        { header: 'primaries', value: (r) => r.primaries, align: 'right' },
+      ])}`);
+      return;
+    }
     print(args, map, () =>
-      `pool ${map.storagePoolId}: epoch ${map.epoch}, ${map.pgCount} PGs, rf ${map.replicationFactor}, chunk ${bytes(map.chunkBytes)}${map.ready ? '' : ' (not ready)'}\n` +
+      `${head}\n` +
       table(map.pgs, [
         { header: 'pg', value: (p) => p.pg, align: 'right' },
         { header: 'epoch', value: (p) => p.epoch, align: 'right' },
