@@ -207,3 +207,19 @@ t.test('a client that shuts its sending side after its requests still gets every
   t.equal(f!.error, 0);
   t.ok(await c.s.waitClosed(), 'then the server closes');
 });
+
+t.test('pflex nbd serve refuses bad arguments with a message', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const { PFLEX_BIN, tempDir } = await import('../helpers/proc.js');
+  const dir = tempDir(t);
+  const run = (...args: string[]) => spawnSync(process.execPath, [PFLEX_BIN, 'nbd', 'serve', '--port', '0', '--host', '127.0.0.1', ...args], { encoding: 'utf8', timeout: 30000 });
+  const sizeWithoutFile = run('--memory', '1G', '--size', '2G');
+  t.not(sizeWithoutFile.status, 0);
+  t.match(sizeWithoutFile.stderr, /--size goes with --file/);
+  const missing = run('--file', `${dir}/missing.img`);
+  t.not(missing.status, 0);
+  t.match(missing.stderr, /ENOENT|no such file/i, 'a missing file without --size');
+  const badSize = run('--memory', 'lots');
+  t.not(badSize.status, 0);
+  t.match(badSize.stderr, /not a size/);
+});
