@@ -3,7 +3,7 @@
  * ($PFLEX_CONFIG_DIR, else $XDG_CONFIG_HOME/pflex, else ~/.config/pflex)
  * holds the MDM URL and bearer token, readable by the user only (0600).
  */
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { PflexError } from '../shared/errors.js';
@@ -46,13 +46,19 @@ export function readCredentials(env: NodeJS.ProcessEnv = process.env): Credentia
   }
 }
 
-/** Writes the file with mode 0600 (and the directory 0700), also when it existed with looser modes. */
+/**
+ * Writes the file with mode 0600 (a new directory gets 0700): the token goes
+ * to a fresh 0600 file that then replaces the old one, so it is never
+ * readable by others, even for a moment, even if an old file had looser modes.
+ */
 export function writeCredentials(creds: Credentials, env: NodeJS.ProcessEnv = process.env): string {
   const dir = configDir(env);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const path = credentialsPath(env);
-  writeFileSync(path, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(path, 0o600);
+  const tmp = `${path}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  renameSync(tmp, path);
   return path;
 }
 
