@@ -29,6 +29,8 @@ export interface NbdLimits {
   readonly readBufferBytesMax: number;
   /** Descriptors in one BLOCK_STATUS reply. */
   readonly blockStatusExtentsMax: number;
+  /** Requests parsed from already-received bytes before yielding to other connections. */
+  readonly requestsPerTurnMax: number;
   /** On shutdown, how long in-flight requests may take before connections are cut. */
   readonly shutdownDrainMs: number;
 }
@@ -49,6 +51,7 @@ export const DEFAULT_LIMITS: NbdLimits = {
   writeBufferBytesMax: 16 * MiB,
   readBufferBytesMax: 2 * MiB,
   blockStatusExtentsMax: 4096,
+  requestsPerTurnMax: 1024,
   shutdownDrainMs: 5_000,
 };
 

@@ -18,9 +18,6 @@ import type { NbdLimits } from './limits.js';
 import { commandName, validateRequest } from './validate.js';
 import type { Wire } from './wire.js';
 
-/** Requests parsed from already-buffered bytes before yielding to the event loop. */
-const REQUESTS_PER_TURN_MAX = 1024;
-
 /**
  * The transmission phase of one connection: reads requests in order,
  * executes many at once, replies as each completes (out of order, matched
@@ -72,7 +69,7 @@ export class Transmission {
         continue;
       }
       // A long run of already-buffered requests must not starve the other connections.
-      if (++burst >= REQUESTS_PER_TURN_MAX) {
+      if (++burst >= limits.requestsPerTurnMax) {
         burst = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
