@@ -7,6 +7,7 @@ import { loginCommand, logoutCommand, whoamiCommand } from './login.js';
 import { mdmCommand } from './mdm.js';
 import { nbdCommand } from './nbd.js';
 import { pdCommand } from './pd.js';
+import { rebuildCommand } from './rebuild.js';
 import { poolCommand } from './pool.js';
 import { sdcCommand } from './sdc.js';
 import { sdsCommand } from './sds.js';
@@ -35,5 +36,6 @@ export const COMMANDS: ReadonlyArray<CommandModule<any, any>> = [
   alertCommand,
   auditCommand,
   healthCommand,
+  rebuildCommand,
   userCommand,
 ];

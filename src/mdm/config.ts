@@ -27,6 +27,14 @@ export interface MdmConfig {
   poolPgCountDefault: number;
   poolCapacityHighPctDefault: number;
   poolCapacityCriticalPctDefault: number;
+  /** Rebuild, rebalance and drain copy at most this many bytes per second per source SDS (token bucket on the SDS). */
+  rebuildBandwidthBytesPerS: number;
+  /** PG copies running at once in the whole cluster (the rest wait; degraded PGs go first). */
+  rebuildConcurrentPgsMax: number;
+  /** How often the MDM plans and drives rebuilds (server only; tests may call rebuild.tick()). */
+  rebuildTickMs: number;
+  /** A PG whose copy failed waits this long before the next attempt. */
+  rebuildRetryDelayMs: number;
 }
 
 export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
@@ -43,6 +51,10 @@ export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
   poolPgCountDefault: 128,
   poolCapacityHighPctDefault: 80,
   poolCapacityCriticalPctDefault: 90,
+  rebuildBandwidthBytesPerS: 64 * 1024 * 1024,
+  rebuildConcurrentPgsMax: 4,
+  rebuildTickMs: 500,
+  rebuildRetryDelayMs: 2000,
 });
 
 /** Fixed limits (not configurable: they shape the schema). */

@@ -141,4 +141,29 @@ export const MIGRATIONS: readonly string[] = [
     value TEXT NOT NULL
   );
   `,
+  // 2: rebuild — joining PG members, draining SDSs, rebuild jobs with progress
+  `
+  ALTER TABLE pgs ADD COLUMN joining TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE sds ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE rebuild_jobs (
+    id INTEGER PRIMARY KEY,
+    pool_id INTEGER NOT NULL REFERENCES storage_pools(id) ON DELETE CASCADE,
+    pg INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('rebuild', 'rebalance', 'drain')),
+    source_sds_id INTEGER NOT NULL,
+    target_sds_id INTEGER NOT NULL,
+    replaces_sds_id INTEGER,
+    epoch INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed', 'cancelled')),
+    chunks_done INTEGER NOT NULL DEFAULT 0,
+    chunks_total INTEGER NOT NULL DEFAULT 0,
+    bytes_done INTEGER NOT NULL DEFAULT 0,
+    bytes_total INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    created_at_ms INTEGER NOT NULL,
+    started_at_ms INTEGER,
+    finished_at_ms INTEGER
+  );
+  CREATE INDEX rebuild_jobs_state ON rebuild_jobs(state, pool_id, pg);
+  `,
 ];

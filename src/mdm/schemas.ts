@@ -69,7 +69,11 @@ export const VolumeDeletion = Type.Object({
   doneAtMs: NullableInt,
 });
 
-export const PgEntry = Type.Object({ pg: Type.Integer(), members: Type.Array(Type.Integer()), epoch: Type.Integer() });
+export const PgEntry = Type.Object({
+  pg: Type.Integer(), members: Type.Array(Type.Integer()), epoch: Type.Integer(),
+  /** Members being rebuilt: they take forwarded writes but are neither read from nor waited for. */
+  joining: Type.Optional(Type.Array(Type.Integer())),
+});
 export const PgMap = Type.Object({
   storagePoolId: Type.Integer(), epoch: Type.Integer(), pgCount: Type.Integer(), replicationFactor: Type.Integer(), chunkBytes: Type.Integer(),
   ready: Type.Boolean(), pgs: Type.Array(PgEntry),

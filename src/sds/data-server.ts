@@ -21,6 +21,7 @@ import {
 import { SdsMetrics } from './metrics.js';
 import { blockAligned, blockCrcs, CRC_BLOCK_BYTES } from '../shared/crc32.js';
 import type { VolumeTrees } from './volume-trees.js';
+import { KeyedRwLock } from './store/rw-lock.js';
 
 /** What the server needs of the IO token verifier (IoTokenVerifier fits). */
 export interface TokenCheck {
@@ -40,6 +41,8 @@ export interface DataServerOptions {
   log: Logger;
   metrics?: SdsMetrics;
   now?: () => number;
+  /** A joining (rebuilding) member missed a forwarded write: its copy must not complete (src/sds/rebuild.ts). */
+  onJoinerFailure?: (pg: number, sdsId: number) => void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -66,6 +69,14 @@ export class DataServer {
   inflightBytes = 0;
   /** Connections paused by the server-wide in-flight limit, resumed when it falls. */
   readonly waiting = new Set<DataConnection>();
+  /**
+   * Rebuild ordering (src/sds/rebuild.ts): client requests hold their PG key
+   * ("p<pg>") shared and writes also their chunk key shared, from routing to
+   * reply; a chunk copy to a joining member holds the chunk key exclusive, the
+   * start and end of a copy the PG key exclusive. So every write is either
+   * inside a chunk's copy or forwarded to the joining member after it.
+   */
+  readonly locks = new KeyedRwLock();
 
   constructor(readonly opts: DataServerOptions) {
     this.metrics = opts.metrics ?? new SdsMetrics();
@@ -170,6 +181,7 @@ export class DataServer {
     if (f.epoch < entry.epoch) return Status.STALE_EPOCH;
     if (f.epoch > entry.epoch) return Status.EPOCH_AHEAD;
     const self = this.opts.selfId();
+    if (forwarded && self !== undefined && entry.joining?.includes(self)) return entry;
     if (self === undefined || !entry.members.includes(self)) return forwarded ? Status.NOT_MEMBER : Status.NOT_PRIMARY;
     if (!forwarded && entry.members[0] !== self) return Status.NOT_PRIMARY;
     if (forwarded && entry.members[0] === self) return Status.NOT_MEMBER;
@@ -179,8 +191,12 @@ export class DataServer {
   /** Sends the request on to every secondary; resolves with the status to answer the client. */
   async replicate(f: Frame, entry: PgEntry): Promise<StatusValue> {
     const secondaries = entry.members.slice(1);
-    if (secondaries.length === 0) return Status.OK;
-    const outcomes = await Promise.all(secondaries.map((id) => this.forwardTo(id, f)));
+    const joining = entry.joining ?? [];
+    if (secondaries.length === 0 && joining.length === 0) return Status.OK;
+    const [outcomes] = await Promise.all([
+      Promise.all(secondaries.map((id) => this.forwardTo(id, f))),
+      Promise.all(joining.map((id) => this.forwardToJoining(id, f))),
+    ]);
     let failed: number[] | undefined;
     for (let i = 0; i < outcomes.length; i++) {
       const o = outcomes[i]!;
@@ -204,6 +220,13 @@ export class DataServer {
     const ok = secondaries.filter((id) => !failed!.includes(id));
     if ((f.flags & Flag.FUA) === 0) this.markPeersDirty(ok, f.pgId);
     return Status.OK;
+  }
+
+  /** A joining member's failure never holds up the client: its copy is failed instead (the MDM retries). */
+  private async forwardToJoining(sdsId: number, f: Frame): Promise<void> {
+    const o = await this.forwardTo(sdsId, f);
+    if (o !== Fwd.OK) this.opts.onJoinerFailure?.(f.pgId, sdsId);
+    else if ((f.flags & Flag.FUA) === 0) this.markPeersDirty([sdsId], f.pgId);
   }
 
   private async forwardTo(sdsId: number, f: Frame): Promise<Fwd> {
@@ -298,7 +321,25 @@ export class DataServer {
 
 // ---- handlers: one per message type -----------------------------------------
 
+/** Client requests (not forwarded ones) run under the rebuild ordering locks (DataServer.locks). */
 async function handleWrite(s: DataServer, conn: DataConnection, f: Frame, crcs: Uint32Array | undefined): Promise<void> {
+  if ((f.flags & Flag.FORWARDED) !== 0) return handleWriteLocked(s, conn, f, crcs);
+  const pgKey = `p${f.pgId}`;
+  const chunkKey = `c${f.pgId}/${f.treeId}-${f.chunkIndex}-${f.layerId}`;
+  await s.locks.acquire(pgKey, false);
+  try {
+    await s.locks.acquire(chunkKey, false);
+    try {
+      await handleWriteLocked(s, conn, f, crcs);
+    } finally {
+      s.locks.release(chunkKey, false);
+    }
+  } finally {
+    s.locks.release(pgKey, false);
+  }
+}
+
+async function handleWriteLocked(s: DataServer, conn: DataConnection, f: Frame, crcs: Uint32Array | undefined): Promise<void> {
   s.checkToken(f, true);
   const route = await s.route(f);
   if (typeof route === 'number') { conn.reply(f, route); return; }
@@ -326,6 +367,17 @@ async function handleWrite(s: DataServer, conn: DataConnection, f: Frame, crcs: 
 }
 
 async function handleRead(s: DataServer, conn: DataConnection, f: Frame): Promise<void> {
+  // Shared on the PG: a PG's data is never dropped under a read that routed to it.
+  const pgKey = `p${f.pgId}`;
+  await s.locks.acquire(pgKey, false);
+  try {
+    await handleReadLocked(s, conn, f);
+  } finally {
+    s.locks.release(pgKey, false);
+  }
+}
+
+async function handleReadLocked(s: DataServer, conn: DataConnection, f: Frame): Promise<void> {
   s.checkToken(f, false);
   if ((f.flags & Flag.FORWARDED) !== 0) { conn.reply(f, Status.BAD_REQUEST, 'reads are not forwarded'); return; }
   const route = await s.route(f);

@@ -15,7 +15,9 @@ import { DataServer } from './data-server.js';
 import { buildControlServer } from './control-server.js';
 import { buildMgmtServer } from './mgmt-server.js';
 import { SdsMetrics } from './metrics.js';
-import { PgTable, type FenceResult, type PgMapSource, type PgMapUpdate } from './pg-table.js';
+import { PgTable, type FenceResult, type PgEntry, type PgMapSource, type PgMapUpdate } from './pg-table.js';
+import { RebuildRunner } from './rebuild.js';
+import { dropIfNotMember, rebuildRoutes } from './rebuild-routes.js';
 import { FileChunkStore } from './store/file-store.js';
 import { CachedVolumeTrees } from './volume-trees.js';
 import { forwardTimeoutMs, heartbeatIntervalMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from './limits.js';
@@ -73,6 +75,7 @@ export class SdsNode {
   private data!: DataServer;
   private control!: ReturnType<typeof buildControlServer>;
   private mgmt!: ReturnType<typeof buildMgmtServer>;
+  private rebuild!: RebuildRunner;
   private readonly peers = new DataClientPool({ requestTimeoutMs: forwardTimeoutMs });
   private readonly mdm: MdmClient;
   private readonly source: MdmPgMapSource;
@@ -110,8 +113,14 @@ export class SdsNode {
     this.data = new DataServer({
       selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, tokens: new IoTokenVerifier(deriveKey(this.clusterKey, 'io-token')),
       trees, peers: this.peers, log: this.log, metrics: this.metrics,
+      onJoinerFailure: (pg, sdsId) => this.rebuild.onJoinerFailure(pg, sdsId),
     });
     this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log });
+    this.rebuild = new RebuildRunner({
+      selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log,
+      join: async (poolId, pg, sdsId, epoch, progress) => (await this.mdm.request<{ pg: PgEntry }>('POST', `/storage-pools/${poolId}/pgs/${pg}/join`, { body: { sdsId, epoch, progress } })).pg,
+    });
+    await this.control.register(rebuildRoutes({ selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, runner: this.rebuild, log: this.log }));
     this.mgmt = buildMgmtServer(() => this.view());
     this.ports.data = await this.data.listen(o.dataPort, o.host);
     await this.control.listen({ port: o.controlPort, host: o.host });
@@ -154,6 +163,7 @@ export class SdsNode {
     this.source.poolId = this.sds.storagePoolId;
     this.log.info({ sdsId: this.sds.id, storagePoolId: this.sds.storagePoolId }, 'sds registered');
     await this.pgs.refresh().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'PG map fetch failed'));
+    await this.reconcile();
     this.loop(() => this.heartbeat(), heartbeatIntervalMs);
     this.loop(() => this.poll(), pgMapPollIntervalMs);
   }
@@ -166,7 +176,25 @@ export class SdsNode {
   private async poll(): Promise<void> {
     const before = this.pgs.epoch;
     await this.pgs.refresh();
-    if (this.pgs.epoch !== before) this.log.info({ epoch: this.pgs.epoch, previous: before }, 'PG map changed');
+    if (this.pgs.epoch !== before) {
+      this.log.info({ epoch: this.pgs.epoch, previous: before }, 'PG map changed');
+      await this.reconcile();
+    }
+  }
+
+  /**
+   * Drops the data of PGs this SDS holds but no longer belongs to (it was
+   * DOWN and evicted, or a rebalance moved the PG away): a returning SDS never
+   * keeps a stale copy; if the PG comes back to it, it joins with a full copy.
+   */
+  private async reconcile(): Promise<void> {
+    if (this.pgs.epoch === undefined) return;
+    for (const pg of await this.store.pgs()) {
+      const e = this.pgs.get(pg);
+      const self = this.sds?.id;
+      if (!e || self === undefined || e.members.includes(self) || e.joining?.includes(self)) continue;
+      await dropIfNotMember({ selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, log: this.log }, pg, false);
+    }
   }
 
   /** Runs fn every intervalMs (after it finishes), logging failures. */

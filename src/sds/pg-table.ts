@@ -10,6 +10,8 @@ export interface PgEntry {
   pg: number;
   members: number[];
   epoch: number;
+  /** Members being rebuilt: the primary forwards writes to them but neither reads from nor waits for them. */
+  joining?: number[];
 }
 
 export interface SdsEndpoint {
@@ -74,7 +76,7 @@ export class PgTable {
     for (const s of update.sds) this.endpoints.set(s.id, s);
     for (const e of update.pgs) {
       const known = this.entries.get(e.pg);
-      if (!known || known.epoch <= e.epoch) this.entries.set(e.pg, { pg: e.pg, members: [...e.members], epoch: e.epoch });
+      if (!known || known.epoch <= e.epoch) this.entries.set(e.pg, { pg: e.pg, members: [...e.members], epoch: e.epoch, joining: [...(e.joining ?? [])] });
     }
     if (this.mapEpoch === undefined || update.epoch > this.mapEpoch) this.mapEpoch = update.epoch;
   }
@@ -90,12 +92,18 @@ export class PgTable {
     return this.refreshing;
   }
 
+  /** One entry learned outside a map fetch (a fence or join answer); the map epoch stays, like fence(). */
+  setEntry(e: PgEntry): void {
+    const known = this.entries.get(e.pg);
+    if (!known || known.epoch <= e.epoch) this.entries.set(e.pg, { pg: e.pg, members: [...e.members], epoch: e.epoch, joining: [...(e.joining ?? [])] });
+  }
+
   async fence(pg: number, sdsId: number, epoch: number): Promise<FenceResult> {
     const result = await this.source.fence(pg, sdsId, epoch);
     // Only this entry: the map epoch stays, so the next poll still fetches
     // every other PG that changed in between.
     const known = this.entries.get(pg);
-    if (!known || known.epoch <= result.entry.epoch) this.entries.set(pg, { ...result.entry, members: [...result.entry.members] });
+    if (!known || known.epoch <= result.entry.epoch) this.entries.set(pg, { ...result.entry, members: [...result.entry.members], joining: [...(result.entry.joining ?? [])] });
     return result;
   }
 }

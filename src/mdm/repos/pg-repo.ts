@@ -1,22 +1,32 @@
 import { Repo } from '../db.js';
 
-export interface PgEntry { pg: number; members: number[]; epoch: number }
+/** joining: members being rebuilt (they take forwarded writes, are not read from nor waited for). */
+export interface PgEntry { pg: number; members: number[]; epoch: number; joining: number[] }
+
+type PgRow = { pg: number; members: string; epoch: number; joining: string };
+const entryOf = (r: PgRow): PgEntry => ({ pg: r.pg, members: JSON.parse(r.members) as number[], epoch: r.epoch, joining: JSON.parse(r.joining) as number[] });
 
 /** SQL of the per-pool placement-group maps. */
 export class PgRepo extends Repo {
   list(poolId: number, sinceEpoch = -1): PgEntry[] {
-    return this.stmt<[number, number], { pg: number; members: string; epoch: number }>(
-      'SELECT pg, members, epoch FROM pgs WHERE pool_id = ? AND epoch > ? ORDER BY pg').all(poolId, sinceEpoch)
-      .map((r) => ({ pg: r.pg, members: JSON.parse(r.members) as number[], epoch: r.epoch }));
+    return this.stmt<[number, number], PgRow>(
+      'SELECT pg, members, epoch, joining FROM pgs WHERE pool_id = ? AND epoch > ? ORDER BY pg').all(poolId, sinceEpoch).map(entryOf);
   }
   get(poolId: number, pg: number): PgEntry | undefined {
-    const r = this.stmt<[number, number], { pg: number; members: string; epoch: number }>(
-      'SELECT pg, members, epoch FROM pgs WHERE pool_id = ? AND pg = ?').get(poolId, pg);
-    return r && { pg: r.pg, members: JSON.parse(r.members) as number[], epoch: r.epoch };
+    const r = this.stmt<[number, number], PgRow>(
+      'SELECT pg, members, epoch, joining FROM pgs WHERE pool_id = ? AND pg = ?').get(poolId, pg);
+    return r && entryOf(r);
   }
-  upsert(poolId: number, pg: number, members: number[], epoch: number): void {
-    this.stmt(`INSERT INTO pgs (pool_id, pg, members, epoch) VALUES (?, ?, ?, ?)
-      ON CONFLICT (pool_id, pg) DO UPDATE SET members = excluded.members, epoch = excluded.epoch`).run(poolId, pg, JSON.stringify(members), epoch);
+  /** joining undefined: an existing row keeps its joining members (a new row has none). */
+  upsert(poolId: number, pg: number, members: number[], epoch: number, joining?: number[]): void {
+    const j = joining === undefined ? null : JSON.stringify(joining);
+    this.stmt(`INSERT INTO pgs (pool_id, pg, members, epoch, joining) VALUES (?, ?, ?, ?, COALESCE(?, '[]'))
+      ON CONFLICT (pool_id, pg) DO UPDATE SET members = excluded.members, epoch = excluded.epoch, joining = COALESCE(?, pgs.joining)`)
+      .run(poolId, pg, JSON.stringify(members), epoch, j, j);
+  }
+  /** PGs of the pool that name the SDS as a member or a joining member. */
+  listInvolving(poolId: number, sdsId: number): PgEntry[] {
+    return this.list(poolId).filter((e) => e.members.includes(sdsId) || e.joining.includes(sdsId));
   }
   /** Number of PGs of the pool whose member list names the SDS. */
   countHolding(poolId: number, sdsId: number): number {

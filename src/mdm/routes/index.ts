@@ -2,6 +2,7 @@ import type { MdmApp } from '../app.js';
 import type { Services } from '../services/index.js';
 import { authRoutes } from './auth.js';
 import { healthRoutes } from './health.js';
+import { rebuildRoutes } from './rebuild.js';
 import { topologyRoutes } from './topology.js';
 import { volumeRoutes } from './volumes.js';
 
@@ -10,4 +11,5 @@ export function registerRoutes(app: MdmApp, s: Services): void {
   topologyRoutes(app, s);
   volumeRoutes(app, s);
   healthRoutes(app, s);
+  rebuildRoutes(app, s);
 }

@@ -2,6 +2,7 @@ import type { MdmConfig } from '../config.js';
 import type { Db } from '../db.js';
 import { AlertRepo } from '../repos/alert-repo.js';
 import { PgRepo } from '../repos/pg-repo.js';
+import { RebuildRepo } from '../repos/rebuild-repo.js';
 import { SecurityRepo } from '../repos/security-repo.js';
 import { TopologyRepo } from '../repos/topology-repo.js';
 import { VolumeRepo } from '../repos/volume-repo.js';
@@ -12,6 +13,8 @@ import { AuthService, type SignFn } from './auth.js';
 import { MdmEvents, type Clock } from './events.js';
 import { HealthService } from './health.js';
 import { PgMapService, type PlaceFn } from './pgmap.js';
+import { RebuildService } from './rebuild.js';
+import { HttpSdsControl, type SdsControl } from './rebuild-control.js';
 import { TokenService } from './tokens.js';
 import { TopologyService } from './topology.js';
 import { VolumeService } from './volumes.js';
@@ -26,6 +29,7 @@ export interface Services {
   health: HealthService;
   alerts: AlertService;
   tokens: TokenService;
+  rebuild: RebuildService;
 }
 
 export interface ServiceDeps {
@@ -35,6 +39,8 @@ export interface ServiceDeps {
   clock: Clock;
   place: PlaceFn;
   sign: SignFn;
+  /** How the MDM reaches SDS control listeners (rebuild); default HTTP. */
+  sdsControl?: SdsControl;
 }
 
 /** Wires repositories into services (the only place that knows them all). */
@@ -43,7 +49,8 @@ export function createServices(d: ServiceDeps): Services {
   const topoRepo = new TopologyRepo(d.db);
   const volRepo = new VolumeRepo(d.db);
   const secRepo = new SecurityRepo(d.db);
-  const pgmaps = new PgMapService(d.db, new PgRepo(d.db), topoRepo, d.place, events);
+  const pgRepo = new PgRepo(d.db);
+  const pgmaps = new PgMapService(d.db, pgRepo, topoRepo, d.place, events);
   const topology = new TopologyService(d.db, topoRepo, volRepo, pgmaps, d.config, d.clock, events);
   const alerts = new AlertService(d.db, new AlertRepo(d.db), d.clock);
   const services: Services = {
@@ -56,6 +63,8 @@ export function createServices(d: ServiceDeps): Services {
     health: new HealthService(d.db, topoRepo, topology, alerts, d.config, d.clock, events),
     alerts,
     tokens: new TokenService(d.clusterKey, topoRepo, volRepo, d.config, d.clock),
+    rebuild: new RebuildService(d.db, pgRepo, new RebuildRepo(d.db), topoRepo, topology, alerts, d.place, d.config, d.clock, events,
+      d.sdsControl ?? new HttpSdsControl(d.clusterKey)),
   };
   installAlertRules(events, alerts, topology);
   return services;

@@ -46,6 +46,8 @@ export class PgMapService {
     const members = this.topology.listSds({ poolId }).map((s) => ({ id: s.id, capacityBytes: s.capacityBytes, faultSetId: s.faultSetId }));
     const current = this.pgs.list(poolId);
     const previous = current.length === pool.pgCount ? current.map((p) => p.members) : undefined;
+    // Once volumes may hold data, members change only through rebuild (services/rebuild.ts): a new member must copy first.
+    if (previous && this.topology.countPoolChildren(poolId).volumes > 0) return undefined;
     let next: number[][];
     try {
       next = this.place({ pgCount: pool.pgCount, replicationFactor: pool.replicationFactor, sds: members, ...(previous ? { previous } : {}) });
@@ -89,6 +91,14 @@ export class PgMapService {
       if (pg >= pool.pgCount) throw new PflexError('PFLEX_ERR_NOT_FOUND', `pool ${poolId} has no PG ${pg} (pgCount ${pool.pgCount})`);
       const entry = this.pgs.get(poolId, pg);
       if (!entry) throw new PflexError('PFLEX_ERR_CONFLICT', `pool ${poolId} has no PG map yet`);
+      if (entry.joining.includes(sdsId)) {
+        // A joining member holds no acknowledged data yet: it simply stops joining (rebuild retries).
+        const next = pool.mapEpoch + 1;
+        const joining = entry.joining.filter((m) => m !== sdsId);
+        this.pgs.upsert(poolId, pg, entry.members, next, joining);
+        this.topology.setPoolEpoch(poolId, next);
+        return { entry: { ...entry, joining, epoch: next }, fenced: true, epoch: next };
+      }
       if (!entry.members.includes(sdsId)) return { entry, fenced: false, epoch: pool.mapEpoch };
       if (epoch !== entry.epoch) {
         throw new PflexError('PFLEX_ERR_STALE_EPOCH', `PG ${pg} is at epoch ${entry.epoch}, request routed with ${epoch}`,
@@ -102,7 +112,7 @@ export class PgMapService {
       const members = entry.members.filter((m) => m !== sdsId);
       this.pgs.upsert(poolId, pg, members, next);
       this.topology.setPoolEpoch(poolId, next);
-      return { entry: { pg, members, epoch: next }, fenced: true, epoch: next };
+      return { entry: { pg, members, epoch: next, joining: entry.joining }, fenced: true, epoch: next };
     });
     if (result.fenced) this.events.emit('pgMap', { poolId, epoch: result.epoch, reason: 'fence' });
     return { map: this.map(poolId), entry: result.entry, fenced: result.fenced };

@@ -1,0 +1,47 @@
+import { PflexError } from '../../shared/errors.js';
+import { controlAuthorization } from '../../sds/control-auth.js';
+import type { SdsRebuildStatus, StartRebuild } from '../../sds/rebuild-proto.js';
+
+export interface ControlEndpoint { address: string; controlPort: number }
+
+/** What the rebuild service asks of SDS control listeners (an interface, so services can be tested with a fake). */
+export interface SdsControl {
+  startRebuild(primary: ControlEndpoint, cmd: StartRebuild): Promise<void>;
+  listRebuilds(primary: ControlEndpoint): Promise<SdsRebuildStatus[]>;
+  releasePg(former: ControlEndpoint, pg: number): Promise<void>;
+}
+
+/** Timeout of one MDM -> SDS control call. */
+export const controlCallTimeoutMs = 5_000;
+
+/** SdsControl over HTTP with the cluster-key authorization of src/sds/control-auth.ts. */
+export class HttpSdsControl implements SdsControl {
+  constructor(private readonly clusterKey: Buffer) {}
+
+  async startRebuild(primary: ControlEndpoint, cmd: StartRebuild): Promise<void> {
+    await this.call(primary, 'POST', '/rebuilds', cmd);
+  }
+  listRebuilds(primary: ControlEndpoint): Promise<SdsRebuildStatus[]> {
+    return this.call(primary, 'GET', '/rebuilds') as Promise<SdsRebuildStatus[]>;
+  }
+  async releasePg(former: ControlEndpoint, pg: number): Promise<void> {
+    await this.call(former, 'POST', `/pgs/${pg}/release`, {});
+  }
+
+  private async call(ep: ControlEndpoint, method: string, path: string, body?: unknown): Promise<unknown> {
+    let res: Response;
+    try {
+      res = await fetch(`http://${ep.address}:${ep.controlPort}${path}`, {
+        method,
+        headers: { authorization: controlAuthorization(this.clusterKey, 'mdm'), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(controlCallTimeoutMs),
+      });
+    } catch (err) {
+      throw new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS control ${ep.address}:${ep.controlPort} unreachable: ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    if (!res.ok) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS control ${method} ${path} answered ${res.status}: ${text.slice(0, 200)}`);
+    return text ? JSON.parse(text) as unknown : undefined;
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * The copy side of rebuild, run by a PG's primary (the MDM starts it through
+ * the control listener, src/sds/rebuild-routes.ts): push every chunk of the
+ * PG to a joining member, then have the MDM make it a member.
+ *
+ * Consistency with racing writes: the joining member is in the PG entry, so
+ * every client write is forwarded to it, and client writes hold their chunk's
+ * lock (DataServer.locks) shared from routing until every replica answered.
+ * The push of a chunk holds that lock exclusive while it reads the chunk and
+ * until the joining member stored it: a racing write is either wholly before
+ * the push (included in the image) or forwarded after it (applied on top).
+ * The start (reset + listing) and the end (join at the MDM) hold the PG lock
+ * exclusive, so no write routed with an older entry is still in flight and
+ * chunks created later are forwarded ones. A forward that fails marks the
+ * copy poisoned: it fails and the MDM retries it from scratch.
+ */
+import { PflexError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import type { DataServer } from './data-server.js';
+import { controlAuthorization } from './control-auth.js';
+import type { PgEntry, PgTable } from './pg-table.js';
+import type { SdsRebuildStatus, StartRebuild } from './rebuild-proto.js';
+import {
+  rebuildBurstBytesMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildYieldInflightBytes, rebuildYieldMs,
+} from './rebuild-limits.js';
+import type { ChunkInfo, ChunkKey, ChunkStore } from './store/chunk-store.js';
+
+export const pgLockKey = (pg: number): string => `p${pg}`;
+export const chunkLockKey = (pg: number, k: ChunkKey): string => `c${pg}/${k.treeId}-${k.chunkIndex}-${k.layerId}`;
+
+/** Bytes per second with a bounded burst; take() waits for its share. */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(private rate: number, private readonly now: () => number = () => performance.now()) {
+    this.tokens = Math.min(rate, rebuildBurstBytesMax);
+    this.last = now();
+  }
+
+  setRate(rate: number): void {
+    this.refill();
+    this.rate = rate;
+  }
+
+  async take(bytes: number): Promise<void> {
+    this.refill();
+    this.tokens -= bytes; // may go negative: a chunk larger than the burst waits for its whole cost
+    if (this.tokens < 0) await sleep((-this.tokens / this.rate) * 1000);
+  }
+
+  private refill(): void {
+    const t = this.now();
+    this.tokens = Math.min(Math.min(this.rate, rebuildBurstBytesMax), this.tokens + ((t - this.last) / 1000) * this.rate);
+    this.last = t;
+  }
+}
+
+export interface RebuildRunnerOptions {
+  selfId: () => number | undefined;
+  store: ChunkStore;
+  pgs: PgTable;
+  server: DataServer;
+  clusterKey: Buffer;
+  /** Our name as a caller of peers' control listeners ("sds:<name>"). */
+  caller: string;
+  /** Makes the joining member a member at the MDM (POST .../pgs/:pg/join); resolves with the new entry. */
+  join: (poolId: number, pg: number, sdsId: number, epoch: number, progress: Progress) => Promise<PgEntry>;
+  log: Logger;
+}
+
+interface Progress { chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number }
+interface Job extends SdsRebuildStatus { cmd: StartRebuild; poisoned: boolean }
+
+export class RebuildRunner {
+  private readonly jobs = new Map<number, Job>();
+  private readonly bucket: TokenBucket;
+
+  constructor(private readonly o: RebuildRunnerOptions) {
+    this.bucket = new TokenBucket(64 * 1024 * 1024);
+  }
+
+  /** Starts a copy (a repeated start of a known job is a no-op). */
+  start(cmd: StartRebuild): SdsRebuildStatus {
+    const known = this.jobs.get(cmd.jobId);
+    if (known) return view(known);
+    this.bucket.setRate(cmd.bandwidthBytesPerS);
+    const job: Job = {
+      cmd, jobId: cmd.jobId, pg: cmd.pg, targetSdsId: cmd.target.sdsId, state: 'running', poisoned: false,
+      chunksDone: 0, chunksTotal: 0, bytesDone: 0, bytesTotal: 0, error: null,
+    };
+    this.jobs.set(cmd.jobId, job);
+    this.prune();
+    void this.run(job).then(
+      () => { job.state = 'done'; this.o.log.info({ pg: job.pg, target: job.targetSdsId, chunks: job.chunksDone, bytes: job.bytesDone }, 'rebuild copy done: member joined'); },
+      (err: unknown) => {
+        job.state = 'failed';
+        job.error = (err as Error).message;
+        this.o.log.warn({ pg: job.pg, target: job.targetSdsId, err: job.error }, 'rebuild copy failed');
+      },
+    );
+    return view(job);
+  }
+
+  list(): SdsRebuildStatus[] {
+    return [...this.jobs.values()].map(view);
+  }
+
+  /** The data server could not forward a write to a joining member: its copy can no longer be trusted. */
+  onJoinerFailure(pg: number, sdsId: number): void {
+    for (const j of this.jobs.values()) if (j.pg === pg && j.targetSdsId === sdsId && j.state === 'running') j.poisoned = true;
+  }
+
+  private async run(job: Job): Promise<void> {
+    const { cmd } = job;
+    const entry = await this.entryAt(cmd.pg, cmd.epoch);
+    const self = this.o.selfId();
+    if (entry.members[0] !== self) throw new PflexError('PFLEX_ERR_CONFLICT', `not the primary of PG ${cmd.pg} at epoch ${cmd.epoch}`);
+    if (!entry.joining?.includes(cmd.target.sdsId)) throw new PflexError('PFLEX_ERR_CONFLICT', `SDS ${cmd.target.sdsId} is not joining PG ${cmd.pg}`);
+    const locks = this.o.server.locks;
+    let chunks: ChunkInfo[];
+    await locks.acquire(pgLockKey(cmd.pg), true);
+    try {
+      // Writes routed without the joining member have drained; every later one is forwarded to it.
+      await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-reset`, JSON.stringify({ epoch: cmd.epoch }), 'application/json');
+      chunks = await this.o.store.list(cmd.pg);
+    } finally {
+      locks.release(pgLockKey(cmd.pg), true);
+    }
+    job.chunksTotal = chunks.length;
+    job.bytesTotal = chunks.reduce((a, c) => a + c.sizeBytes, 0);
+    for (const c of chunks) {
+      if (job.poisoned) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'a write could not be forwarded to the joining member');
+      if (this.o.server.inflightBytes > rebuildYieldInflightBytes) await this.yieldToClients();
+      await this.bucket.take(c.sizeBytes);
+      job.bytesDone += await this.push(cmd, c);
+      job.chunksDone++;
+    }
+    await locks.acquire(pgLockKey(cmd.pg), true);
+    try {
+      if (job.poisoned) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'a write could not be forwarded to the joining member');
+      const now = this.o.pgs.get(cmd.pg);
+      if (!now || now.epoch !== cmd.epoch) throw new PflexError('PFLEX_ERR_STALE_EPOCH', `PG ${cmd.pg} moved on from epoch ${cmd.epoch} during the copy`);
+      const joined = await this.o.join(cmd.poolId, cmd.pg, cmd.target.sdsId, cmd.epoch, progressOf(job));
+      this.o.pgs.setEntry(joined);
+    } finally {
+      locks.release(pgLockKey(cmd.pg), true);
+    }
+  }
+
+  /** One chunk, whole, under its lock: no client write to it is half-applied meanwhile. */
+  private async push(cmd: StartRebuild, c: ChunkInfo): Promise<number> {
+    const key: ChunkKey = { treeId: c.treeId, chunkIndex: c.chunkIndex, layerId: c.layerId };
+    const lockKey = chunkLockKey(cmd.pg, key);
+    const locks = this.o.server.locks;
+    await locks.acquire(lockKey, true);
+    try {
+      const info = await this.o.store.stat(cmd.pg, key);
+      if (!info) return 0; // trimmed away since the listing
+      const data = info.sizeBytes === 0 ? Buffer.alloc(0) : await this.o.store.read(cmd.pg, key, 0, info.sizeBytes);
+      if (!data) return 0;
+      await this.call(cmd.target, 'PUT', `/pgs/${cmd.pg}/images/${key.treeId}/${key.chunkIndex}/${key.layerId}`, data, 'application/octet-stream');
+      return data.length;
+    } finally {
+      locks.release(lockKey, true);
+    }
+  }
+
+  private async yieldToClients(): Promise<void> {
+    const until = performance.now() + rebuildYieldMs;
+    while (this.o.server.inflightBytes > rebuildYieldInflightBytes && performance.now() < until) await sleep(2);
+  }
+
+  /** The PG entry at the epoch the MDM started the copy at (refreshing until we know it). */
+  private async entryAt(pg: number, epoch: number): Promise<PgEntry> {
+    const deadline = Date.now() + rebuildEpochWaitMs;
+    for (;;) {
+      const e = this.o.pgs.get(pg);
+      if (e && e.epoch >= epoch) {
+        if (e.epoch !== epoch) throw new PflexError('PFLEX_ERR_STALE_EPOCH', `PG ${pg} is at epoch ${e.epoch}, the copy was started at ${epoch}`);
+        return e;
+      }
+      if (Date.now() > deadline) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `PG ${pg} epoch ${epoch} not learned in time`);
+      await this.o.pgs.refresh().catch(() => undefined);
+      if ((this.o.pgs.get(pg)?.epoch ?? -1) < epoch) await sleep(100);
+    }
+  }
+
+  private async call(target: StartRebuild['target'], method: string, path: string, body: Buffer | string, type: string): Promise<void> {
+    let res: Response;
+    try {
+      res = await fetch(`http://${target.address}:${target.controlPort}${path}`, {
+        method, body, headers: { authorization: controlAuthorization(this.o.clusterKey, this.o.caller), 'content-type': type },
+        signal: AbortSignal.timeout(rebuildPushTimeoutMs),
+      });
+    } catch (err) {
+      throw new PflexError('PFLEX_ERR_UNAVAILABLE', `joining member ${target.address}:${target.controlPort} unreachable: ${(err as Error).message}`);
+    }
+    if (!res.ok) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `joining member answered ${method} ${path} with ${res.status}: ${(await res.text()).slice(0, 200)}`);
+    await res.arrayBuffer();
+  }
+
+  private prune(): void {
+    if (this.jobs.size <= rebuildHistoryMax) return;
+    for (const [id, j] of this.jobs) {
+      if (this.jobs.size <= rebuildHistoryMax) break;
+      if (j.state !== 'running') this.jobs.delete(id);
+    }
+  }
+}
+
+function view(j: Job): SdsRebuildStatus {
+  return {
+    jobId: j.jobId, pg: j.pg, targetSdsId: j.targetSdsId, state: j.state,
+    chunksDone: j.chunksDone, chunksTotal: j.chunksTotal, bytesDone: j.bytesDone, bytesTotal: j.bytesTotal, error: j.error,
+  };
+}
+
+function progressOf(j: Job): Progress {
+  return { chunksDone: j.chunksDone, chunksTotal: j.chunksTotal, bytesDone: j.bytesDone, bytesTotal: j.bytesTotal };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,133 @@
+/**
+ * A loopback cluster for rebuild tests: an MDM with short heartbeat/DOWN
+ * timings and a fast rebuild loop (config file), SDS processes from
+ * test/sds/cluster.ts, and a data model to check what was written.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { readClusterKey } from '../../src/shared/component-auth.js';
+import { Status } from '../../src/shared/dataproto.js';
+import { MdmClient, type PgMap } from '../../src/shared/mdm-client.js';
+import { PFLEX_BIN, spawnPflex, tempDir } from '../helpers/proc.js';
+import { Router, type Mdm, type SdsProc } from '../sds/cluster.js';
+
+export const ADMIN_PASSWORD = 'rebuild-test-password';
+
+/** Heartbeats every 2 s (the SDS's fixed period): STALE after 4 s, DOWN after 5 s. */
+export const FAST_CONFIG = {
+  heartbeatIntervalMs: 2000, staleAfterMissedBeats: 2, downAfterMs: 5000, healthTickMs: 250,
+  rebuildTickMs: 200, rebuildRetryDelayMs: 500, rebuildConcurrentPgsMax: 4,
+};
+
+export async function startFastMdm(t: Test, config: Record<string, number> = {}): Promise<Mdm> {
+  const base = tempDir(t, 'pflex-rebuild-mdm-');
+  const dataDir = join(base, 'mdm');
+  execFileSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', dataDir, '--admin-password', ADMIN_PASSWORD], { stdio: 'pipe' });
+  const configFile = join(base, 'mdm.json');
+  writeFileSync(configFile, JSON.stringify({ ...FAST_CONFIG, ...config }));
+  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', dataDir, '--port', '0', '--config', configFile]);
+  const line = await proc.waitForLog((l) => l.msg === 'mdm listening', 30_000);
+  const url = `http://127.0.0.1:${String(line.port)}`;
+  const admin = new MdmClient({ url });
+  await admin.login('admin', ADMIN_PASSWORD);
+  const keyFile = join(dataDir, 'cluster.key');
+  return { url, dataDir, keyFile, clusterKey: readClusterKey(keyFile), admin, proc };
+}
+
+/** What was acknowledged, per chunk: the bytes from offset 0 (the rest reads as zeros). */
+export class Model {
+  readonly chunks = new Map<number, Buffer>();
+
+  constructor(readonly chunkBytes: number) {}
+
+  apply(chunk: number, offset: number, data: Buffer): void {
+    const old = this.chunks.get(chunk) ?? Buffer.alloc(0);
+    const next = Buffer.alloc(Math.max(old.length, offset + data.length));
+    old.copy(next);
+    data.copy(next, offset);
+    this.chunks.set(chunk, next);
+  }
+}
+
+/** Writes through the router and records the write in the model once acknowledged. */
+export async function writeChecked(r: Router, m: Model, chunk: number, offset: number, length: number): Promise<void> {
+  const data = randomBytes(length);
+  const reply = await r.write(chunk, offset, data);
+  if (reply.status !== Status.OK) throw new Error(`write of chunk ${chunk} answered ${reply.status}`);
+  m.apply(chunk, offset, data);
+}
+
+/** Reads every chunk of the model back through the router; returns the chunks that differ. */
+export async function verifyReads(r: Router, m: Model): Promise<number[]> {
+  const bad: number[] = [];
+  for (const [chunk, want] of m.chunks) {
+    const reply = await r.read(chunk, 0, want.length);
+    const got = reply.status === Status.NO_CHUNK ? Buffer.alloc(want.length) : reply.payload;
+    if (reply.status !== Status.OK || !got.equals(want)) bad.push(chunk);
+  }
+  return bad;
+}
+
+/** The chunk's data file on one SDS (by the PG directory layout of docs/sds.md), or undefined. */
+export function chunkFile(s: SdsProc, pg: number, treeId: number, chunk: number): Buffer | undefined {
+  const p = join(s.dir, 'chunks', `pg-${pg}`, `${treeId}-${chunk}-0.dat`);
+  return existsSync(p) ? readFileSync(p) : undefined;
+}
+
+/** PG directories with at least one chunk file on an SDS. */
+export function pgDirs(s: SdsProc): number[] {
+  const root = join(s.dir, 'chunks');
+  if (!existsSync(root)) return [];
+  return readdirSync(root).filter((d) => /^pg-\d+$/.test(d) && readdirSync(join(root, d)).some((f) => f.endsWith('.dat'))).map((d) => Number(d.slice(3)));
+}
+
+/**
+ * For each chunk of the model: the SDSs (of those given) whose file holds
+ * exactly the model's bytes (zeros beyond), and whether any holds something else.
+ */
+export function placement(sds: SdsProc[], map: PgMap, r: Router, m: Model, treeId: number): Map<number, { good: number[]; bad: number[] }> {
+  const out = new Map<number, { good: number[]; bad: number[] }>();
+  for (const [chunk, want] of m.chunks) {
+    const pg = r.pgOf(chunk);
+    const e = { good: [] as number[], bad: [] as number[] };
+    for (const s of sds) {
+      const f = chunkFile(s, pg, treeId, chunk);
+      if (!f) continue;
+      const n = Math.max(f.length, want.length);
+      const a = Buffer.alloc(n); f.copy(a);
+      const b = Buffer.alloc(n); want.copy(b);
+      (a.equals(b) ? e.good : e.bad).push(s.id);
+    }
+    out.set(chunk, e);
+  }
+  void map;
+  return out;
+}
+
+export interface RebuildStatus {
+  active: boolean;
+  pools: Array<{ id: number; degradedPgs: number; rebuildingPgs: number }>;
+  jobs: Array<{ pg: number; state: string }>;
+  draining: number[];
+}
+
+export interface Job { id: number; pg: number; kind: string; state: string; bytesDone: number; chunksDone: number; startedAtMs: number | null; finishedAtMs: number | null; targetSdsId: number; replacesSdsId: number | null }
+
+/** Polls until pred holds for the map (and the rebuild status), or throws after timeoutMs. */
+export async function waitFor(mdm: Mdm, poolId: number, pred: (map: PgMap, status: RebuildStatus) => boolean, timeoutMs: number, what: string): Promise<PgMap> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const map = await mdm.admin.getPgMap(poolId);
+    const status = await mdm.admin.request<RebuildStatus>('GET', '/rebuild');
+    if (pred(map, status)) return map;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(status).slice(0, 600)}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+/** Every PG has rf members, none joining, no copy running. */
+export const whole = (rf: number) => (map: PgMap, status: RebuildStatus): boolean =>
+  map.pgs.every((p) => p.members.length === rf && (p.joining ?? []).length === 0) && status.jobs.length === 0;
