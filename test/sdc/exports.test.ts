@@ -10,6 +10,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { controlAuthorization } from '../../src/sds/control-auth.js';
 import { missingClients } from '../helpers/nbd.js';
 import { tempDir } from '../helpers/proc.js';
 import { chunksOn, startCluster } from './cluster.js';
@@ -141,5 +142,10 @@ t.test('SDC exports over a real cluster', { skip }, async (t) => {
     t.ok(metrics.volumes.vol1!.ops.read!.bytes >= 24 * MiB, 'read bytes counted');
     const control = await fetch(`http://127.0.0.1:${c.sdc.controlPort}/exports`);
     t.equal(control.status, 401, 'the control listener wants the cluster key');
+    const auth = () => ({ authorization: controlAuthorization(c.mdm.clusterKey, 'test') });
+    const exports = (await (await fetch(`http://127.0.0.1:${c.sdc.controlPort}/exports`, { headers: auth() })).json()) as Array<{ name: string; default: boolean; readOnly: boolean }>;
+    t.same(exports.map((e) => [e.name, e.default, e.readOnly]).sort(), [['vol1', true, false], ['vol2', false, true]], 'GET /exports with the cluster key');
+    const rescan = await fetch(`http://127.0.0.1:${c.sdc.controlPort}/rescan`, { method: 'POST', headers: auth() });
+    t.equal(rescan.status, 200, 'POST /rescan');
   });
 });
