@@ -181,6 +181,15 @@ t.test('FAST_ZERO on the file backend fails fast with ENOTSUP; plain zero works'
   await c.disconnect();
 });
 
+/** Polls until cond holds (a loaded CI machine may be slow), failing after 10 s. */
+async function until(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in 10 s');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Wraps a (memory) backend so its writes and reads at offset 0 wait for a gate, counting how many run at once. */
 function gated(inner: BlockBackend) {
   let running = 0;
@@ -237,7 +246,8 @@ t.test('in-flight requests per connection are bounded (count and bytes)', async 
   const c = await RawNbdClient.connect(port);
   const replies = [];
   for (let i = 0; i < 40; i++) replies.push(c.write(i * 65536, Buffer.alloc(65536, i)));
-  await new Promise((r) => setTimeout(r, 300));
+  await until(() => g.waiting >= 8);
+  await new Promise((r) => setTimeout(r, 200)); // give any excess request time to show up
   t.equal(g.waiting, 8, 'exactly inflightRequestsMax writes reached the backend');
   g.release();
   for (const r of await Promise.all(replies)) t.equal(r.error, 0);
@@ -247,7 +257,8 @@ t.test('in-flight requests per connection are bounded (count and bytes)', async 
   const c2 = await RawNbdClient.connect(s2.port);
   const r2 = [];
   for (let i = 0; i < 12; i++) r2.push(c2.write(i * 262144, Buffer.alloc(262144, i)));
-  await new Promise((r) => setTimeout(r, 300));
+  await until(() => big.waiting >= 4);
+  await new Promise((r) => setTimeout(r, 200));
   t.equal(big.waiting, 4, '1 MiB of 256 KiB writes in flight');
   big.release();
   await Promise.all(r2);
