@@ -1,3 +1,4 @@
+import { isPflexError } from '../shared/errors.js';
 import type { Sds } from '../shared/mdm-client.js';
 import { noun, print, verb } from './common.js';
 import { ago, bytes, keyValues, table, time } from './format.js';
@@ -44,9 +45,26 @@ export const sdsCommand = noun('sds', 'storage data servers (they register thems
     const s = await c.getSds(await sdsId(c, args.sds));
     print(args, s, () => show(s));
   }),
-  verb<{ sds: string }>('remove <sds>', 'remove an SDS from the cluster (refused while it holds PGs)', (y) =>
-    y.positional('sds', { type: 'string', demandOption: true }), async (args, c) => {
-    const ok = await c.removeSds(await sdsId(c, args.sds));
-    print(args, ok, () => `removed SDS ${args.sds}`);
+  verb<{ sds: string; wait: boolean }>('remove <sds>', 'drain an SDS (its PGs move away, throttled like rebuild), then remove it', (y) =>
+    y.positional('sds', { type: 'string', demandOption: true })
+      .option('wait', { type: 'boolean', default: true, describe: 'wait until the drain is over and the SDS is gone (--no-wait: return once draining)' }),
+  async (args, c) => {
+    const id = await sdsId(c, args.sds);
+    const drain = await c.request<{ sdsId: number; draining: boolean; pgs: number }>('POST', `/sds/${id}/drain`);
+    if (!args.wait) {
+      print(args, drain, () => `draining SDS ${args.sds} (${drain.pgs} PGs to move); it is removed when empty (pflex rebuild status)`);
+      return;
+    }
+    if (!args.json) process.stderr.write(`draining SDS ${args.sds}: ${drain.pgs} PGs to move\n`);
+    for (;;) {
+      try {
+        await c.getSds(id);
+      } catch (err) {
+        if (isPflexError(err) && err.code === 'PFLEX_ERR_NOT_FOUND') break;
+        throw err;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    print(args, { ok: true, sdsId: id }, () => `drained and removed SDS ${args.sds}`);
   }),
 ]);
