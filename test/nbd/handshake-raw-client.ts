@@ -53,7 +53,7 @@ export class RawSocket {
   }
 
   /** Exactly n bytes, or undefined when the peer closes first (or timeoutMs passes). */
-  async read(n: number, timeoutMs = 10000): Promise<Buffer | undefined> {
+  async read(n: number, timeoutMs = 30000): Promise<Buffer | undefined> {
     if (n === 0) return Buffer.alloc(0);
     const deadline = Date.now() + timeoutMs;
     while (this.have < n) {

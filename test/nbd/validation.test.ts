@@ -144,8 +144,8 @@ t.test('handshake timeout closes an idle connection, not an attached one', async
   await idle.mustRead(18);
   const attached = await RawNbdClient.connect(port);
   const started = Date.now();
-  t.ok(await idle.waitClosed(3000), 'idle connection closed');
-  t.ok(Date.now() - started < 2500, 'within the timeout (plus slack)');
+  t.ok(await idle.waitClosed(8000), 'idle connection closed');
+  t.ok(Date.now() - started < 8000, 'by the 300 ms timeout (plus slack for a loaded machine), not the 10 s default');
   await new Promise((r) => setTimeout(r, 500));
   t.equal((await attached.read(0, 512)).error, 0, 'the attached connection is still served');
   await attached.disconnect();
