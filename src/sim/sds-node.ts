@@ -1,0 +1,154 @@
+/**
+ * One simulated SDS: the real DataServer (routing, epoch and role checks,
+ * forwarding, fencing, flush bookkeeping) and the real PgTable, over a
+ * MemoryChunkStore; only the socket layer is replaced. Requests arrive as
+ * frames through DataServer.dispatch with a stand-in connection; forwards
+ * and MDM calls leave through the simulated network.
+ */
+import zlib from 'node:zlib';
+import { pino } from 'pino';
+import { replyHeader, Status, type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue, type StatusValue } from '../shared/dataproto.js';
+import type { DataClientPool } from '../shared/dataclient.js';
+import { DataServer, type DataConnection } from '../sds/data-server.js';
+import { forwardTimeoutMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from '../sds/limits.js';
+import { PgTable, type FenceResult, type PgMapSource, type PgMapUpdate } from '../sds/pg-table.js';
+import type { ChunkInfo, ChunkKey, ChunkStore, StoreCapacity } from '../sds/store/chunk-store.js';
+import { MemoryChunkStore } from '../sds/store/memory-store.js';
+import { IdentityVolumeTrees } from '../sds/volume-trees.js';
+import type { Network } from './network.js';
+import type { Scheduler } from './scheduler.js';
+import { tableEntry, type SimMdm } from './mdm.js';
+
+const EMPTY = Buffer.alloc(0);
+const silent = pino({ level: 'silent' });
+
+/** One write (WRITE or ZERO) a store applied: who, which PG, at which epoch it believed. */
+export interface AcceptedWrite {
+  node: number;
+  pg: number;
+  epoch: number | undefined;
+  atMs: number;
+}
+
+export interface SdsNodeOptions {
+  /** Mutant for checker tests: forwarded writes are "answered" OK without being sent. */
+  lyingForwards?: boolean;
+}
+
+export class SimSds {
+  readonly name: string;
+  readonly store = new MemoryChunkStore();
+  server!: DataServer;
+  table!: PgTable;
+
+  constructor(
+    readonly id: number,
+    private readonly sched: Scheduler,
+    private readonly net: Network,
+    private readonly mdm: SimMdm,
+    private readonly peers: (name: string) => SimSds,
+    private readonly accepted: AcceptedWrite[],
+    private readonly o: SdsNodeOptions = {},
+  ) {
+    this.name = `sds${id}`;
+    this.boot();
+  }
+
+  /** A fresh process: empty map, no connections, nothing in flight; the store is what survived. */
+  boot(): void {
+    this.table = new PgTable(this.mapSource());
+    this.server = new DataServer({
+      selfId: () => this.id,
+      store: new RecordingStore(this.store, (pg) => this.accepted.push({ node: this.id, pg, epoch: this.table.get(pg)?.epoch, atMs: this.sched.nowMs })),
+      pgs: this.table,
+      tokens: { verify: () => undefined },
+      trees: new IdentityVolumeTrees(),
+      peers: this.peerPool(),
+      log: silent,
+      now: this.sched.now,
+    });
+    const inc = this.net.incarnation(this.name);
+    const table = this.table;
+    const poll = (): void => {
+      if (this.net.incarnation(this.name) !== inc) return;
+      table.refresh().catch(() => undefined);
+      this.sched.at(pgMapPollIntervalMs, `poll ${this.name}`, poll);
+    };
+    poll();
+  }
+
+  /** Serves one request frame; resolves with the reply frame. */
+  handle(f: Frame): Promise<Frame> {
+    return new Promise((resolve) => {
+      const table = this.table;
+      const answer = (h: FrameHeader, payload: Buffer): void => resolve({ ...h, crc: 0, token: EMPTY, trace: EMPTY, payload });
+      const conn = {
+        reply(req: Frame, status: StatusValue, message: Buffer | string = EMPTY, epoch?: number): void {
+          answer(replyHeader(req, status, 0, epoch ?? table.get(req.pgId)?.epoch ?? req.epoch), typeof message === 'string' ? Buffer.from(message) : message);
+        },
+        replyData(req: Frame, data: Buffer): void {
+          answer(replyHeader(req, Status.OK, data.length), data);
+        },
+        protocolError(message: string): void {
+          throw new Error(`simulated frame rejected as malformed: ${message}`);
+        },
+      };
+      this.server.dispatch(conn as unknown as DataConnection, f);
+    });
+  }
+
+  private mapSource(): PgMapSource {
+    const call = <T>(label: string, fn: () => T): Promise<T> => this.net.call(this.name, 'mdm', label, mdmCallTimeoutMs, async () => fn());
+    return {
+      fetch: (since): Promise<PgMapUpdate> => call('map', () => this.mdm.update(since)),
+      fence: (pg, sdsId, epoch): Promise<FenceResult> => call(`fence pg${pg} sds${sdsId}`, () => {
+        const r = this.mdm.fence(pg, sdsId, epoch);
+        return { entry: tableEntry(r.entry), fenced: r.fenced };
+      }),
+    };
+  }
+
+  private peerPool(): DataClientPool {
+    const client = (address: string) => ({
+      request: (type: MsgTypeValue, req: Omit<ChunkRequest, 'requestId'>, token: Buffer, payload: Buffer = EMPTY, trace: Buffer = EMPTY, crc?: number): Promise<Frame> => {
+        const f = frameOf(type, req, token, payload, trace, crc);
+        if (this.o.lyingForwards) return Promise.resolve({ ...replyHeader(f, Status.OK), crc: 0, token: EMPTY, trace: EMPTY, payload: EMPTY });
+        return this.net.call(this.name, address, `fwd t${type} pg${req.pgId} e${req.epoch}`, forwardTimeoutMs, () => this.peers(address).handle(f));
+      },
+    });
+    return { get: (address: string) => client(address) } as unknown as DataClientPool;
+  }
+}
+
+let requestIds = 0;
+
+export function frameOf(type: number, req: Omit<ChunkRequest, 'requestId'>, token: Buffer, payload: Buffer, trace: Buffer = EMPTY, crc?: number): Frame {
+  return {
+    type, flags: req.flags, requestId: (requestIds = (requestIds + 1) >>> 0), pgId: req.pgId, epoch: req.epoch, volumeId: req.volumeId,
+    treeId: req.treeId, chunkIndex: req.chunkIndex, layerId: req.layerId, status: 0, offset: req.offset, length: req.length,
+    crc: crc ?? (payload.length > 0 ? zlib.crc32(payload) : 0), token, trace, payload,
+  };
+}
+
+/** The node's store, noting every write it applies (invariant: only acting members accept writes). */
+class RecordingStore implements ChunkStore {
+  constructor(private readonly inner: ChunkStore, private readonly onWrite: (pg: number) => void) {}
+  write(pgId: number, key: ChunkKey, offset: number, data: Buffer, durable?: boolean, blockCrcs?: Uint32Array): Promise<void> {
+    this.onWrite(pgId);
+    return this.inner.write(pgId, key, offset, data, durable, blockCrcs);
+  }
+  read(pgId: number, key: ChunkKey, offset: number, length: number, crcOut?: { crc?: number }): Promise<Buffer | null> {
+    return this.inner.read(pgId, key, offset, length, crcOut);
+  }
+  zero(pgId: number, key: ChunkKey, offset: number, length: number, durable?: boolean): Promise<void> {
+    this.onWrite(pgId);
+    return this.inner.zero(pgId, key, offset, length, durable);
+  }
+  flush(): Promise<void> { return this.inner.flush(); }
+  stat(pgId: number, key: ChunkKey): Promise<ChunkInfo | null> { return this.inner.stat(pgId, key); }
+  list(pgId: number): Promise<ChunkInfo[]> { return this.inner.list(pgId); }
+  pgs(): Promise<number[]> { return this.inner.pgs(); }
+  dropPg(pgId: number): Promise<void> { return this.inner.dropPg(pgId); }
+  capacity(): Promise<StoreCapacity> { return this.inner.capacity(); }
+  close(): Promise<void> { return this.inner.close(); }
+}
