@@ -1,0 +1,133 @@
+/**
+ * The SDC's VolumeBackend against real in-process SDS data servers (file
+ * stores, loopback) that share a StaticPgMap standing in for the MDM:
+ * requests split at chunk boundaries and reassembled, zeros and holes for
+ * unwritten chunks, FLUSH sent to exactly the SDSs written since the last
+ * flush, a stale map refreshed and retried, a dead primary reported and its
+ * PGs served by the survivor, and an error after the IO timeout.
+ */
+import t from 'tap';
+import { pino } from 'pino';
+import { randomBytes } from 'node:crypto';
+import { DataClientPool } from '../../src/shared/dataclient.js';
+import type { MdmClient, PgMap } from '../../src/shared/mdm-client.js';
+import { pgOfChunk } from '../../src/shared/pg.js';
+import { StaticPgMap } from '../../src/sds/static-pgmap.js';
+import { PoolMap } from '../../src/sdc/pool-map.js';
+import { VolumeToken } from '../../src/sdc/tokens.js';
+import { VolumeBackend } from '../../src/sdc/volume-backend.js';
+import { startSds, token, type TestSds } from '../sds/harness.js';
+
+const CHUNK = 64 * 1024;
+const PG_COUNT = 6;
+const TREE = 7;
+const log = pino({ level: process.env.PFLEX_LOG_LEVEL ?? 'silent' });
+
+/** What the SDC asks of the MDM, answered from the StaticPgMap. */
+function fakeMdm(map: StaticPgMap): MdmClient {
+  const pgMap = (): PgMap => ({
+    storagePoolId: 1, epoch: map.epoch, pgCount: PG_COUNT, replicationFactor: 2, chunkBytes: CHUNK, ready: true,
+    pgs: [...map.pgs.values()].map((p) => ({ pg: p.pg, members: [...p.members], epoch: p.epoch })),
+    sds: [...map.sds.values()].map((s) => ({ id: s.id, name: `sds${s.id}`, address: s.address, dataPort: s.dataPort, state: 'ACTIVE' })),
+  }) as PgMap;
+  return {
+    getPgMap: async () => pgMap(),
+    fencePgMember: async (_pool: number, pg: number, sdsId: number, epoch: number) => {
+      const r = await map.fence(pg, sdsId, epoch);
+      return { fenced: r.fenced, pg: r.entry, map: pgMap() };
+    },
+    issueIoToken: async () => ({ token: '', sdcId: 1, volumeId: TREE, rights: 'rw', expiresAtMs: Date.now() + 3_600_000, bytes: token(TREE) }),
+  } as unknown as MdmClient;
+}
+
+/** Counts FLUSH requests the SDC sends, per SDS port. */
+class CountingPool extends DataClientPool {
+  readonly flushes = new Map<number, number>();
+  override get(host: string, port: number) {
+    const c = super.get(host, port);
+    if (!(c as { counted?: boolean }).counted) {
+      (c as { counted?: boolean }).counted = true;
+      const flush = c.flush.bind(c);
+      c.flush = (...args) => { this.flushes.set(port, (this.flushes.get(port) ?? 0) + 1); return flush(...args); };
+    }
+    return c;
+  }
+}
+
+t.test('VolumeBackend over in-process SDSs', async (t) => {
+  // PG p: primary sds (p % 3) + 1, secondary the next one.
+  const map = new StaticPgMap(Array.from({ length: PG_COUNT }, (_, pg) => ({ pg, members: [(pg % 3) + 1, ((pg + 1) % 3) + 1] })));
+  const sds: TestSds[] = [];
+  for (const id of [1, 2, 3]) sds.push(await startSds(t, id, map));
+  // SDSs learn peer addresses when they refresh: a new epoch for every PG makes each refresh on first use.
+  for (const [pg, e] of [...map.pgs]) map.setMembers(pg, e.members);
+  const mdm = fakeMdm(map);
+  const clients = new CountingPool({ requestTimeoutMs: 2000 });
+  t.teardown(() => clients.closeAll());
+  const backend = new VolumeBackend(
+    { id: TREE, name: 'v', treeId: TREE, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
+    { map: new PoolMap(1, mdm, log), token: new VolumeToken(mdm, () => 1, TREE, log), clients, log, ioTimeoutMs: 4000 },
+  );
+  const primaryOf = (chunk: number) => map.pgs.get(pgOfChunk(TREE, chunk, PG_COUNT))!.members[0]!;
+  const portOf = (id: number) => sds.find((s) => s.id === id)!.port;
+
+  await t.test('a request across chunks is split and reassembled; unwritten bytes read as zeros', async (t) => {
+    const data = randomBytes(2 * CHUNK + 1000);
+    await backend.write(CHUNK - 500, data, { fua: false });
+    t.same(await backend.read(CHUNK - 500, data.length), data, 'read back across three chunks');
+    t.same(await backend.read(CHUNK - 600, 100), Buffer.alloc(100), 'zeros before the write');
+    t.same(await backend.read(40 * CHUNK, 3 * CHUNK), Buffer.alloc(3 * CHUNK), 'zeros in unwritten chunks');
+    const ext = await backend.blockStatus(0, 8 * CHUNK);
+    t.same(ext.map((e) => e.hole), [false, true], 'chunks 0-3 written are data, the rest holes');
+    t.same(ext.map((e) => e.length), [4 * CHUNK, 4 * CHUNK]);
+  });
+
+  await t.test('FLUSH goes to exactly the SDSs written since the last flush', async (t) => {
+    await backend.flush();
+    clients.flushes.clear();
+    // Chunks whose primary is sds 2 only.
+    const chunks = Array.from({ length: 60 }, (_, i) => i).filter((c) => primaryOf(c) === 2).slice(0, 3);
+    for (const c of chunks) await backend.write(c * CHUNK + 10, Buffer.alloc(100, 1), { fua: false });
+    await backend.flush();
+    t.same([...clients.flushes.entries()], [[portOf(2), 1]], 'one FLUSH, to sds 2');
+    clients.flushes.clear();
+    await backend.flush();
+    t.equal(clients.flushes.size, 0, 'nothing written since: no FLUSH');
+    await backend.write(chunks[0]! * CHUNK, Buffer.alloc(10, 2), { fua: true });
+    await backend.flush();
+    t.equal(clients.flushes.size, 0, 'a FUA write needs no later FLUSH');
+  });
+
+  await t.test('a map change the SDC has not seen: refreshed and retried', async (t) => {
+    const chunk = 5;
+    const pg = pgOfChunk(TREE, chunk, PG_COUNT);
+    const before = map.pgs.get(pg)!.members;
+    map.setMembers(pg, [before[1]!, before[0]!]); // swap primary and secondary
+    const data = randomBytes(3000);
+    await backend.write(chunk * CHUNK + 77, data, { fua: false });
+    t.same(await backend.read(chunk * CHUNK + 77, data.length), data, 'written and read at the new primary');
+    t.ok(backend.stats.retries > 0, 'after a retry');
+  });
+
+  await t.test('a dead primary is reported; its PGs are served by the survivor', async (t) => {
+    const victim = sds.find((s) => s.id === 1)!;
+    const chunks = Array.from({ length: 60 }, (_, i) => i).filter((c) => primaryOf(c) === 1).slice(0, 4);
+    const data = chunks.map(() => randomBytes(5000));
+    await Promise.all(chunks.map((c, i) => backend.write(c * CHUNK, data[i]!, { fua: false })));
+    // A crash: connections cut, nothing else (a graceful stop would also close its peer connections).
+    await victim.server.close();
+    const fencesBefore = map.fenceCalls;
+    for (const [i, c] of chunks.entries()) t.same(await backend.read(c * CHUNK, 5000), data[i], `chunk ${c} reads back from the survivor`);
+    t.ok(map.fenceCalls > fencesBefore, 'the dead primary was reported');
+    t.ok(chunks.every((c) => primaryOf(c) !== 1), 'no PG of these chunks is led by the dead SDS');
+    await backend.write(chunks[0]! * CHUNK, Buffer.alloc(10, 3), { fua: false });
+    await backend.flush();
+    t.pass('a flush after the loss succeeds');
+  });
+
+  await t.test('with every replica of a PG gone, IO fails after the timeout', async (t) => {
+    for (const s of sds) await s.stop();
+    await t.rejects(backend.read(0, 4096), { code: 'PFLEX_ERR_UNAVAILABLE' }, 'EIO after ioTimeoutMs');
+    t.ok(backend.stats.ops.read.errors > 0);
+  });
+});
