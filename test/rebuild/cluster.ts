@@ -22,13 +22,15 @@ export const FAST_CONFIG = {
   rebuildTickMs: 200, rebuildRetryDelayMs: 500, rebuildConcurrentPgsMax: 4,
 };
 
-export async function startFastMdm(t: Test, config: Record<string, number> = {}): Promise<Mdm> {
-  const base = tempDir(t, 'pflex-rebuild-mdm-');
+export async function startFastMdm(t: Test, config: Record<string, number> = {}, port = 0, reuse?: Mdm): Promise<Mdm> {
+  const base = reuse ? join(reuse.dataDir, '..') : tempDir(t, 'pflex-rebuild-mdm-');
   const dataDir = join(base, 'mdm');
-  execFileSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', dataDir, '--admin-password', ADMIN_PASSWORD], { stdio: 'pipe' });
   const configFile = join(base, 'mdm.json');
-  writeFileSync(configFile, JSON.stringify({ ...FAST_CONFIG, ...config }));
-  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', dataDir, '--port', '0', '--config', configFile]);
+  if (!reuse) {
+    execFileSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', dataDir, '--admin-password', ADMIN_PASSWORD], { stdio: 'pipe' });
+    writeFileSync(configFile, JSON.stringify({ ...FAST_CONFIG, ...config }));
+  }
+  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', dataDir, '--port', String(port), '--config', configFile]);
   const line = await proc.waitForLog((l) => l.msg === 'mdm listening', 30_000);
   const url = `http://127.0.0.1:${String(line.port)}`;
   const admin = new MdmClient({ url });
