@@ -203,6 +203,8 @@ export interface WorkloadFigures {
   longestStallMs: number;
   /** When that stall began (ms since the workload started). */
   longestStallAtMs: number;
+  /** Longest time one request waited for its reply. */
+  longestRequestMs: number;
   /** Every problem found (lost, stale or corrupt data; connection loss). */
   problems: string[];
   durationMs: number;
@@ -211,7 +213,10 @@ export interface WorkloadFigures {
 export interface VerifyFigures {
   blocksChecked: number;
   blocksWithData: number;
+  /** Lost, stale or corrupt blocks. */
   problems: string[];
+  /** Reads that failed (the data may be intact but is not available). */
+  unreadable: string[];
 }
 
 function rng(seed: number): () => number {
@@ -242,7 +247,7 @@ export class VerifiedWorkload {
   private readonly listeners: Array<(nowMs: number) => void> = [];
   readonly figures: WorkloadFigures = {
     writesAcked: 0, blocksWrittenAcked: 0, writesFailed: 0, readsVerified: 0, readsFailed: 0,
-    longestStallMs: 0, longestStallAtMs: 0, problems: [], durationMs: 0,
+    longestStallMs: 0, longestStallAtMs: 0, longestRequestMs: 0, problems: [], durationMs: 0,
   };
 
   constructor(private readonly o: WorkloadOptions) {
@@ -322,6 +327,7 @@ export class VerifiedWorkload {
       const first = this.pick(n);
       if (first === undefined) { await new Promise((r) => setImmediate(r)); continue; }
       for (let b = first; b < first + n; b++) this.busy[b] = 1;
+      const sentMs = Date.now();
       try {
         if (isRead) await this.verifiedRead(conn, first, n);
         else await this.write(conn, first, n);
@@ -329,6 +335,7 @@ export class VerifiedWorkload {
         this.problem(`connection lost: ${(err as Error).message}`);
         this.running = false;
       } finally {
+        this.figures.longestRequestMs = Math.max(this.figures.longestRequestMs, Date.now() - sentMs);
         for (let b = first; b < first + n; b++) this.busy[b] = 0;
       }
     }
@@ -391,13 +398,13 @@ export class VerifiedWorkload {
   async verifyAll(readBlocks = 64): Promise<VerifyFigures> {
     assertStopped(this.running);
     const conn = await NbdConn.open(this.o.host, this.o.port, this.o.exportName);
-    const out: VerifyFigures = { blocksChecked: 0, blocksWithData: 0, problems: [] };
+    const out: VerifyFigures = { blocksChecked: 0, blocksWithData: 0, problems: [], unreadable: [] };
     try {
       for (let first = 0; first < this.o.blocks; first += readBlocks) {
         const n = Math.min(readBlocks, this.o.blocks - first);
         const r = await conn.read(first * BLOCK_BYTES, n * BLOCK_BYTES);
         if (r.error !== 0 || !r.data) {
-          out.problems.push(`read of blocks ${first}..${first + n - 1} failed with errno ${r.error}`);
+          out.unreadable.push(`read of blocks ${first}..${first + n - 1} failed with errno ${r.error}`);
           continue;
         }
         for (let i = 0; i < n; i++) {

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
-import { PFLEX_BIN, tempDir } from '../helpers/proc.js';
+import { freePort, PFLEX_BIN, tempDir } from '../helpers/proc.js';
 import { ensureImage } from './image.js';
 
 // No reaper container (it would need an image pull); teardown is ours.
@@ -72,6 +72,8 @@ export interface ContainerCluster {
   nbdPort: number;
   sdcMgmtPort: number;
   startMs: number;
+  /** Where the start-up time went (image, mdm, sds+sdc, PG map ready), for the figures. */
+  startPhases: string;
   volume(name: string, sizeBytes: number): Promise<Volume>;
 }
 
@@ -85,7 +87,7 @@ export interface ContainerClusterOptions {
 const PFLEX = '/usr/bin/node /opt/pflex/bin/pflex.js';
 
 async function startNode(t: Test, image: string, network: StartedNetwork, name: string, cmd: string, waitFor: string, opts: {
-  ports?: number[]; files?: Array<{ source: string; target: string }>; dirs?: Array<{ source: string; target: string }>;
+  ports?: Array<number | { container: number; host: number }>; files?: Array<{ source: string; target: string }>; dirs?: Array<{ source: string; target: string }>;
 } = {}): Promise<Node> {
   let c = new GenericContainer(image)
     .withEntrypoint(['/bin/sh'])
@@ -122,6 +124,9 @@ async function removeNode(n: Node): Promise<void> {
 export async function startContainerCluster(t: Test, o: ContainerClusterOptions = {}): Promise<ContainerCluster> {
   const t0 = Date.now();
   const img = ensureImage();
+  const phases: string[] = [`image ${Date.now() - t0} ms`];
+  let mark = Date.now();
+  const phase = (name: string): void => { phases.push(`${name} ${Date.now() - mark} ms`); mark = Date.now(); };
   const network = await new Network().start();
   t.teardown(async () => {
     await network.stop().catch(() => docker('network', 'rm', network.getId()).catch(() => undefined));
@@ -136,11 +141,13 @@ export async function startContainerCluster(t: Test, o: ContainerClusterOptions 
   const mdm = await startNode(t, img.tag, network, 'mdm',
     `exec ${PFLEX} mdm start --data-dir /data/mdm --host 0.0.0.0 --port ${MDM_PORT} ${(o.mdmArgs ?? []).join(' ')}`,
     'mdm listening', {
-      ports: [MDM_PORT],
+      // A fixed host port: docker start (scenario c) keeps it, a random one would change.
+      ports: [{ container: MDM_PORT, host: await freePort() }],
       dirs: [{ source: mdmDir, target: '/data/mdm' }],
     });
   const admin = new MdmClient({ url: `http://127.0.0.1:${mdm.container.getMappedPort(MDM_PORT)}` });
   await admin.login('admin', ADMIN_PASSWORD);
+  phase('mdm');
   const pd = await admin.createPd('pd1');
   const pool = await admin.createPool({ protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: o.pgCount ?? 32 });
 
@@ -155,7 +162,9 @@ export async function startContainerCluster(t: Test, o: ContainerClusterOptions 
       `--port ${SDC_NBD_PORT} --mgmt-port ${SDC_MGMT_PORT}`,
       'sdc registered', { ports: [SDC_NBD_PORT, SDC_MGMT_PORT], files: [key] }),
   ]);
+  phase('sds+sdc');
   await waitFor(async () => (await admin.getPgMap(pool.id)).ready, 30_000, 'the PG map to become ready');
+  phase('pg map');
   const sdcRecord = (await admin.listSdcs({ name: 'sdc1' }))[0];
   if (!sdcRecord) throw new Error('sdc1 is not registered with the MDM');
 
@@ -165,6 +174,7 @@ export async function startContainerCluster(t: Test, o: ContainerClusterOptions 
     nbdPort: sdc.container.getMappedPort(SDC_NBD_PORT),
     sdcMgmtPort,
     startMs: Date.now() - t0,
+    startPhases: phases.join(', '),
     async volume(name, sizeBytes) {
       const v = await admin.createVolume({ name, storagePoolId: pool.id, sizeBytes });
       const mapped = await admin.mapVolume(v.id, sdcRecord.id);

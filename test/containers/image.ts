@@ -24,6 +24,8 @@ export const IMAGE_NODE = '/usr/bin/node';
 /** A builder holding the lock longer than this is presumed dead. */
 const lockStaleMs = 10 * 60_000;
 const lockWaitMs = 10 * 60_000;
+/** Images of earlier builds are removed after this long. */
+const imageKeepMs = 60 * 60_000;
 const BUSYBOX_APPLETS = ['sh', 'ls', 'cat', 'ps', 'sleep', 'df', 'du', 'kill', 'ip', 'netstat', 'wget', 'find', 'grep', 'rm', 'mkdir', 'env', 'top'];
 
 export interface ImageInfo {
@@ -147,10 +149,32 @@ function takeLock(path: string): () => void {
 
 /**
  * Returns the tag of an image holding the current build, building it if no
- * image with the current content hash exists. Synchronous on purpose: it
- * runs once per test file, before any container starts.
+ * image with the current content hash exists, after checking that the CLI
+ * starts in it. Synchronous on purpose: it runs before any container starts.
  */
+let imageOfThisProcess: ImageInfo | undefined;
+
 export function ensureImage(): ImageInfo {
+  // One image per test process, even if dist/ changes meanwhile (other
+  // builds): scenarios of one file run the same code.
+  if (imageOfThisProcess && imageExists(imageOfThisProcess.tag)) return { ...imageOfThisProcess, built: false, buildMs: 0 };
+  imageOfThisProcess = ensureCheckedImage();
+  return imageOfThisProcess;
+}
+
+function ensureCheckedImage(): ImageInfo {
+  // dist/ may be rewritten by a concurrent `tsc` while it is copied: an image
+  // whose CLI does not start is removed and built again.
+  for (let attempt = 1; ; attempt++) {
+    const info = ensureImageOnce();
+    if (spawnSync('docker', ['run', '--rm', '--network', 'none', info.tag, '--help'], { stdio: 'ignore', timeout: 60_000 }).status === 0) return info;
+    spawnSync('docker', ['image', 'rm', '-f', info.tag], { stdio: 'ignore' });
+    if (attempt === 3) throw new Error(`the test image ${info.tag} does not run \`pflex --help\` (is dist/ built?)`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2_000);
+  }
+}
+
+function ensureImageOnce(): ImageInfo {
   const t0 = Date.now();
   const tag = `${IMAGE_REPO}:${imageInputsHash()}`;
   if (imageExists(tag)) return { tag, built: false, buildMs: Date.now() - t0 };
@@ -173,8 +197,20 @@ export function ensureImage(): ImageInfo {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+    pruneOldImages(tag);
     return { tag, built: true, buildMs: Date.now() - t0 };
   } finally {
     release();
+  }
+}
+
+/** Removes test images of earlier builds older than an hour (one in use by a container stays: rm refuses). */
+function pruneOldImages(keep: string): void {
+  const r = spawnSync('docker', ['images', IMAGE_REPO, '--format', '{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}'], { encoding: 'utf8' });
+  for (const line of r.stdout.split('\n')) {
+    const [tag, created] = line.split('\t');
+    if (!tag || !created || tag === keep) continue;
+    const at = Date.parse(created.replace(/ [A-Z]+$/, '').replace(' ', 'T').replace(' ', ''));
+    if (Number.isFinite(at) && Date.now() - at > imageKeepMs) spawnSync('docker', ['image', 'rm', tag], { stdio: 'ignore' });
   }
 }
