@@ -1,5 +1,5 @@
 import yargs from 'yargs';
-import { COMMANDS } from './commands.js';
+import { loadCommands } from './commands.js';
 
 /** Entry point of the `pflex` CLI: every noun registers in commands.ts. */
 export async function main(argv: string[]): Promise<void> {
@@ -10,6 +10,6 @@ export async function main(argv: string[]): Promise<void> {
     .recommendCommands()
     .help()
     .wrap(Math.min(110, process.stdout.columns ?? 100));
-  for (const command of COMMANDS) cli = cli.command(command);
+  for (const command of await loadCommands(argv)) cli = cli.command(command);
   await cli.parseAsync();
 }
