@@ -29,6 +29,8 @@ export class SimMdm {
   readonly sdsIds: number[] = [];
   /** "pg@epoch" -> the acting set the MDM published for that PG at that epoch. */
   readonly history = new Map<string, PublishedEntry>();
+  /** Every successful fence: which SDS left which PG. */
+  readonly fences: Array<{ pg: number; sdsId: number }> = [];
   private readonly db: Db;
   private readonly pgs: PgRepo;
 
@@ -93,6 +95,7 @@ export class SimMdm {
   fence(pg: number, sdsId: number, epoch: number): ReturnType<PgMapService['fence']> {
     const r = this.service.fence(this.poolId, pg, sdsId, epoch);
     this.view = undefined;
+    if (r.fenced) this.fences.push({ pg, sdsId });
     this.snapshot();
     return r;
   }

@@ -20,6 +20,7 @@ import { frameOf, SimSds, type AcceptedWrite } from './sds-node.js';
 import { check, type SlotHistory, type Violation } from './checker.js';
 
 export interface SimOptions {
+  /** Cluster shape; by default each seed picks one of SHAPES. */
   sdsCount: number;
   pgCount: number;
   replicationFactor: number;
@@ -36,8 +37,15 @@ export interface SimOptions {
   lyingForwards: boolean;
 }
 
+/** Shapes a seed picks from when the caller does not fix one: two and three copies. */
+const SHAPES = [
+  { sdsCount: 4, pgCount: 6, replicationFactor: 2 },
+  { sdsCount: 3, pgCount: 4, replicationFactor: 2 },
+  { sdsCount: 5, pgCount: 8, replicationFactor: 3 },
+] as const;
+
 export const defaultSimOptions: SimOptions = {
-  sdsCount: 4, pgCount: 6, replicationFactor: 2, writes: 30, concurrency: 4, faultWindowMs: 20_000, faults: 4,
+  ...SHAPES[0], writes: 30, concurrency: 4, faultWindowMs: 20_000, faults: 4,
   powerLoss: false, lyingForwards: false,
 };
 
@@ -50,6 +58,8 @@ export interface SimResult {
   virtualMs: number;
   faults: Record<string, number>;
   acked: number;
+  /** Fences of SDSs no fault was aimed at (timeouts cascading onto a healthy replica). */
+  healthyFenced: number;
   /** Writes accepted by a member the MDM had already removed (harmless, counted). */
   staleMemberWrites: number;
   /** The last events, for a failing seed. */
@@ -65,8 +75,9 @@ const RUN_MS_MAX = 600_000;
 const silent = pino({ level: 'silent' });
 
 export async function runSeed(seed: number, opts: Partial<SimOptions> = {}): Promise<SimResult> {
-  const o = { ...defaultSimOptions, ...opts };
   const rng = new Prng(seed);
+  const shape = opts.sdsCount === undefined ? rng.pick(SHAPES) : {};
+  const o = { ...defaultSimOptions, ...shape, ...opts };
   const sched = new Scheduler();
   const net = new Network(sched, rng, { delayMsMin: 0, delayMsMax: rng.pick([2, 20, 200]) });
   const mdm = new SimMdm({ sdsCount: o.sdsCount, pgCount: o.pgCount, replicationFactor: o.replicationFactor });
@@ -119,6 +130,7 @@ export async function runSeed(seed: number, opts: Partial<SimOptions> = {}): Pro
     return {
       seed, violations, traceHash: sched.traceHash, events: sched.events, messages: net.messages, virtualMs: sched.nowMs, faults,
       acked: [...slots.values()].reduce((n, s) => n + s.writes.filter((w) => w.acked).length, 0), staleMemberWrites, tail: sched.tail,
+      healthyFenced: mdm.fences.filter((f) => !victims.includes(`sds${f.sdsId}`)).length,
     };
   } finally {
     mdm.close();
@@ -147,7 +159,7 @@ function injectFaults(
   for (let i = 0; i < o.faults; i++) {
     const at = rng.int(o.faultWindowMs);
     const victim = rng.pick(victims);
-    const kind = rng.pick(['crash', 'partition', 'partition', 'reset', 'fence'] as const);
+    const kind = rng.pick(['crash', 'partition', 'partition', 'reset', 'fence', 'mdmPartition'] as const);
     const duration = rng.range(50, 12_000);
     sched.at(at, `fault ${kind} ${victim}`, () => {
       const node = nodes.get(victim)!;
@@ -170,6 +182,14 @@ function injectFaults(
           count('partition');
           net.partition(victim, peer);
           sched.at(duration, `heal ${victim}-${peer}`, () => net.heal(victim, peer));
+          return;
+        }
+        case 'mdmPartition': {
+          // Any node may lose the MDM for a while: that delays fencing but fails no replica.
+          const peer = rng.pick(['sdc', ...nodes.keys()]);
+          count('mdmPartition');
+          net.partition('mdm', peer);
+          sched.at(duration, `heal mdm-${peer}`, () => net.heal('mdm', peer));
           return;
         }
         case 'reset': {

@@ -13,7 +13,7 @@ import { SimMdm } from '../../src/sim/mdm.js';
 
 const TEST = 'dist/test/sim/replication.test.js';
 const one = process.env.PFLEX_SIM_SEED;
-const seedCount = Number(process.env.PFLEX_SIM_SEEDS ?? 800);
+const seedCount = Number(process.env.PFLEX_SIM_SEEDS ?? 500);
 const powerLoss = process.env.PFLEX_SIM_POWER_LOSS === '1';
 
 function describe(r: SimResult, env = ''): string {
@@ -31,6 +31,7 @@ t.test('invariants hold over many seeds of crashes, partitions, resets and fence
   let events = 0;
   let acked = 0;
   let staleMemberWrites = 0;
+  let healthyFenced = 0;
   const faults: Record<string, number> = {};
   const failed: number[] = [];
   for (const seed of seeds) {
@@ -38,6 +39,7 @@ t.test('invariants hold over many seeds of crashes, partitions, resets and fence
     events += r.events;
     acked += r.acked;
     staleMemberWrites += r.staleMemberWrites;
+    healthyFenced += r.healthyFenced;
     for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
     if (r.violations.length > 0) {
       failed.push(seed);
@@ -46,7 +48,8 @@ t.test('invariants hold over many seeds of crashes, partitions, resets and fence
   }
   const ms = performance.now() - started;
   t.comment(`${seeds.length} seeds, ${events} events in ${(ms / 1000).toFixed(1)} s (${Math.round(events / (ms / 1000))} events/s), `
-    + `${acked} acknowledged writes, faults ${JSON.stringify(faults)}, ${staleMemberWrites} writes applied by already fenced members at their old epoch`);
+    + `${acked} acknowledged writes, faults ${JSON.stringify(faults)}, ${staleMemberWrites} writes applied by already fenced members at their old epoch, `
+    + `${healthyFenced} fences of SDSs no fault was aimed at`);
   t.same(failed, [], 'no seed breaks an invariant');
   t.ok(events > seeds.length * 50, 'the runs did real work');
 });
@@ -97,4 +100,14 @@ t.test('power loss and restart of one SDS per PG loses no acknowledged write', {
 }, async (t) => {
   const r = await runSeed(1, { powerLoss: true });
   t.same(r.violations.map((v) => v.message), [], describe(r, 'PFLEX_SIM_POWER_LOSS=1 '));
+});
+
+// A secondary whose map is behind (its MDM fetch failed or is still in flight) answers a forwarded write
+// EPOCH_AHEAD; the primary counts that as a failed secondary and fences a healthy replica.
+t.test('no replica is fenced that no fault was aimed at', {
+  todo: 'seed 5 with {faults: 12, writes: 50}: sds4 answers EPOCH_AHEAD while its map fetch to the MDM times out and sds3 fences it from PG 6; see docs/simulation.md',
+}, async (t) => {
+  const r = await runSeed(5, { faults: 12, writes: 50 });
+  t.same(r.violations, [], 'the invariants hold');
+  t.equal(r.healthyFenced, 0, 'only victims were fenced');
 });
