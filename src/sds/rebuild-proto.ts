@@ -7,6 +7,7 @@
  *   GET  /rebuilds                              (primary) the copies it runs or ran lately, with progress
  *   POST /pgs/:pg/join-reset       {epoch}      (primary -> joining member) forget the PG's data before the copy
  *   PUT  /pgs/:pg/images/:tree/:index/:layer    (primary -> joining member) the whole chunk, raw bytes
+ *   POST /pgs/:pg/join-flush                    (primary -> joining member) make every image durable
  *   POST /pgs/:pg/release          {}           (MDM -> former member) drop the PG's data if no longer a member
  */
 

@@ -72,10 +72,17 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       if (!Buffer.isBuffer(data)) throw new PflexError('PFLEX_ERR_BAD_REQUEST', 'a chunk image is application/octet-stream');
       const key = { treeId: tree, chunkIndex: index, layerId: layer };
       const before = await o.store.stat(pg, key);
-      if (data.length > 0) await o.store.write(pg, key, 0, data, true);
+      // Not synced one by one: the primary asks for one flush (join-flush) before the member joins.
+      if (data.length > 0) await o.store.write(pg, key, 0, data, false);
       // The image is the whole chunk: anything beyond it here reads as zeros on the primary too.
-      if (before && before.sizeBytes > data.length) await o.store.zero(pg, key, data.length, before.sizeBytes - data.length, true);
+      if (before && before.sizeBytes > data.length) await o.store.zero(pg, key, data.length, before.sizeBytes - data.length, false);
       return { sizeBytes: data.length };
+    });
+
+    app.post('/pgs/:pg/join-flush', { schema: { params: PgParams } }, async (req) => {
+      if (!joiningHere(req.params.pg)) throw new PflexError('PFLEX_ERR_CONFLICT', `this SDS is not joining PG ${req.params.pg}`);
+      await o.store.flush();
+      return { ok: true };
     });
 
     app.post('/pgs/:pg/release', { schema: { params: PgParams } }, async (req) => {

@@ -136,6 +136,8 @@ export class RebuildRunner {
       job.bytesDone += await this.push(cmd, c);
       job.chunksDone++;
     }
+    // Every image durable on the joining member before it becomes a member (later writes follow client FLUSH/FUA).
+    await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-flush`, '{}', 'application/json');
     await locks.acquire(pgLockKey(cmd.pg), true);
     try {
       if (job.poisoned) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'a write could not be forwarded to the joining member');
