@@ -5,6 +5,7 @@
  */
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -31,6 +32,18 @@ function refused(port: number): Promise<boolean> {
   });
 }
 
+/** Ctrl-C, then waits (pflex up stops each child, up to 10 s apiece, before it exits). */
+async function interrupt(proc: PflexProcess): Promise<number | null> {
+  const child = proc.child;
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const done = once(child, 'exit');
+  child.kill('SIGINT');
+  const killer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  const [code] = (await done) as [number | null];
+  clearTimeout(killer);
+  return code;
+}
+
 /** Starts pflex up; at teardown it gets Ctrl-C first (its children are in their own process group). */
 async function up(t: Test, dataDir: string): Promise<{ proc: PflexProcess; port: number; mgmtPort: number; text: string }> {
   const kills: Array<() => unknown> = [];
@@ -39,7 +52,7 @@ async function up(t: Test, dataDir: string): Promise<{ proc: PflexProcess; port:
     '--sdc-control-port', '0', '--sdc-mgmt-port', '0', '--sds-port-base', '0', '--sdc-host', '127.0.0.1',
   ]);
   t.teardown(async () => {
-    await proc.stop('SIGINT');
+    await interrupt(proc);
     for (const k of kills) await k();
   });
   const line = await proc.waitForLog((l) => l.msg === 'pflex up', 120_000);
@@ -62,7 +75,7 @@ t.test('pflex up --demo', { skip }, async (t) => {
   const w = await run('qemu-io', ['-f', 'raw', `nbd://127.0.0.1:${first.port}/demo`, '-c', 'write -P 0xa7 1000000 3000000', '-c', 'flush']);
   t.equal(w.code, 0, `write through the SDC ${w.out}`);
 
-  t.equal(await first.proc.stop('SIGINT'), 0, 'Ctrl-C stops pflex up cleanly');
+  t.equal(await interrupt(first.proc), 0, 'Ctrl-C stops pflex up cleanly');
   t.ok(await refused(first.port), 'the NBD port is closed');
   t.ok(await refused(first.mgmtPort), 'the SDC mgmt port is closed');
   for (const name of ['sds1', 'sds2', 'sds3']) {
@@ -74,5 +87,5 @@ t.test('pflex up --demo', { skip }, async (t) => {
   const r = await run('qemu-io', ['-f', 'raw', `nbd://127.0.0.1:${second.port}/demo`, '-c', 'read -P 0xa7 1000000 3000000', '-c', 'read -P 0 0 1000000']);
   t.equal(r.code, 0, 'the data written in the first run reads back');
   t.notMatch(r.out, /verification failed/i);
-  t.equal(await second.proc.stop('SIGINT'), 0, 'stops cleanly again');
+  t.equal(await interrupt(second.proc), 0, 'stops cleanly again');
 });
