@@ -154,7 +154,9 @@ export class RebuildService {
         if (add.length === 0) continue;
         const source = byId.get(e.members[0]!);
         if (!source || source.state !== 'ACTIVE' || source.controlPort === null) continue;
-        const newcomer = add[0]!;
+        // A STALE SDS keeps its PGs (it may only be slow) but gets no new ones until it beats again.
+        const newcomer = add.find((id) => byId.get(id)?.state === 'ACTIVE');
+        if (newcomer === undefined) continue;
         const leaving = e.members.filter((m) => !want.includes(m));
         const replaces = e.members.length >= pool.replicationFactor ? leaving[0] ?? null : null;
         if (e.members.length >= pool.replicationFactor && replaces === null) continue;
