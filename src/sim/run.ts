@@ -58,8 +58,13 @@ export interface SimResult {
   virtualMs: number;
   faults: Record<string, number>;
   acked: number;
-  /** Fences of SDSs no fault was aimed at (timeouts cascading onto a healthy replica). */
-  healthyFenced: number;
+  /** PGs that lost more than one member to fences although faults only ever hit one member per PG (a cascade). */
+  cascades: number;
+  /** Secondaries fenced from a PG after answering a forward EPOCH_AHEAD there (a lagging map, not a failure). */
+  laggingFenced: number;
+  /** Every fence, in order ("pg<n>-sds<id>"). */
+  fences: string[];
+  victims: string[];
   /** Writes accepted by a member the MDM had already removed (harmless, counted). */
   staleMemberWrites: number;
   /** The last events, for a failing seed. */
@@ -79,7 +84,7 @@ export async function runSeed(seed: number, opts: Partial<SimOptions> = {}): Pro
   const shape = opts.sdsCount === undefined ? rng.pick(SHAPES) : {};
   const o = { ...defaultSimOptions, ...shape, ...opts };
   const sched = new Scheduler();
-  const net = new Network(sched, rng, { delayMsMin: 0, delayMsMax: rng.pick([2, 20, 200]) });
+  const net = new Network(sched, rng, { delayMsMin: 0, delayMsMax: rng.pick([2, 20, 200, 2000]) });
   const mdm = new SimMdm({ sdsCount: o.sdsCount, pgCount: o.pgCount, replicationFactor: o.replicationFactor });
   try {
     const accepted: AcceptedWrite[] = [];
@@ -126,15 +131,26 @@ export async function runSeed(seed: number, opts: Partial<SimOptions> = {}): Pro
     await sched.run(sched.nowMs + SETTLE_MS);
     const violations: Violation[] = done ? [] : [{ invariant: 'liveness', message: 'client writes did not finish', detail: {} }];
     violations.push(...await check({ mdm, nodes, slots: [...slots.values()], accepted, slotBytes: SLOT_BYTES, tree: TREE, down }));
-    const staleMemberWrites = accepted.filter((a) => !(mdm.history.get(`${a.pg}@${a.epoch}`)?.members.includes(a.node))).length;
+    const staleMemberWrites = accepted.filter((a) => a.afterFence).length;
     return {
       seed, violations, traceHash: sched.traceHash, events: sched.events, messages: net.messages, virtualMs: sched.nowMs, faults,
       acked: [...slots.values()].reduce((n, s) => n + s.writes.filter((w) => w.acked).length, 0), staleMemberWrites, tail: sched.tail,
-      healthyFenced: mdm.fences.filter((f) => !victims.includes(`sds${f.sdsId}`)).length,
+      cascades: cascades(mdm),
+      laggingFenced: [...nodes.values()].flatMap((n) => n.epochAhead).filter((a) => mdm.fences.some((f) => f.pg === a.pg && f.sdsId === a.sdsId)).length, fences: mdm.fences.map((f) => `pg${f.pg}-sds${f.sdsId}`), victims,
     };
   } finally {
     mdm.close();
   }
+}
+
+function cascades(mdm: SimMdm): number {
+  const lost = new Map<number, Set<number>>();
+  for (const f of mdm.fences) {
+    let s = lost.get(f.pg);
+    if (!s) lost.set(f.pg, (s = new Set()));
+    s.add(f.sdsId);
+  }
+  return [...lost.values()].filter((s) => s.size > 1).length;
 }
 
 /** SDSs faults may hit: no two share a PG, so every PG has at most one failing member. */

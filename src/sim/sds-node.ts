@@ -28,6 +28,8 @@ export interface AcceptedWrite {
   pg: number;
   epoch: number | undefined;
   atMs: number;
+  /** The MDM had already taken this SDS out of the PG (a late write at an old epoch: harmless, its copy no longer counts). */
+  afterFence?: boolean;
 }
 
 export interface SdsNodeOptions {
@@ -40,6 +42,8 @@ export class SimSds {
   readonly store = new MemoryChunkStore();
   server!: DataServer;
   table!: PgTable;
+  /** Forwards a secondary answered EPOCH_AHEAD (its map lags the primary's). */
+  readonly epochAhead: Array<{ pg: number; sdsId: number }> = [];
 
   constructor(
     readonly id: number,
@@ -59,7 +63,9 @@ export class SimSds {
     this.table = new PgTable(this.mapSource());
     this.server = new DataServer({
       selfId: () => this.id,
-      store: new RecordingStore(this.store, (pg) => this.accepted.push({ node: this.id, pg, epoch: this.table.get(pg)?.epoch, atMs: this.sched.nowMs })),
+      store: new RecordingStore(this.store, (pg) => this.accepted.push({
+        node: this.id, pg, epoch: this.table.get(pg)?.epoch, atMs: this.sched.nowMs, afterFence: !this.mdm.entry(pg).members.includes(this.id),
+      })),
       pgs: this.table,
       tokens: { verify: () => undefined },
       trees: new IdentityVolumeTrees(),
@@ -113,7 +119,11 @@ export class SimSds {
       request: (type: MsgTypeValue, req: Omit<ChunkRequest, 'requestId'>, token: Buffer, payload: Buffer = EMPTY, trace: Buffer = EMPTY, crc?: number): Promise<Frame> => {
         const f = frameOf(type, req, token, payload, trace, crc);
         if (this.o.lyingForwards) return Promise.resolve({ ...replyHeader(f, Status.OK), crc: 0, token: EMPTY, trace: EMPTY, payload: EMPTY });
-        return this.net.call(this.name, address, `fwd t${type} pg${req.pgId} e${req.epoch}`, forwardTimeoutMs, () => this.peers(address).handle(f));
+        return this.net.call(this.name, address, `fwd t${type} pg${req.pgId} e${req.epoch}`, forwardTimeoutMs, () => this.peers(address).handle(f))
+          .then((reply) => {
+            if (reply.status === Status.EPOCH_AHEAD) this.epochAhead.push({ pg: req.pgId, sdsId: this.peers(address).id });
+            return reply;
+          });
       },
     });
     return { get: (address: string) => client(address) } as unknown as DataClientPool;

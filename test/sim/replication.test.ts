@@ -31,7 +31,8 @@ t.test('invariants hold over many seeds of crashes, partitions, resets and fence
   let events = 0;
   let acked = 0;
   let staleMemberWrites = 0;
-  let healthyFenced = 0;
+  let cascades = 0;
+  let laggingFenced = 0;
   const faults: Record<string, number> = {};
   const failed: number[] = [];
   for (const seed of seeds) {
@@ -39,7 +40,8 @@ t.test('invariants hold over many seeds of crashes, partitions, resets and fence
     events += r.events;
     acked += r.acked;
     staleMemberWrites += r.staleMemberWrites;
-    healthyFenced += r.healthyFenced;
+    cascades += r.cascades;
+    laggingFenced += r.laggingFenced;
     for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
     if (r.violations.length > 0) {
       failed.push(seed);
@@ -49,7 +51,7 @@ t.test('invariants hold over many seeds of crashes, partitions, resets and fence
   const ms = performance.now() - started;
   t.comment(`${seeds.length} seeds, ${events} events in ${(ms / 1000).toFixed(1)} s (${Math.round(events / (ms / 1000))} events/s), `
     + `${acked} acknowledged writes, faults ${JSON.stringify(faults)}, ${staleMemberWrites} writes applied by already fenced members at their old epoch, `
-    + `${healthyFenced} fences of SDSs no fault was aimed at`);
+    + `${cascades} PGs that lost a second member to a fence, ${laggingFenced} of them secondaries fenced for answering EPOCH_AHEAD`);
   t.same(failed, [], 'no seed breaks an invariant');
   t.ok(events > seeds.length * 50, 'the runs did real work');
 });
@@ -93,21 +95,24 @@ t.test('the checker catches an SDS that applies writes outside the acting set', 
   t.same(fenced.map((v) => v.invariant), ['fencing'], 'a fenced member writing at the new epoch is caught');
 });
 
-// Power loss (un-flushed writes vanish) followed by a restart is a known gap: nothing tells the MDM that
-// the SDS lost data, so it stays in its acting sets (even as primary) without writes it had acknowledged.
-t.test('power loss and restart of one SDS per PG loses no acknowledged write', {
-  todo: 'seed 1 (PFLEX_SIM_POWER_LOSS=1 PFLEX_SIM_SEED=1): a restarted SDS keeps serving its PGs without the un-flushed writes it lost; see docs/simulation.md',
-}, async (t) => {
+// Known gaps the simulation found: the runs execute and report, their checks are marked todo until fixed.
+
+// Power loss (un-flushed writes vanish) followed by a restart: nothing tells the MDM that the SDS lost
+// data, so it stays in its acting sets (even as primary) without writes it had acknowledged.
+const POWER_LOSS_TODO = 'seed 1 (PFLEX_SIM_POWER_LOSS=1 PFLEX_SIM_SEED=1): a restarted SDS keeps serving its PGs without the un-flushed writes it lost; see docs/simulation.md';
+
+t.test('power loss and restart of one SDS per PG loses no acknowledged write', async (t) => {
   const r = await runSeed(1, { powerLoss: true });
-  t.same(r.violations.map((v) => v.message), [], describe(r, 'PFLEX_SIM_POWER_LOSS=1 '));
+  t.ok(r.acked > 0, 'the run acknowledged writes');
+  t.same(r.violations.map((v) => v.message), [], { todo: POWER_LOSS_TODO });
 });
 
 // A secondary whose map is behind (its MDM fetch failed or is still in flight) answers a forwarded write
 // EPOCH_AHEAD; the primary counts that as a failed secondary and fences a healthy replica.
-t.test('no replica is fenced that no fault was aimed at', {
-  todo: 'seed 5 with {faults: 12, writes: 50}: sds4 answers EPOCH_AHEAD while its map fetch to the MDM times out and sds3 fences it from PG 6; see docs/simulation.md',
-}, async (t) => {
-  const r = await runSeed(5, { faults: 12, writes: 50 });
+const LAGGING_TODO = 'seed 30 with {faults: 12, writes: 50}: a secondary answers EPOCH_AHEAD while its map fetch is lost to an MDM partition, and the primary fences it; see docs/simulation.md';
+
+t.test('a secondary whose map lags is not fenced for it', async (t) => {
+  const r = await runSeed(30, { faults: 12, writes: 50 });
   t.same(r.violations, [], 'the invariants hold');
-  t.equal(r.healthyFenced, 0, 'only victims were fenced');
+  t.equal(r.laggingFenced, 0, { todo: LAGGING_TODO });
 });
