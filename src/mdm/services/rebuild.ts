@@ -57,6 +57,8 @@ export interface RebuildStatus {
 export class RebuildService {
   logger: FastifyBaseLogger | undefined;
   private ticking = false;
+  /** Per pool: what the last plan saw, so a steady cluster is not re-planned every tick. */
+  private readonly planned = new Map<number, { signature: string; atMs: number }>();
 
   constructor(
     private readonly db: Db,
@@ -127,6 +129,15 @@ export class RebuildService {
 
   /** Creates joining members (and jobs) for PGs that placement wants elsewhere, within the concurrency limit. */
   plan(poolId: number): RebuildJob[] {
+    // Placement is the costly part: skip it while nothing it depends on moved (re-plan anyway after the retry delay).
+    const pool0 = this.topo.getPool(poolId);
+    if (!pool0) return [];
+    const signature = [pool0.mapEpoch, this.jobs.active().length, this.jobs.drainingIds().join(','),
+      this.topo.listSds({ poolId }).map((x) => `${x.id}:${x.state}:${x.capacityBytes}`).join(',')].join('|');
+    const last = this.planned.get(poolId);
+    const now0 = this.clock();
+    if (last && last.signature === signature && now0 - last.atMs < this.config.rebuildRetryDelayMs) return [];
+    this.planned.set(poolId, { signature, atMs: now0 });
     const created = tx(this.db, () => {
       const pool = this.topo.getPool(poolId);
       if (!pool) return [];
