@@ -33,6 +33,8 @@ export interface CheckInput {
   slotBytes: number;
   tree: number;
   down: Set<string>;
+  /** What a client read of each slot through the PG's primary returned (slot key -> value). */
+  readBack?: Map<string, number | undefined>;
 }
 
 export async function check(c: CheckInput): Promise<Violation[]> {
@@ -52,6 +54,16 @@ async function checkDurability(c: CheckInput, out: Violation[]): Promise<void> {
     const allowed = new Set(slot.writes.slice(Math.max(0, lastAcked)).map((w) => w.value));
     if (lastAcked < 0) allowed.add(0);
     const entry = c.mdm.entry(slot.pg);
+    if (c.readBack?.has(slot.key)) {
+      const read = c.readBack.get(slot.key);
+      if (read === undefined || !allowed.has(read)) {
+        out.push({
+          invariant: 'durability',
+          message: `slot ${slot.key} read through primary sds${entry.members[0]} (epoch ${entry.epoch}) returned ${read ?? 'torn data'}; allowed ${[...allowed].join(',')}`,
+          detail: { slot: slot.key, read, writes: slot.writes },
+        });
+      }
+    }
     for (const id of entry.members) {
       const node = c.nodes.get(`sds${id}`)!;
       if (c.down.has(node.name)) continue;
@@ -69,7 +81,7 @@ async function checkDurability(c: CheckInput, out: Violation[]): Promise<void> {
 }
 
 /** The value a slot's bytes name (0 = never written), undefined when torn. */
-function valueOf(data: Buffer | null): number | undefined {
+export function valueOf(data: Buffer | null): number | undefined {
   if (!data) return 0;
   const v = data.readUInt32LE(0);
   for (let i = 4; i < data.length; i += 4) if (data.readUInt32LE(i) !== v) return undefined;

@@ -17,7 +17,7 @@ import { Scheduler } from './scheduler.js';
 import { Network, NetError } from './network.js';
 import { SimMdm } from './mdm.js';
 import { frameOf, SimSds, type AcceptedWrite } from './sds-node.js';
-import { check, type SlotHistory, type Violation } from './checker.js';
+import { check, valueOf, type SlotHistory, type Violation } from './checker.js';
 
 export interface SimOptions {
   /** Cluster shape; by default each seed picks one of SHAPES. */
@@ -130,7 +130,13 @@ export async function runSeed(seed: number, opts: Partial<SimOptions> = {}): Pro
     await sched.run(RUN_MS_MAX, () => done && sched.nowMs >= o.faultWindowMs);
     await sched.run(sched.nowMs + SETTLE_MS);
     const violations: Violation[] = done ? [] : [{ invariant: 'liveness', message: 'client writes did not finish', detail: {} }];
-    violations.push(...await check({ mdm, nodes, slots: [...slots.values()], accepted, slotBytes: SLOT_BYTES, tree: TREE, down }));
+    // Read every slot back through its primary, as a client would after the dust settled.
+    const readBack = new Map<string, number | undefined>();
+    let readsDone = false;
+    void Promise.all([...slots.values()].map(async (s) => { readBack.set(s.key, await client.read(s)); })).then(() => { readsDone = true; });
+    await sched.run(sched.nowMs + RUN_MS_MAX, () => readsDone);
+    if (!readsDone) violations.push({ invariant: 'liveness', message: 'reads through the primaries did not finish', detail: {} });
+    violations.push(...await check({ mdm, nodes, slots: [...slots.values()], accepted, slotBytes: SLOT_BYTES, tree: TREE, down, readBack }));
     const staleMemberWrites = accepted.filter((a) => a.afterFence).length;
     return {
       seed, violations, traceHash: sched.traceHash, events: sched.events, messages: net.messages, virtualMs: sched.nowMs, faults,
@@ -256,19 +262,31 @@ class SimClient {
   async write(slot: SlotHistory, value: number, fua: boolean): Promise<boolean> {
     const [pg, chunk, index] = slot.key.split('/').map(Number) as [number, number, number];
     const data = slotData(value);
-    return this.send(pg, (route) => frameOf(MsgType.WRITE, {
+    await this.send(pg, (route) => frameOf(MsgType.WRITE, {
       pgId: pg, epoch: route, volumeId: TREE, treeId: TREE, chunkIndex: chunk, layerId: 0, offset: index * SLOT_BYTES, length: SLOT_BYTES,
       flags: fua ? Flag.FUA : 0,
     }, Buffer.alloc(0), data));
+    return true;
+  }
+
+  /** A slot read through the PG's primary (the real READ path); the value its bytes name, undefined when torn. */
+  async read(slot: SlotHistory): Promise<number | undefined> {
+    const [pg, chunk, index] = slot.key.split('/').map(Number) as [number, number, number];
+    const reply = await this.send(pg, (epoch) => frameOf(MsgType.READ, {
+      pgId: pg, epoch, volumeId: TREE, treeId: TREE, chunkIndex: chunk, layerId: 0, offset: index * SLOT_BYTES, length: SLOT_BYTES, flags: 0,
+    }, Buffer.alloc(0), Buffer.alloc(0)), Status.NO_CHUNK);
+    return reply.status === Status.NO_CHUNK ? 0 : valueOf(reply.payload);
   }
 
   async flush(pg: number): Promise<boolean> {
-    return this.send(pg, (epoch) => frameOf(MsgType.FLUSH, {
+    await this.send(pg, (epoch) => frameOf(MsgType.FLUSH, {
       pgId: pg, epoch, volumeId: TREE, treeId: TREE, chunkIndex: 0, layerId: 0, offset: 0, length: 0, flags: 0,
     }, Buffer.alloc(0), Buffer.alloc(0)));
+    return true;
   }
 
-  private async send(pg: number, frame: (epoch: number) => Frame): Promise<boolean> {
+  /** Until the primary answers OK (or `alsoFinal`). */
+  private async send(pg: number, frame: (epoch: number) => Frame, alsoFinal?: number): Promise<Frame> {
     let delay = retryDelayMsMin;
     for (;;) {
       const route = this.map.route(pg);
@@ -290,7 +308,7 @@ class SimClient {
         delay = Math.min(delay * 2, retryDelayMsMax);
         continue;
       }
-      if (reply.status === Status.OK) return true;
+      if (reply.status === Status.OK || reply.status === alsoFinal) return reply;
       switch (reply.status) {
         case Status.STALE_EPOCH: case Status.NOT_PRIMARY: case Status.EPOCH_AHEAD: case Status.UNKNOWN_PG:
           await this.map.refresh().catch(() => undefined);
