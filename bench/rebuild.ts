@@ -5,7 +5,7 @@
  * copy throughput (bytes copied / wall time of the copies). Run once with the
  * default bandwidth limit and once effectively unthrottled.
  *
- *   npx tsc -p . && node dist/bench/rebuild.js [--mib 128]
+ *   npx tsc -p . && npm run bench:rebuild [-- --mib 128]
  */
 import { randomBytes } from 'node:crypto';
 import type { Test } from 'tap';
