@@ -19,6 +19,12 @@ export class Prng {
     return Math.floor(this.next() * n);
   }
 
+  bytes(n: number): Buffer {
+    const b = Buffer.allocUnsafe(n);
+    for (let i = 0; i < n; i++) b[i] = (this.next() * 256) | 0;
+    return b;
+  }
+
   /** Integer in [lo, hi]. */
   range(lo: number, hi: number): number {
     return lo + this.int(hi - lo + 1);
