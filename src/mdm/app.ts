@@ -5,7 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PflexError } from '../shared/errors.js';
 import { deriveKey } from '../shared/keys.js';
-import { resolveConfig, type MdmConfig } from './config.js';
+import { MDM_LIMITS, resolveConfig, type MdmConfig } from './config.js';
 import { openDb, type Db } from './db.js';
 import { toHttpError } from './http-errors.js';
 import { computePlacement } from './placement.js';
@@ -79,6 +79,33 @@ export interface BuildOptions {
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
+/**
+ * Bearer tokens already verified, by their Authorization header: a
+ * component sends the same token with every beat, and the signature check
+ * (with @fastify/jwt's per-call option merging) was a large part of a
+ * heartbeat's cost. An entry lives until the token expires, at most
+ * `verifiedTokenCacheMs`; the map is bounded (oldest entries go first).
+ * Only the signature is cached: a user token's account is still checked per request.
+ */
+class VerifiedTokens {
+  private readonly byHeader = new Map<string, { claims: Claims; untilMs: number }>();
+
+  get(header: string): { claims: Claims; untilMs: number } | undefined {
+    return this.byHeader.get(header);
+  }
+
+  remember(header: string, claims: Claims & { exp?: number }): void {
+    const untilMs = Math.min(Date.now() + MDM_LIMITS.verifiedTokenCacheMs, typeof claims.exp === 'number' ? claims.exp * 1000 : 0);
+    if (untilMs <= Date.now()) return;
+    this.byHeader.delete(header);
+    if (this.byHeader.size >= MDM_LIMITS.verifiedTokenCacheEntriesMax) {
+      const oldest = this.byHeader.keys().next();
+      if (!oldest.done) this.byHeader.delete(oldest.value);
+    }
+    this.byHeader.set(header, { claims, untilMs });
+  }
+}
+
 /** Creates the MDM app without listening (tests use app.inject, `pflex mdm start` listens). */
 export async function build(opts: BuildOptions): Promise<MdmApp> {
   const config = resolveConfig(opts.config);
@@ -95,7 +122,15 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
   // With TLS the raw server is an https.Server; routes and hooks do not care, so one app type serves both.
   if (opts.https) Object.assign(serverOptions, { https: opts.https });
   const app: MdmApp = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>();
-  if (typeof opts.db === 'string') app.addHook('onClose', async () => db.close());
+  // Beat times kept in memory are written before the database closes (services exist once build() has run).
+  let flushBeats = (): void => {};
+  app.addHook('onClose', async () => {
+    try {
+      flushBeats();
+    } finally {
+      if (typeof opts.db === 'string') db.close();
+    }
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -111,6 +146,7 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     sign: (claims, ttlS) => app.jwt.sign(claims, { expiresIn: `${ttlS}s` }),
   });
   services.rebuild.logger = app.log;
+  flushBeats = () => services.health.flushBeats();
   const routes: RouteInfo[] = [];
   app.decorate('mdm', { services, db, config, clock, routes });
 
@@ -123,14 +159,23 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     }
   });
 
+  const verified = new VerifiedTokens();
   app.addHook('onRequest', async (req) => {
     const access = req.routeOptions.config.access ?? 'read';
     if (access === 'public') return;
     let claims: Claims;
-    try {
-      claims = await req.jwtVerify<Claims>();
-    } catch {
-      throw new PflexError('PFLEX_ERR_UNAUTHENTICATED', 'a valid bearer token is required (POST /auth/login or /auth/component)');
+    const header = req.headers.authorization;
+    const cached = header === undefined ? undefined : verified.get(header);
+    if (cached && cached.untilMs > Date.now()) {
+      claims = cached.claims;
+      req.user = claims;
+    } else {
+      try {
+        claims = await req.jwtVerify<Claims>();
+      } catch {
+        throw new PflexError('PFLEX_ERR_UNAUTHENTICATED', 'a valid bearer token is required (POST /auth/login or /auth/component)');
+      }
+      if (header !== undefined) verified.remember(header, claims);
     }
     services.auth.checkClaims(claims);
     if (!ALLOWED[access].includes(claims.role)) {

@@ -53,6 +53,8 @@ export function migrate(db: Db): void {
   apply();
 }
 
+const generations = new WeakMap<Db, number>();
+
 /** Runs fn in one IMMEDIATE transaction (every mutation is atomic). */
 export function tx<T>(db: Db, fn: () => T): T {
   return db.transaction(fn).immediate();
@@ -66,6 +68,18 @@ export abstract class Repo {
   private readonly statements = new Map<string, Database.Statement>();
 
   constructor(protected readonly db: Db) {}
+
+  /**
+   * A counter per database connection that the writes behind cached views
+   * (the PG map: PGs, pool epochs, SDS endpoints and states) bump, so that
+   * a cache keyed by it can never serve a view older than a write.
+   */
+  generation(): number {
+    return generations.get(this.db) ?? 0;
+  }
+  protected changed(): void {
+    generations.set(this.db, (generations.get(this.db) ?? 0) + 1);
+  }
 
   protected stmt<P extends unknown[] | {} = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
     let s = this.statements.get(sql);

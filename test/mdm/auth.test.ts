@@ -1,6 +1,6 @@
 import t from 'tap';
 import { componentProof } from '../../src/shared/component-auth.js';
-import { call, componentToken, login, testMdm } from './helpers.js';
+import { call, componentToken, login, seedPool, testMdm } from './helpers.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const concrete = (url: string): string => url.replace(/:pg\b/g, '0').replace(/:[A-Za-z]+/g, '1');
@@ -138,4 +138,18 @@ t.test('the audit log records mutations, failed ones too, and only admins read i
   const failures = await call(m.app, m.admin, 'GET', '/audit?result=failure&actor=watcher');
   t.equal(failures.body.length, 1);
   t.equal((await call(m.app, m.monitor, 'GET', '/audit')).status, 403);
+});
+
+t.test('IO-token issues are audited only when refused (like heartbeats)', async (t) => {
+  const m = await testMdm(t);
+  const { poolId } = await seedPool(m, { sds: [1024 ** 3, 1024 ** 3] });
+  const tok = await componentToken(m, 'sdc', 'g-audit');
+  const sdc = (await call(m.app, tok, 'POST', '/sdcs', { guid: 'g-audit' })).body;
+  const vol = (await call(m.app, m.admin, 'POST', '/volumes', { name: 'va', storagePoolId: poolId, sizeBytes: 1024 ** 3 })).body;
+  const other = (await call(m.app, m.admin, 'POST', '/volumes', { name: 'vb', storagePoolId: poolId, sizeBytes: 1024 ** 3 })).body;
+  await call(m.app, m.admin, 'POST', `/volumes/${vol.id}/mappings`, { sdcId: sdc.id });
+  t.equal((await call(m.app, tok, 'POST', `/sdcs/${sdc.id}/tokens`, { volumeId: vol.id })).status, 200);
+  t.equal((await call(m.app, tok, 'POST', `/sdcs/${sdc.id}/tokens`, { volumeId: other.id })).status, 403, 'not mapped');
+  const log = (await call(m.app, m.admin, 'GET', '/audit?limit=1000')).body as Array<{ action: string; result: string }>;
+  t.same(log.filter((e) => e.action === 'POST /sdcs/:id/tokens').map((e) => e.result), ['failure']);
 });

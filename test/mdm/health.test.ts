@@ -111,3 +111,39 @@ t.test('manual alerts: raise, filter, resolve', async (t) => {
   t.equal((await call(m.app, m.admin, 'POST', `/alerts/${a.body.id}/resolve`)).status, 409);
   t.equal((await call(m.app, m.admin, 'POST', '/alerts/999/resolve')).status, 404);
 });
+
+t.test('beat times are kept in memory, written in one batch at the tick and on close, and read back after a restart', async (t) => {
+  const m = await testMdm(t);
+  const { sdsIds } = await seedPool(m, { sds: [GiB] });
+  const sdsTok = await componentToken(m, 'sds', 'sds1');
+  const sdcTok = await componentToken(m, 'sdc', 'g-beat');
+  const sdc = (await call(m.app, sdcTok, 'POST', '/sdcs', { guid: 'g-beat' })).body;
+  const stored = (): { sds: number; sdc: number } => ({
+    sds: (m.app.mdm.db.prepare('SELECT last_heartbeat_ms AS ms FROM sds WHERE id = ?').get(sdsIds[0]) as { ms: number }).ms,
+    sdc: (m.app.mdm.db.prepare('SELECT last_heartbeat_ms AS ms FROM sdcs WHERE id = ?').get(sdc.id) as { ms: number }).ms,
+  });
+  const registeredAt = m.clock.now();
+  m.clock.advance(1500);
+  const beatAt = m.clock.now();
+  t.equal((await call(m.app, sdsTok, 'POST', `/sds/${sdsIds[0]}/heartbeat`, { usedBytes: 0 })).status, 200);
+  t.equal((await call(m.app, sdcTok, 'POST', `/sdcs/${sdc.id}/heartbeat`, {})).status, 200);
+  t.equal((await call(m.app, m.monitor, 'GET', `/sds/${sdsIds[0]}`)).body.lastHeartbeatMs, beatAt, 'the API shows the newest beat at once');
+  t.equal((await call(m.app, m.monitor, 'GET', `/sdcs/${sdc.id}`)).body.lastHeartbeatMs, beatAt);
+  t.same(stored(), { sds: registeredAt, sdc: registeredAt }, 'not yet written: no write transaction per beat');
+
+  m.clock.advance(500);
+  t.same(m.app.mdm.services.health.tick(), []);
+  t.same(stored(), { sds: beatAt, sdc: beatAt }, 'written by the tick');
+
+  let app = await m.restart();
+  t.equal((await call(app, m.monitor, 'GET', `/sds/${sdsIds[0]}`)).body.lastHeartbeatMs, beatAt, 'read back after a restart');
+  t.equal((await call(app, m.monitor, 'GET', `/sdcs/${sdc.id}`)).body.lastHeartbeatMs, beatAt);
+
+  // A beat not yet ticked is written when the MDM closes.
+  m.clock.advance(1000);
+  const lastAt = m.clock.now();
+  t.equal((await call(app, sdcTok, 'POST', `/sdcs/${sdc.id}/heartbeat`, {})).status, 200);
+  app = await m.restart();
+  t.equal((await call(app, m.monitor, 'GET', `/sdcs/${sdc.id}`)).body.lastHeartbeatMs, lastAt, 'written on close');
+  t.equal((await call(app, m.monitor, 'GET', `/sds/${sdsIds[0]}`)).body.lastHeartbeatMs, beatAt);
+});

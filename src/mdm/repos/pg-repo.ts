@@ -19,6 +19,7 @@ export class PgRepo extends Repo {
   }
   /** joining undefined: an existing row keeps its joining members (a new row has none). */
   upsert(poolId: number, pg: number, members: number[], epoch: number, joining?: number[]): void {
+    this.changed();
     const j = joining === undefined ? null : JSON.stringify(joining);
     this.stmt(`INSERT INTO pgs (pool_id, pg, members, epoch, joining) VALUES (?, ?, ?, ?, COALESCE(?, '[]'))
       ON CONFLICT (pool_id, pg) DO UPDATE SET members = excluded.members, epoch = excluded.epoch, joining = COALESCE(?, pgs.joining)`)
@@ -41,6 +42,7 @@ export class PgRepo extends Repo {
       'SELECT COUNT(*) AS n FROM pgs WHERE pool_id = ? AND json_array_length(members) < ?').get(poolId, replicationFactor)?.n ?? 0;
   }
   clear(poolId: number): void {
+    this.changed();
     this.stmt('DELETE FROM pgs WHERE pool_id = ?').run(poolId);
   }
 }

@@ -84,8 +84,31 @@ export interface NewSds {
   controlPort: number | null; mgmtPort: number | null; capacityBytes: number;
 }
 
-/** All SQL of protection domains, pools, fault sets, SDS and SDC. */
+/**
+ * All SQL of protection domains, pools, fault sets, SDS and SDC.
+ *
+ * Heartbeat times are kept in memory (noteSdsBeat/noteSdcBeat) and written
+ * in one batch by flushBeats() on each health tick: a write transaction
+ * per beat cost more than the rest of the request. Reads through this repo
+ * see the newest beat; a crash loses at most one tick of beat times, which
+ * does not matter because silence is counted from the MDM start anyway.
+ */
 export class TopologyRepo extends Repo {
+  private readonly sdsBeats = new Map<number, number>();
+  private readonly sdcBeats = new Map<number, number>();
+  private readonly withSdsBeat = (r: SdsRow): Sds => {
+    const s = sds(r);
+    const beat = this.sdsBeats.get(r.id);
+    if (beat !== undefined && beat > s.lastHeartbeatMs) s.lastHeartbeatMs = beat;
+    return s;
+  };
+  private readonly withSdcBeat = (r: SdcRow): Sdc => {
+    const s = sdc(r);
+    const beat = this.sdcBeats.get(r.id);
+    if (beat !== undefined && beat > s.lastHeartbeatMs) s.lastHeartbeatMs = beat;
+    return s;
+  };
+
   // protection domains
   listPds(): ProtectionDomain[] {
     return this.stmt<[], { id: number; name: string; created_at_ms: number }>('SELECT * FROM protection_domains ORDER BY id').all()
@@ -144,9 +167,11 @@ export class TopologyRepo extends Repo {
       WHERE id = ?`).run(p.name, p.defaultProvisioning, p.capacityHighPct, p.capacityCriticalPct, id);
   }
   setPoolEpoch(id: number, epoch: number): void {
+    this.changed();
     this.stmt('UPDATE storage_pools SET map_epoch = ? WHERE id = ?').run(epoch, id);
   }
   deletePool(id: number): void {
+    this.changed();
     this.stmt('DELETE FROM volume_trees WHERE pool_id = ?').run(id);
     this.stmt('DELETE FROM storage_pools WHERE id = ?').run(id);
   }
@@ -191,19 +216,20 @@ export class TopologyRepo extends Repo {
 
   // SDS
   listSds(filter: { poolId?: number; pdId?: number } = {}): Sds[] {
-    if (filter.poolId !== undefined) return this.stmt<[number], SdsRow>('SELECT * FROM sds WHERE pool_id = ? ORDER BY id').all(filter.poolId).map(sds);
-    if (filter.pdId !== undefined) return this.stmt<[number], SdsRow>('SELECT * FROM sds WHERE pd_id = ? ORDER BY id').all(filter.pdId).map(sds);
-    return this.stmt<[], SdsRow>('SELECT * FROM sds ORDER BY id').all().map(sds);
+    if (filter.poolId !== undefined) return this.stmt<[number], SdsRow>('SELECT * FROM sds WHERE pool_id = ? ORDER BY id').all(filter.poolId).map(this.withSdsBeat);
+    if (filter.pdId !== undefined) return this.stmt<[number], SdsRow>('SELECT * FROM sds WHERE pd_id = ? ORDER BY id').all(filter.pdId).map(this.withSdsBeat);
+    return this.stmt<[], SdsRow>('SELECT * FROM sds ORDER BY id').all().map(this.withSdsBeat);
   }
   getSds(id: number): Sds | undefined {
     const r = this.stmt<[number], SdsRow>('SELECT * FROM sds WHERE id = ?').get(id);
-    return r && sds(r);
+    return r && this.withSdsBeat(r);
   }
   getSdsByName(name: string): Sds | undefined {
     const r = this.stmt<[string], SdsRow>('SELECT * FROM sds WHERE name = ?').get(name);
-    return r && sds(r);
+    return r && this.withSdsBeat(r);
   }
   insertSds(s: NewSds, nowMs: number): number {
+    this.changed();
     return Number(this.stmt(
       `INSERT INTO sds (name, pd_id, pool_id, fault_set_id, address, data_port, control_port, mgmt_port, capacity_bytes,
         state, last_heartbeat_ms, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?)`,
@@ -211,11 +237,14 @@ export class TopologyRepo extends Repo {
       s.capacityBytes, nowMs, nowMs).lastInsertRowid);
   }
   updateSdsEndpoint(id: number, s: { address: string; dataPort: number; controlPort: number | null; mgmtPort: number | null; capacityBytes: number }): void {
+    this.changed();
     this.stmt('UPDATE sds SET address = ?, data_port = ?, control_port = ?, mgmt_port = ?, capacity_bytes = ? WHERE id = ?')
       .run(s.address, s.dataPort, s.controlPort, s.mgmtPort, s.capacityBytes, id);
   }
   deleteSds(id: number): void {
+    this.changed();
     this.stmt('DELETE FROM sds WHERE id = ?').run(id);
+    this.sdsBeats.delete(id);
   }
   sdsHeartbeat(id: number, nowMs: number, usedBytes: number, capacityBytes: number | undefined): void {
     if (capacityBytes === undefined) {
@@ -225,24 +254,25 @@ export class TopologyRepo extends Repo {
     }
   }
   setSdsState(id: number, state: ComponentState): void {
+    this.changed();
     this.stmt('UPDATE sds SET state = ? WHERE id = ?').run(state, id);
   }
 
   // SDC
   listSdcs(): Sdc[] {
-    return this.stmt<[], SdcRow>('SELECT * FROM sdcs ORDER BY id').all().map(sdc);
+    return this.stmt<[], SdcRow>('SELECT * FROM sdcs ORDER BY id').all().map(this.withSdcBeat);
   }
   getSdc(id: number): Sdc | undefined {
     const r = this.stmt<[number], SdcRow>('SELECT * FROM sdcs WHERE id = ?').get(id);
-    return r && sdc(r);
+    return r && this.withSdcBeat(r);
   }
   getSdcByGuid(guid: string): Sdc | undefined {
     const r = this.stmt<[string], SdcRow>('SELECT * FROM sdcs WHERE guid = ?').get(guid);
-    return r && sdc(r);
+    return r && this.withSdcBeat(r);
   }
   getSdcByName(name: string): Sdc | undefined {
     const r = this.stmt<[string], SdcRow>('SELECT * FROM sdcs WHERE name = ?').get(name);
-    return r && sdc(r);
+    return r && this.withSdcBeat(r);
   }
   insertSdc(guid: string, name: string, address: string | null, nowMs: number): number {
     return Number(this.stmt(`INSERT INTO sdcs (guid, name, address, state, last_heartbeat_ms, created_at_ms)
@@ -253,11 +283,42 @@ export class TopologyRepo extends Repo {
   }
   deleteSdc(id: number): void {
     this.stmt('DELETE FROM sdcs WHERE id = ?').run(id);
+    this.sdcBeats.delete(id);
   }
   sdcHeartbeat(id: number, nowMs: number): void {
     this.stmt('UPDATE sdcs SET last_heartbeat_ms = ? WHERE id = ?').run(nowMs, id);
   }
   setSdcState(id: number, state: ComponentState): void {
     this.stmt('UPDATE sdcs SET state = ? WHERE id = ?').run(state, id);
+  }
+
+  /** SDSs not DOWN whose last beat is at or before `beatBeforeMs` (call after flushBeats()). */
+  listSilentSds(beatBeforeMs: number): Sds[] {
+    return this.stmt<[number], SdsRow>("SELECT * FROM sds WHERE state != 'DOWN' AND last_heartbeat_ms <= ? ORDER BY id")
+      .all(beatBeforeMs).map(this.withSdsBeat);
+  }
+  /** SDCs not DOWN whose last beat is at or before `beatBeforeMs` (call after flushBeats()). */
+  listSilentSdcs(beatBeforeMs: number): Sdc[] {
+    return this.stmt<[number], SdcRow>("SELECT * FROM sdcs WHERE state != 'DOWN' AND last_heartbeat_ms <= ? ORDER BY id")
+      .all(beatBeforeMs).map(this.withSdcBeat);
+  }
+
+  // heartbeat times kept in memory until the next flush
+  noteSdsBeat(id: number, nowMs: number): void {
+    this.sdsBeats.set(id, nowMs);
+  }
+  noteSdcBeat(id: number, nowMs: number): void {
+    this.sdcBeats.set(id, nowMs);
+  }
+  /** Writes the beats noted since the last flush (call inside a transaction); returns how many. */
+  flushBeats(): number {
+    const n = this.sdsBeats.size + this.sdcBeats.size;
+    const sdsStmt = this.stmt<[number, number]>('UPDATE sds SET last_heartbeat_ms = MAX(last_heartbeat_ms, ?) WHERE id = ?');
+    for (const [id, ms] of this.sdsBeats) sdsStmt.run(ms, id);
+    const sdcStmt = this.stmt<[number, number]>('UPDATE sdcs SET last_heartbeat_ms = MAX(last_heartbeat_ms, ?) WHERE id = ?');
+    for (const [id, ms] of this.sdcBeats) sdcStmt.run(ms, id);
+    this.sdsBeats.clear();
+    this.sdcBeats.clear();
+    return n;
   }
 }

@@ -172,8 +172,9 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
       response: { 200: Beat, ...ERROR_ANSWERS },
     },
   }, async (req) => {
-    requireSelf(req, 'sds', t.getSds(req.params.id).name);
-    return s.health.sdsHeartbeat(req.params.id, req.body);
+    const sds = t.getSds(req.params.id);
+    requireSelf(req, 'sds', sds.name);
+    return s.health.sdsHeartbeat(req.params.id, req.body, sds);
   });
 
   // SDC
@@ -212,8 +213,9 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
     config: { access: 'component', audit: 'failures' },
     schema: { tags: ['sdc', 'health'], summary: 'SDC heartbeat (no body, or {})', params: IdParams, response: { 200: Beat, ...ERROR_ANSWERS } },
   }, async (req) => {
-    requireSelf(req, 'sdc', t.getSdc(req.params.id).guid);
-    return s.health.sdcHeartbeat(req.params.id);
+    const sdc = t.getSdcRow(req.params.id);
+    requireSelf(req, 'sdc', sdc.guid);
+    return s.health.sdcHeartbeat(req.params.id, sdc);
   });
 
   app.get('/discovery/topology', {

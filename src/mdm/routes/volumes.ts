@@ -86,13 +86,14 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
   }, async (req) => v.completeDeletion(req.params.id));
 
   app.post('/sdcs/:id/tokens', {
-    config: { access: 'component' },
+    // Issuing is routine (every SDC renews its tokens) and changes nothing: like heartbeats, only refusals are audited.
+    config: { access: 'component', audit: 'failures' },
     schema: {
       tags: ['sdc'], summary: 'IO token for a volume mapped to this SDC (base64url), with the mapping\'s rights',
       params: IdParams, body: obj({ volumeId: Id }), response: { 200: IoToken, ...ERROR_ANSWERS },
     },
   }, async (req) => {
-    requireSelf(req, 'sdc', s.topology.getSdc(req.params.id).guid);
+    requireSelf(req, 'sdc', s.topology.getSdcRow(req.params.id).guid);
     return s.tokens.issue(req.params.id, req.body.volumeId);
   });
 }

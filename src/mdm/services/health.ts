@@ -2,7 +2,7 @@ import { PflexError } from '../../shared/errors.js';
 import { staleAfterMs, type MdmConfig } from '../config.js';
 import { tx, type Db } from '../db.js';
 import type { Severity } from '../repos/alert-repo.js';
-import type { ComponentState, TopologyRepo } from '../repos/topology-repo.js';
+import type { ComponentState, Sdc, Sds, TopologyRepo } from '../repos/topology-repo.js';
 import type { AlertService } from './alerts.js';
 import type { Clock, ComponentKind, MdmEvents, TransitionEvent } from './events.js';
 import type { TopologyService } from './topology.js';
@@ -48,7 +48,20 @@ export class HealthService {
     return 'ACTIVE';
   }
 
-  sdsHeartbeat(id: number, beat: { usedBytes: number; capacityBytes?: number | undefined }): { state: ComponentState; heartbeatIntervalMs: number } {
+  /**
+   * The common beat (ACTIVE, figures unchanged) only notes the time in
+   * memory (written in batch by tick()); a state change or new capacity
+   * figures are written at once, since alerts and placement read them.
+   * `known` is the row the caller already read (the route does, to check who beats).
+   */
+  sdsHeartbeat(id: number, beat: { usedBytes: number; capacityBytes?: number | undefined }, known?: Sds): { state: ComponentState; heartbeatIntervalMs: number } {
+    const current = known ?? this.repo.getSds(id);
+    if (!current) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no SDS ${id}`);
+    const same = current.usedBytes === beat.usedBytes && (beat.capacityBytes === undefined || beat.capacityBytes === current.capacityBytes);
+    if (current.state === 'ACTIVE' && same) {
+      this.repo.noteSdsBeat(id, this.clock());
+      return { state: 'ACTIVE', heartbeatIntervalMs: this.config.heartbeatIntervalMs };
+    }
     const { transition, poolId, usageChanged } = tx(this.db, () => {
       const s = this.repo.getSds(id);
       if (!s) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no SDS ${id}`);
@@ -66,7 +79,13 @@ export class HealthService {
     return { state: 'ACTIVE', heartbeatIntervalMs: this.config.heartbeatIntervalMs };
   }
 
-  sdcHeartbeat(id: number): { state: ComponentState; heartbeatIntervalMs: number } {
+  sdcHeartbeat(id: number, known?: Sdc): { state: ComponentState; heartbeatIntervalMs: number } {
+    const current = known ?? this.repo.getSdc(id);
+    if (!current) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no SDC ${id}`);
+    if (current.state === 'ACTIVE') {
+      this.repo.noteSdcBeat(id, this.clock());
+      return { state: 'ACTIVE', heartbeatIntervalMs: this.config.heartbeatIntervalMs };
+    }
     const transition = tx(this.db, () => {
       const s = this.repo.getSdc(id);
       if (!s) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no SDC ${id}`);
@@ -80,9 +99,15 @@ export class HealthService {
     return { state: 'ACTIVE', heartbeatIntervalMs: this.config.heartbeatIntervalMs };
   }
 
+  /** Writes the beat times kept in memory (each tick, and when the MDM closes). */
+  flushBeats(): void {
+    tx(this.db, () => this.repo.flushBeats());
+  }
+
   /** Re-evaluates every component against the clock; returns (and emits) the transitions. */
   tick(): TransitionEvent[] {
     const transitions = tx(this.db, () => {
+      this.repo.flushBeats();
       const now = this.clock();
       const out: TransitionEvent[] = [];
       const check = (kind: ComponentKind, c: { id: number; name: string; state: ComponentState; lastHeartbeatMs: number }): void => {
@@ -92,8 +117,12 @@ export class HealthService {
         if (kind === 'sds') this.repo.setSdsState(c.id, to); else this.repo.setSdcState(c.id, to);
         out.push({ kind, id: c.id, name: c.name, from: c.state, to, atMs: now });
       };
-      for (const s of this.repo.listSds()) check('sds', s);
-      for (const s of this.repo.listSdcs()) check('sdc', s);
+      // Only components silent for at least the STALE threshold can move (a steady cluster reads no rows).
+      const silentSinceMs = now - staleAfterMs(this.config);
+      if (this.startedAtMs <= silentSinceMs) {
+        for (const s of this.repo.listSilentSds(silentSinceMs)) check('sds', s);
+        for (const s of this.repo.listSilentSdcs(silentSinceMs)) check('sdc', s);
+      }
       return out;
     });
     for (const t of transitions) this.events.emit('transition', t);

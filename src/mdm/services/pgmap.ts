@@ -27,6 +27,9 @@ export interface PgMapView {
  * epoch and stamps the changed PGs with it.
  */
 export class PgMapService {
+  /** Per pool: the last map view read outside a transaction (see map()). */
+  private readonly views = new Map<number, { generation: number; epoch: number; all: PgEntry[]; ready: boolean; sds: PgMapView['sds'] }>();
+
   constructor(
     private readonly db: Db,
     private readonly pgs: PgRepo,
@@ -68,14 +71,30 @@ export class PgMapService {
     return { poolId, epoch, reason: 'recompute' };
   }
 
+  /**
+   * SDCs and SDSs poll this (mostly "anything since epoch N?"): the PGs and
+   * SDS endpoints of a pool are read once per change, not per request. The
+   * cached view is keyed by the database generation, which every write
+   * behind it bumps (see Repo.generation); views read inside a transaction
+   * are not cached (it may roll back). Callers must not mutate the result.
+   */
   map(poolId: number, sinceEpoch?: number): PgMapView {
     const pool = this.mustPool(poolId);
-    const all = this.pgs.list(poolId);
-    const pgs = sinceEpoch === undefined ? all : all.filter((p) => p.epoch > sinceEpoch);
-    const sds = this.topology.listSds({ poolId }).map((s) => ({ id: s.id, name: s.name, address: s.address, dataPort: s.dataPort, state: s.state }));
+    const generation = this.pgs.generation();
+    let cached = this.views.get(poolId);
+    if (!cached || cached.generation !== generation || cached.epoch !== pool.mapEpoch || this.db.inTransaction) {
+      const all = this.pgs.list(poolId);
+      cached = {
+        generation, epoch: pool.mapEpoch, all,
+        ready: all.length === pool.pgCount && all.every((p) => p.members.length > 0),
+        sds: this.topology.listSds({ poolId }).map((s) => ({ id: s.id, name: s.name, address: s.address, dataPort: s.dataPort, state: s.state })),
+      };
+      if (!this.db.inTransaction) this.views.set(poolId, cached);
+    }
+    const pgs = sinceEpoch === undefined ? cached.all : cached.all.filter((p) => p.epoch > sinceEpoch);
     return {
       storagePoolId: pool.id, epoch: pool.mapEpoch, pgCount: pool.pgCount, replicationFactor: pool.replicationFactor,
-      chunkBytes: pool.chunkBytes, ready: all.length === pool.pgCount && all.every((p) => p.members.length > 0), pgs, sds,
+      chunkBytes: pool.chunkBytes, ready: cached.ready, pgs, sds: cached.sds,
     };
   }
 

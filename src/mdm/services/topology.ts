@@ -226,6 +226,8 @@ export class TopologyService {
     const s = this.mustSdc(id);
     return { ...s, mappings: this.volumes.mappingsOfSdc(id) };
   }
+  /** The SDC without its mappings (the heartbeat needs only who it is). */
+  getSdcRow(id: number): Sdc { return this.mustSdc(id); }
   getSdcByGuid(guid: string): Sdc | undefined { return this.repo.getSdcByGuid(guid); }
 
   /** Self-registration of an SDC (idempotent by guid, which survives restarts). */
