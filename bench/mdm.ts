@@ -277,7 +277,12 @@ async function main(): Promise<void> {
     report(map);
     const target = 5000;
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-    console.log(`heartbeat target >= ${target}/s: ${hb.ops / hb.seconds >= target ? 'met' : 'NOT met'} (load average ${load})`);
+    console.log(`heartbeat target >= ${target}/s: ${hb.ops / hb.seconds >= target ? 'met' : 'NOT met'} on this run (load average ${load})`);
+    // On a shared machine requests/s depend on the other load; the MDM's CPU per beat does not.
+    if (hb.mdmCpuSeconds !== null && hb.mdmCpuSeconds > 0) {
+      const perCore = hb.ops / hb.mdmCpuSeconds;
+      console.log(`heartbeat capacity of one MDM core: ${perCore.toFixed(0)}/s: ${perCore >= target ? 'meets' : 'does NOT meet'} the target`);
+    }
   } finally {
     await scope.close();
   }
