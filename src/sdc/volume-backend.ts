@@ -73,8 +73,9 @@ export class VolumeBackend implements BlockBackend {
   /** SDSs that acknowledged non-FUA writes since the last flush (by id). */
   private dirty = new Map<number, Endpoint>();
   /**
-   * Chunks known to exist (written here, or probed): a chunk is never
-   * removed while its volume lives, so BLOCK_STATUS need not probe it again.
+   * Chunks known to exist (written here, or probed), so BLOCK_STATUS need not
+   * probe them again; a TRIM or WRITE_ZEROES of a whole chunk frees it on the
+   * SDSs and takes it out of this set.
    */
   private readonly stored = new Set<number>();
   private closed = false;
@@ -149,6 +150,7 @@ export class VolumeBackend implements BlockBackend {
       const one = async (p: Piece): Promise<void> => {
         const payload = data ? data.subarray(p.pos, p.pos + p.length) : EMPTY;
         await this.exec(type, p, payload, flags);
+        if (!data && p.offset === 0 && p.length === this.volume.chunkBytes) this.stored.delete(p.chunk);
       };
       if (ps.length === 1) await one(ps[0]!);
       else await Promise.all(ps.map(one));

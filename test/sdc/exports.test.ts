@@ -101,7 +101,9 @@ t.test('SDC exports over a real cluster', { skip }, async (t) => {
     const extents = JSON.parse(r.out) as Array<{ offset: number; length: number; type: number }>;
     const at = (off: number) => extents.find((e) => e.offset <= off && off < e.offset + e.length)!;
     t.equal(at(40 * MiB).type & 1, 1, 'an unwritten chunk is a hole');
-    t.equal(at(5 * MiB + 4096 * 300).type & 1, 0, 'a written chunk is data');
+    t.equal(at(7 * MiB + 4096 * 30).type & 1, 0, 'a written chunk is data');
+    t.equal(at(5 * MiB + 4096 * 30).type & 1, 1, 'a chunk zeroed whole (write -z 5M 1M) was freed: a hole');
+    t.equal(at(6 * MiB + 4096 * 30).type & 1, 1, 'a chunk trimmed whole (discard 6M 1M) was freed: a hole');
     t.equal(extents.reduce((n, e) => n + e.length, 0), 64 * MiB, 'extents cover the whole volume');
   });
 
@@ -130,6 +132,21 @@ t.test('SDC exports over a real cluster', { skip }, async (t) => {
     }
     t.equal(wrong, 0, 'no chunk with other than two copies');
     for (let i = 0; i < per.length; i++) t.ok(per[i]!.size > 0, `sds${i + 1} holds chunks (${per[i]!.size})`);
+  });
+
+  await t.test('TRIM of whole chunks frees them on every SDS; they read as zeros and are holes', async (t) => {
+    // Default 1 MiB chunks: 8M..12M is four whole chunks, written by the nbdcopy above.
+    const before = c.sds.map((s) => chunksOn(s, vol1.volumeTreeId));
+    for (let idx = 8; idx < 12; idx++) t.ok(before.some((m) => m.has(idx)), `chunk ${idx} is stored before the trim`);
+    ok(t, await qemuIo(c.sdc.uri('vol1'), 'discard 8M 4M', 'read -P 0 8M 4M', 'flush'), 'discard of four whole chunks, then zeros');
+    const after = c.sds.map((s) => chunksOn(s, vol1.volumeTreeId));
+    for (let idx = 8; idx < 12; idx++) t.notOk(after.some((m) => m.has(idx)), `chunk ${idx} is gone from every SDS`);
+    t.ok(after.some((m) => m.has(7)) && after.some((m) => m.has(12)), 'the neighbouring chunks stay');
+    const r = await run('nbdinfo', ['--map', '--json', c.sdc.uri('vol1')]);
+    const extents = JSON.parse(r.out) as Array<{ offset: number; length: number; type: number }>;
+    const at = (off: number) => extents.find((e) => e.offset <= off && off < e.offset + e.length)!;
+    t.equal(at(9 * MiB).type & 1, 1, 'a trimmed chunk is a hole again');
+    t.equal(at(7 * MiB).type & 1, 0, 'its neighbour is data');
   });
 
   await t.test('management listener: health and per-volume IO statistics', async (t) => {

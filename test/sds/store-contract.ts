@@ -81,6 +81,25 @@ export function storeContract(t: Test, make: StoreFactory): void {
     t.equal(await s.read(1, { ...K, chunkIndex: 99 }, 0, 10), null);
   });
 
+  t.test('a zero covering every written byte frees the chunk; a partial one keeps it', async (t) => {
+    const s = await make(t);
+    const other = { ...K, chunkIndex: 7 };
+    await s.write(2, K, 0, Buffer.alloc(20000, 5));
+    await s.write(2, other, 4096, Buffer.alloc(4096, 6));
+    const before = await s.capacity();
+    await s.zero(2, other, 0, 4096);
+    t.same(await s.read(2, other, 4096, 10), Buffer.alloc(10, 6), 'a zero short of the end keeps the data beyond it');
+    await s.zero(2, K, 0, CHUNK, true);
+    t.equal(await s.stat(2, K), null, 'the whole-chunk zero removed the chunk');
+    t.equal(await s.read(2, K, 0, 10), null, 'a removed chunk reads as absent');
+    t.same((await s.list(2)).map((c) => c.chunkIndex), [7]);
+    const after = await s.capacity();
+    t.equal(after.chunks, before.chunks - 1);
+    t.equal(after.usedBytes, before.usedBytes - 20000);
+    await s.write(2, K, 100, Buffer.alloc(10, 9));
+    t.same(await s.read(2, K, 0, 110), Buffer.concat([Buffer.alloc(100), Buffer.alloc(10, 9)]), 'a removed chunk can be written again');
+  });
+
   t.test('PGs, chunks and layers are kept apart; list, pgs, capacity and drop', async (t) => {
     const s = await make(t);
     const layer1 = { ...K, layerId: 1 };

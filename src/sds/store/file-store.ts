@@ -111,6 +111,7 @@ export class FileChunkStore implements ChunkStore {
   async zero(pgId: number, key: ChunkKey, offset: number, length: number, durable = false): Promise<void> {
     const id = chunkId(pgId, key);
     if (!this.sizes.has(id)) return; // an absent chunk already reads as zeros
+    if (offset === 0 && (await this.removeIfCovered(pgId, key, id, length, durable))) return;
     // Zeroing is a write of zeros, in slices so no large buffer is allocated.
     for (let pos = offset; pos < offset + length; pos += ZEROS.length) {
       const n = Math.min(ZEROS.length, offset + length - pos);
@@ -238,6 +239,40 @@ export class FileChunkStore implements ChunkStore {
   }
 
   // ---- internals ----------------------------------------------------------
+
+  /**
+   * Deletes a chunk whose every written byte a zero from offset 0 covers: it
+   * then reads as absent (zeros, a hole in block status) and its space is
+   * freed. False when the chunk has grown past `length` meanwhile. The unlink
+   * is durable with the PG directory's fsync (at once, or on the next flush).
+   */
+  private async removeIfCovered(pgId: number, key: ChunkKey, id: string, length: number, durable: boolean): Promise<boolean> {
+    const wait = this.locks.acquire(id, true);
+    if (wait) await wait;
+    try {
+      const size = this.sizes.get(id);
+      if (size === undefined) return true;
+      if (length < size) return false;
+      const cached = this.lru.get(id);
+      if (cached) {
+        this.lru.delete(id);
+        if (cached.refs === 0) await closeChunk(cached);
+        else cached.closed = true;
+      }
+      const base = join(this.pgDir(pgId), chunkName(key));
+      await Promise.all([fsp.rm(`${base}.dat`, { force: true }), fsp.rm(`${base}.crc`, { force: true })]);
+      this.sizes.delete(id);
+      this.dirty.delete(id);
+      this.usedBytes -= size;
+      if (durable) await syncDir(this.pgDir(pgId));
+      else this.dirtyDirs.add(this.pgDir(pgId));
+      return true;
+    } catch (err) {
+      throw asIoError(err, 'chunk removal failed');
+    } finally {
+      this.locks.release(id, true);
+    }
+  }
 
   private pgDir(pgId: number): string {
     return join(this.root, `pg-${pgId}`);

@@ -32,7 +32,9 @@ export class MemoryChunkStore implements ChunkStore {
   async zero(pgId: number, key: ChunkKey, offset: number, length: number, durable = false): Promise<void> {
     const chunk = this.live.get(pgId)?.get(chunkName(key));
     if (!chunk) return;
-    this.put(this.live, pgId, chunkName(key), offset, Buffer.alloc(length));
+    // A zero covering every written byte frees the chunk, as the file store does.
+    if (offset === 0 && length >= chunk.length) this.live.get(pgId)!.delete(chunkName(key));
+    else this.put(this.live, pgId, chunkName(key), offset, Buffer.alloc(length));
     this.markDirty(pgId, key, durable);
   }
 
@@ -96,7 +98,10 @@ export class MemoryChunkStore implements ChunkStore {
     const pgId = Number(id.slice(0, slash));
     const name = id.slice(slash + 1);
     const buf = this.live.get(pgId)?.get(name);
-    if (!buf) return;
+    if (!buf) {
+      this.durableCopy.get(pgId)?.delete(name); // removed: the removal is now durable
+      return;
+    }
     let pg = this.durableCopy.get(pgId);
     if (!pg) this.durableCopy.set(pgId, (pg = new Map()));
     pg.set(name, Buffer.from(buf));
