@@ -62,7 +62,7 @@ export class SdcNode {
   private readonly tokens = new Map<number, VolumeToken>();
   private readonly maps = new Map<number, PoolMap>();
   private rescanning: Promise<void> | null = null;
-  private lastRescanMs = 0;
+  private rescansStarted = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopping = false;
   private nbd!: NbdServer;
@@ -134,8 +134,29 @@ export class SdcNode {
 
   /** Re-reads which volumes are mapped here (concurrent callers share one read). */
   rescan(): Promise<void> {
-    this.rescanning ??= this.doRescan().finally(() => { this.rescanning = null; });
+    if (!this.rescanning) {
+      this.rescansStarted++;
+      this.rescanning = this.doRescan().finally(() => { this.rescanning = null; });
+    }
     return this.rescanning;
+  }
+
+  /**
+   * A rescan that started after the caller counted `started` rescans: one
+   * already in flight may have read the MDM before a mapping the caller
+   * depends on was made (map a volume, attach at once).
+   */
+  private async rescanAfter(started: number): Promise<void> {
+    for (;;) {
+      const inflight = this.rescanning;
+      if (inflight && this.rescansStarted > started) return inflight;
+      if (inflight) {
+        await inflight.catch(() => undefined);
+        continue;
+      }
+      if (this.rescansStarted > started) return;
+      return this.rescan();
+    }
   }
 
   private async doRescan(): Promise<void> {
@@ -151,7 +172,6 @@ export class SdcNode {
     const before = [...this.mapped.keys()].sort().join(',');
     this.mapped = mapped;
     this.sdc = sdc;
-    this.lastRescanMs = Date.now();
     const after = [...mapped.keys()].sort().join(',');
     if (before !== after) this.log.info({ volumes: [...mapped.keys()] }, 'mapped volumes changed');
   }
@@ -163,8 +183,9 @@ export class SdcNode {
 
   /** The export for a name ('' = the default volume); undefined refuses it (not mapped here). */
   private async lookup(name: string): Promise<NbdExport | undefined> {
-    if (!this.mapped.has(name === '' ? (this.defaultName() ?? '') : name) && Date.now() - this.lastRescanMs > 200) {
-      await this.rescan().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'reading the mapped volumes failed'));
+    if (!this.mapped.has(name === '' ? (this.defaultName() ?? '') : name)) {
+      // Unknown here: ask the MDM (lookups share one read at a time, so a flood of bad names costs one request at a time).
+      await this.rescanAfter(this.rescansStarted).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'reading the mapped volumes failed'));
     }
     const wanted = name === '' ? this.defaultName() : name;
     const m = wanted === undefined ? undefined : this.mapped.get(wanted);
@@ -172,7 +193,7 @@ export class SdcNode {
   }
 
   private async listExports(): Promise<NbdExport[]> {
-    if (Date.now() - this.lastRescanMs > 200) await this.rescan().catch(() => undefined);
+    await this.rescanAfter(this.rescansStarted).catch(() => undefined);
     return [...this.mapped.values()].map((m) => this.serve(m).exp);
   }
 

@@ -165,4 +165,12 @@ t.test('SDC exports over a real cluster', { skip }, async (t) => {
     const rescan = await fetch(`http://127.0.0.1:${c.sdc.controlPort}/rescan`, { method: 'POST', headers: auth() });
     t.equal(rescan.status, 200, 'POST /rescan');
   });
+
+  await t.test('a volume mapped a moment ago is exported at once (no wait for the next heartbeat)', async (t) => {
+    for (let i = 0; i < 8; i++) {
+      await c.volume(`late${i}`, MiB);
+      const r = await run('nbdinfo', ['--size', c.sdc.uri(`late${i}`)]);
+      t.equal(r.out.trim(), String(MiB), `late${i} attached right after its mapping: ${r.out.trim()}`);
+    }
+  });
 });
