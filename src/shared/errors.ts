@@ -4,18 +4,10 @@
  * these codes; the edges map the code to a status or errno from this table.
  * docs/errors.md documents every code (a test checks it).
  */
+import { NBD_ERRNO } from '../nbd/constants.js';
 
-/** NBD errno values (doc/proto.md "Error values"). */
-export const NbdErrno = {
-  EPERM: 1,
-  EIO: 5,
-  ENOMEM: 12,
-  EINVAL: 22,
-  ENOSPC: 28,
-  EOVERFLOW: 75,
-  ENOTSUP: 95,
-  ESHUTDOWN: 108,
-} as const;
+/** NBD errno values: the NBD library's table (doc/proto.md "Error values"), one copy. */
+export const NbdErrno = NBD_ERRNO;
 export type NbdErrnoValue = (typeof NbdErrno)[keyof typeof NbdErrno];
 
 export interface ErrorSpec {
