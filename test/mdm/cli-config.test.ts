@@ -1,28 +1,17 @@
 import t from 'tap';
+import { runPflex, type CliResult } from '../cli/helpers.js';
+import { fetchJson } from '../helpers/http.js';
 import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import https from 'node:https';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { componentProof, readClusterKey } from '../../src/shared/component-auth.js';
-import { PFLEX_BIN, haveCommand, spawnPflex, tempDir } from '../helpers/proc.js';
+import { haveCommand, spawnPflex, tempDir } from '../helpers/proc.js';
 
+const init = (args: string[]): Promise<CliResult> => runPflex(['mdm', 'init', ...args]);
+const json = fetchJson;
 const run = promisify(execFile);
-
-async function init(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [PFLEX_BIN, 'mdm', 'init', ...args]);
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-async function json(url: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
-  const r = await fetch(url, init);
-  return { status: r.status, body: await r.json() };
-}
 
 t.test('pflex mdm start reads a config file; flags win over it; unknown settings are refused', async (t) => {
   const dir = join(tempDir(t), 'data');

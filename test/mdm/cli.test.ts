@@ -1,26 +1,12 @@
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { runPflex, type CliResult } from '../cli/helpers.js';
+import { fetchJson } from '../helpers/http.js';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { PFLEX_BIN, spawnPflex, tempDir } from '../helpers/proc.js';
+import { spawnPflex, tempDir } from '../helpers/proc.js';
 
-const run = promisify(execFile);
-
-async function init(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [PFLEX_BIN, 'mdm', 'init', ...args]);
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-async function json(url: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
-  const r = await fetch(url, init);
-  return { status: r.status, body: await r.json() };
-}
+const init = (args: string[]): Promise<CliResult> => runPflex(['mdm', 'init', ...args]);
+const json = fetchJson;
 
 t.test('pflex mdm init creates a cluster once; pflex mdm start serves it and keeps state across restarts', async (t) => {
   const dir = join(tempDir(t), 'data');
