@@ -35,6 +35,19 @@ export const forwardTimeoutMs = 5_000;
 export const clientRequestTimeoutMs = 30_000;
 /** Connection attempt timeout of the data client. */
 export const clientConnectTimeoutMs = 3_000;
+/**
+ * Liveness of a data connection (src/shared/dataclient.ts): with requests
+ * outstanding and nothing received for livenessSilenceMs, the client PINGs
+ * the peer on a side connection; when nothing at all (no byte on the data
+ * connection, no PING reply) comes for livenessTimeoutMs more, the peer is
+ * declared unreachable and every pending request fails as on a connection
+ * loss. A silent peer is so detected in about 3.5-3.75 s; the request
+ * timeouts stay as the backstop.
+ */
+export const clientLivenessSilenceMs = 1_500;
+export const clientLivenessTimeoutMs = 2_000;
+/** A gap this much longer than the sweep period means the client itself stalled: the peer is not blamed for it. */
+export const clientStallMs = 1_000;
 
 /** Open chunk files (data + checksum pairs) kept cached. */
 export const openChunksMax = 256;

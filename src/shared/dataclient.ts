@@ -7,6 +7,19 @@
  * decides what a STALE_EPOCH or NO_CHUNK means to it); it rejects with
  * PFLEX_ERR_UNAVAILABLE when the connection fails or the reply does not come
  * in time, and with PFLEX_ERR_IO when a reply payload fails its checksum.
+ *
+ * Liveness: a peer cut off by a partition (or a stopped process) sends no
+ * RST or FIN; the socket just goes quiet. While requests are outstanding and
+ * nothing has been received for livenessSilenceMs, the client PINGs the peer
+ * on a side connection (the probe); when nothing at all arrives for
+ * livenessTimeoutMs more, the connection is dropped and every pending
+ * request fails as on a connection loss. Any received byte is life (a big
+ * READ reply in progress is), and so is a PING reply. The probe has its own
+ * connection because a PING on the data connection would queue behind
+ * megabytes of WRITE payload, and a busy SDS stops reading a connection
+ * whose in-flight limits are reached (TCP backpressure): a slow-but-alive
+ * SDS still answers a PING on a fresh connection at once. Time the client
+ * itself did not run (event loop stall) is not counted against the peer.
  */
 import net from 'node:net';
 import { PflexError } from './errors.js';
@@ -14,7 +27,9 @@ import {
   encodeHead, FrameDecoder, FrameError, MsgType, payloadIntact, REPLY_BIT, requestHeader,
   type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue,
 } from './dataproto.js';
-import { clientConnectTimeoutMs, clientRequestTimeoutMs } from '../sds/limits.js';
+import {
+  clientConnectTimeoutMs, clientLivenessSilenceMs, clientLivenessTimeoutMs, clientRequestTimeoutMs, clientStallMs,
+} from '../sds/limits.js';
 
 const EMPTY = Buffer.alloc(0);
 const SWEEP_INTERVAL_MS = 250;
@@ -31,6 +46,10 @@ export interface DataClientOptions {
   port: number;
   requestTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** Silence (with requests outstanding) before the peer is PINGed; 0 turns the liveness check off. */
+  livenessSilenceMs?: number;
+  /** After the PING, this long with nothing received declares the peer unreachable. */
+  livenessTimeoutMs?: number;
 }
 
 /** The chunk-range fields of a request; requestId is the client's business. */
@@ -48,13 +67,26 @@ export class DataClient {
   private nextId = 1;
   private corked = false;
   private sweeper: NodeJS.Timeout | null = null;
+  private lastSweepMs = 0;
   private closed = false;
+  private readonly livenessSilenceMs: number;
+  private readonly livenessTimeoutMs: number;
+  /** Last sign of life: a received byte, a PING reply, the connect, or the first request after an idle spell. */
+  private lastLifeMs = 0;
+  /** When the outstanding probe was sent (0: none since the last sign of life). */
+  private probeSentMs = 0;
+  /** Side connection for PINGs, made on first need. */
+  private prober: DataClient | null = null;
+  /** Times this client declared its peer unreachable by the liveness check. */
+  livenessFailures = 0;
 
   constructor(opts: DataClientOptions) {
     this.host = opts.host;
     this.port = opts.port;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? clientRequestTimeoutMs;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? clientConnectTimeoutMs;
+    this.livenessSilenceMs = opts.livenessSilenceMs ?? clientLivenessSilenceMs;
+    this.livenessTimeoutMs = opts.livenessTimeoutMs ?? clientLivenessTimeoutMs;
   }
 
   get inflight(): number {
@@ -76,6 +108,8 @@ export class DataClient {
     }
     socket.write(head);
     if (payload.length > 0) socket.write(payload);
+    // Silence is only owed while something is outstanding: the clock starts with the first request.
+    if (this.pending.size === 0) this.noteLife();
     return new Promise<Frame>((resolve, reject) => {
       this.pending.set(requestId, { resolve, reject, deadlineMs: Date.now() + this.requestTimeoutMs, type });
     });
@@ -107,6 +141,8 @@ export class DataClient {
 
   close(): void {
     this.closed = true;
+    this.prober?.close();
+    this.prober = null;
     this.drop(new PflexError('PFLEX_ERR_UNAVAILABLE', 'data client closed'));
   }
 
@@ -121,10 +157,13 @@ export class DataClient {
     }, this.connectTimeoutMs);
     socket.once('connect', () => {
       clearTimeout(connectTimer);
-      if (this.socket === socket) this.connected = true;
+      if (this.socket !== socket) return;
+      this.connected = true;
+      this.noteLife();
     });
     socket.on('data', (data: Buffer) => {
       if (this.socket !== socket) return;
+      this.noteLife();
       try {
         this.decoder.push(data, (f) => this.onReply(f));
       } catch (err) {
@@ -137,6 +176,7 @@ export class DataClient {
       this.fail(socket, `data connection to ${this.host}:${this.port} closed`);
     });
     if (!this.sweeper) {
+      this.lastSweepMs = Date.now();
       this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
       this.sweeper.unref();
     }
@@ -156,10 +196,19 @@ export class DataClient {
     }
   }
 
-  /** Times out overdue requests; one timer per client instead of one per request. */
+  /** Times out overdue requests and checks liveness; one timer per client instead of one per request. */
   private sweep(): void {
-    if (this.pending.size === 0) return;
     const now = Date.now();
+    const gap = now - this.lastSweepMs - SWEEP_INTERVAL_MS;
+    this.lastSweepMs = now;
+    if (this.pending.size === 0) return;
+    if (gap > clientStallMs) {
+      // We did not run for a while (event loop stall, suspended VM): replies may be
+      // waiting unread in the socket. The peer is not to blame: shift every clock.
+      this.excuseStall(gap);
+      return;
+    }
+    if (this.checkLiveness(now)) return;
     for (const [id, p] of this.pending) {
       if (p.deadlineMs > now) continue;
       // A lost reply means the stream can no longer be trusted: drop the connection.
@@ -168,6 +217,50 @@ export class DataClient {
       if (this.socket) this.fail(this.socket, `request to ${this.host}:${this.port} timed out`);
       return;
     }
+  }
+
+  private noteLife(): void {
+    this.lastLifeMs = Date.now();
+    this.probeSentMs = 0;
+  }
+
+  private excuseStall(gapMs: number): void {
+    this.lastLifeMs += gapMs;
+    if (this.probeSentMs !== 0) this.probeSentMs += gapMs;
+    for (const p of this.pending.values()) p.deadlineMs += gapMs;
+  }
+
+  /** Probes a silent peer, and drops the connection when the probe too is unanswered; true when it did. */
+  private checkLiveness(now: number): boolean {
+    if (this.livenessSilenceMs <= 0 || !this.connected || !this.socket) return false;
+    if (this.probeSentMs === 0) {
+      if (now - this.lastLifeMs >= this.livenessSilenceMs) this.probe(now);
+      return false;
+    }
+    if (now - this.probeSentMs < this.livenessTimeoutMs) return false;
+    this.livenessFailures++;
+    this.fail(this.socket, `no answer from ${this.host}:${this.port} for ${now - this.lastLifeMs} ms (not even to a PING): peer unreachable`);
+    // The probe connection is as suspect as the data connection: start afresh next time.
+    this.prober?.close();
+    this.prober = null;
+    return true;
+  }
+
+  private probe(now: number): void {
+    // A probe still unanswered from an earlier silence (life came on the data connection since) means a stuck probe connection.
+    if (this.prober && this.prober.inflight > 0) {
+      this.prober.close();
+      this.prober = null;
+    }
+    this.prober ??= new DataClient({
+      host: this.host, port: this.port, livenessSilenceMs: 0,
+      connectTimeoutMs: this.livenessTimeoutMs, requestTimeoutMs: this.livenessTimeoutMs + 2 * SWEEP_INTERVAL_MS,
+    });
+    this.probeSentMs = now;
+    this.prober.ping().then(
+      () => { if (!this.closed) this.noteLife(); },
+      () => undefined, // an unanswered or refused probe: the deadline in checkLiveness decides
+    );
   }
 
   private fail(socket: net.Socket, message: string): void {
@@ -180,6 +273,7 @@ export class DataClient {
     this.socket = null;
     this.connected = false;
     this.corked = false;
+    this.probeSentMs = 0;
     socket?.destroy();
     const pending = [...this.pending.values()];
     this.pending.clear();
