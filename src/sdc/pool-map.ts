@@ -2,7 +2,10 @@
  * The SDC's cached PG map of one storage pool: chunk -> PG -> primary SDS.
  * Refreshed periodically and at once when an SDS says our epoch is stale;
  * a primary that does not answer is reported to the MDM (fence), whose
- * answer carries the new map.
+ * answer carries the new map. Requests waiting on a primary can watch their
+ * route: a newer map that takes the PG away from that SDS altogether (fenced
+ * by someone else, evicted as DOWN) tells them to give up and go to the new
+ * primary instead of waiting for a timeout (see VolumeBackend.send).
  */
 import { isPflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -20,12 +23,19 @@ export interface Route {
   primary: Endpoint;
 }
 
+interface Watcher {
+  primaryId: number;
+  onMoved: () => void;
+}
+
 export class PoolMap {
   private map: PgMap | undefined;
   private byPg: Array<{ members: number[]; epoch: number } | undefined> = [];
   private endpoints = new Map<number, Endpoint>();
   private refreshing: Promise<void> | null = null;
   private readonly fencing = new Map<string, Promise<void>>();
+  /** Requests waiting on a primary, by PG. */
+  private readonly watchers = new Map<number, Set<Watcher>>();
 
   constructor(
     readonly poolId: number,
@@ -80,6 +90,48 @@ export class PoolMap {
     this.byPg = byPg;
     this.endpoints = new Map(m.sds.map((s) => [s.id, { id: s.id, address: s.address, dataPort: s.dataPort }]));
     if (before !== m.epoch) this.log.info({ poolId: this.poolId, epoch: m.epoch, previous: before ?? null, ready: m.ready }, 'PG map updated');
+    if (this.watchers.size > 0) this.releaseMoved();
+  }
+
+  /**
+   * Calls onMoved (once) as soon as the map no longer lists route's primary
+   * in the PG at all: another primary leads it and the old one is fenced or
+   * evicted. A primary that only changed places (still a member), or an
+   * epoch change that kept the primary, is not a move: a live old primary
+   * answers STALE_EPOCH by itself. Returns the function that stops watching.
+   */
+  watchPrimary(route: Route, onMoved: () => void): () => void {
+    if (this.leftPg(route.pg, route.primary.id)) {
+      onMoved();
+      return noop;
+    }
+    let set = this.watchers.get(route.pg);
+    if (!set) this.watchers.set(route.pg, (set = new Set()));
+    const w: Watcher = { primaryId: route.primary.id, onMoved };
+    set.add(w);
+    return () => {
+      set.delete(w);
+      if (set.size === 0 && this.watchers.get(route.pg) === set) this.watchers.delete(route.pg);
+    };
+  }
+
+  /** True when the PG has members (so another primary) and sdsId is not one of them. */
+  private leftPg(pg: number, sdsId: number): boolean {
+    const e = this.byPg[pg];
+    return e !== undefined && e.members.length > 0 && !e.members.includes(sdsId);
+  }
+
+  private releaseMoved(): void {
+    const moved: Watcher[] = [];
+    for (const [pg, set] of this.watchers) {
+      for (const w of set) {
+        if (!this.leftPg(pg, w.primaryId)) continue;
+        set.delete(w);
+        moved.push(w);
+      }
+      if (set.size === 0) this.watchers.delete(pg);
+    }
+    for (const w of moved) w.onMoved();
   }
 
   /**
@@ -108,4 +160,8 @@ export class PoolMap {
       await this.refresh().catch(() => undefined);
     }
   }
+}
+
+function noop(): void {
+  // nothing to stop watching
 }

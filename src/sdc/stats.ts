@@ -22,6 +22,8 @@ export class VolumeStats {
   retries = 0;
   /** Primaries reported to the MDM as not answering. */
   primariesReported = 0;
+  /** Pieces given up on a primary the map no longer lists for their PG, and sent to the new primary. */
+  piecesAbandoned = 0;
   /** Token renewals forced by an SDS refusing ours. */
   tokenRefusals = 0;
 
@@ -44,6 +46,6 @@ export class VolumeStats {
         latencyMsMax: Number(s.latencyMsMax.toFixed(3)),
       };
     }
-    return { ops, retries: this.retries, primariesReported: this.primariesReported, tokenRefusals: this.tokenRefusals };
+    return { ops, retries: this.retries, primariesReported: this.primariesReported, piecesAbandoned: this.piecesAbandoned, tokenRefusals: this.tokenRefusals };
   }
 }

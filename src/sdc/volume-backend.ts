@@ -6,9 +6,12 @@
  *
  * A piece is retried, not failed, while the cluster can still answer it: a
  * stale epoch refreshes the map, a refused token is renewed, a primary that
- * does not answer is reported to the MDM and the piece goes to the new
- * primary. The NBD client sees an error only after ioTimeoutMs, or at once
- * for answers no retry can change (bad request, no space, not allowed).
+ * does not answer (connection lost, or silent: see the data client's
+ * liveness check) is reported to the MDM and the piece goes to the new
+ * primary. A piece still waiting on a primary that a newer map has dropped
+ * from its PG is abandoned and re-sent at once (see send()). The NBD client
+ * sees an error only after ioTimeoutMs, or at once for answers no retry can
+ * change (bad request, no space, not allowed).
  *
  * Unaligned writes go to the SDS as they are: the SDS applies a sub-block
  * write under its own chunk lock, so there is no read-modify-write in the SDC
@@ -318,6 +321,10 @@ export class VolumeBackend implements BlockBackend {
       } catch (err) {
         if (!isPflexError(err) || (err.code !== 'PFLEX_ERR_UNAVAILABLE' && err.code !== 'PFLEX_ERR_IO')) throw err;
         last = err.message;
+        const moved = map.route(route.pg);
+        if (err.code === 'PFLEX_ERR_UNAVAILABLE' && moved && moved.primary.id !== route.primary.id) {
+          continue; // abandoned, or the map moved on meanwhile: nothing to report
+        }
         if (err.code === 'PFLEX_ERR_UNAVAILABLE') {
           this.stats.primariesReported++;
           await map.reportFailed(route);
@@ -367,12 +374,47 @@ export class VolumeBackend implements BlockBackend {
     }
   }
 
+  /**
+   * One attempt of a piece on its primary. It is abandoned (rejected as
+   * UNAVAILABLE, and exec retries on the new primary at once) when a newer
+   * map drops that primary from the PG: fenced by another SDC or a primary
+   * whose forward it missed, or evicted by the MDM as DOWN. Waiting on a
+   * dead primary would only end with a timeout.
+   *
+   * Why an abandoned request may be left running: if the old primary A is
+   * in fact alive and applies it later, the result must never become
+   * visible. A was taken out of the PG by a fence or eviction, which gave
+   * the PG a new epoch E' > E (the epoch the piece carries). A checks the
+   * epoch of every request against its own PG table (DataServer.route):
+   * if A already knows E' it refuses the piece (STALE_EPOCH / NOT_PRIMARY);
+   * if it does not, it may write its own copy, but it forwards the write to
+   * the secondaries with the piece's epoch E, and a member that knows E'
+   * refuses a forwarded frame whose epoch is older (route(): STALE_EPOCH
+   * comes before any role check, for forwarded frames too); A then answers
+   * STALE_EPOCH, not OK. Every member of the new acting set knows E' before
+   * it acknowledges the re-sent piece (the new primary routed it at E', and
+   * forwarded it at E' to the others), and the NBD client's write completes
+   * only after that acknowledgement, so no write ordered after it can be
+   * overtaken by A's late copy on any current member. A's own copy is
+   * stale, but A is not a member: it serves no reads at E' and must be
+   * rebuilt before it rejoins the PG. Hence abandoning only when the old
+   * primary left the PG, not on any epoch change nor when it was merely
+   * demoted (a demoted member keeps its copy; there the SDC waits for A's
+   * STALE_EPOCH answer, which a live A sends promptly).
+   */
   private send(route: Route, type: MsgTypeValue, p: Piece, payload: Buffer, flags: number, token: Buffer): Promise<Frame> {
     const client = this.d.clients.get(route.primary.address, route.primary.dataPort);
-    return client.request(type, {
+    const reply = client.request(type, {
       pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: 0,
       offset: p.offset, length: p.length, flags,
     }, token, payload);
+    return new Promise<Frame>((resolve, reject) => {
+      const unwatch = this.d.map.watchPrimary(route, () => {
+        this.stats.piecesAbandoned++;
+        reject(new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS ${route.primary.id} no longer serves PG ${route.pg}: request abandoned`));
+      });
+      reply.then((f) => { unwatch(); resolve(f); }, (err: unknown) => { unwatch(); reject(err); });
+    });
   }
 
   private statusError(f: Frame, what: string): Error {

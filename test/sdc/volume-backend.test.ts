@@ -4,11 +4,14 @@
  * requests split at chunk boundaries and reassembled, zeros and holes for
  * unwritten chunks, FLUSH sent to exactly the SDSs written since the last
  * flush, a stale map refreshed and retried, a dead primary reported and its
- * PGs served by the survivor, and an error after the IO timeout.
+ * PGs served by the survivor, an error after the IO timeout, and a piece
+ * stuck on a silent primary re-sent once a newer map drops that primary.
  */
 import t from 'tap';
 import { pino } from 'pino';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import { DataClientPool } from '../../src/shared/dataclient.js';
 import type { MdmClient, PgMap } from '../../src/shared/mdm-client.js';
 import { pgOfChunk } from '../../src/shared/pg.js';
@@ -22,6 +25,7 @@ const CHUNK = 64 * 1024;
 const PG_COUNT = 6;
 const TREE = 7;
 const log = pino({ level: process.env.PFLEX_LOG_LEVEL ?? 'silent' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What the SDC asks of the MDM, answered from the StaticPgMap. */
 function fakeMdm(map: StaticPgMap): MdmClient {
@@ -130,4 +134,55 @@ t.test('VolumeBackend over in-process SDSs', async (t) => {
     await t.rejects(backend.read(0, 4096), { code: 'PFLEX_ERR_UNAVAILABLE' }, 'EIO after ioTimeoutMs');
     t.ok(backend.stats.ops.read.errors > 0);
   });
+});
+
+t.test('a piece waiting on a primary that a newer map dropped from its PG is re-sent at once', async (t) => {
+  // SDS 9 is silent: it accepts connections and never answers (a partitioned or stopped SDS).
+  const silent = net.createServer((s) => { s.on('error', () => undefined); s.on('data', (d: Buffer) => { silentBytes += d.length; }); silentSockets.push(s); });
+  let silentBytes = 0;
+  const silentSockets: net.Socket[] = [];
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  t.teardown(() => { for (const s of silentSockets) s.destroy(); silent.close(); });
+  const map = new StaticPgMap(Array.from({ length: PG_COUNT }, (_, pg) => ({ pg, members: [1, 2] })));
+  for (const id of [1, 2]) await startSds(t, id, map);
+  map.sds.set(9, { id: 9, address: '127.0.0.1', dataPort: (silent.address() as net.AddressInfo).port });
+  const chunk = 3;
+  const pg = pgOfChunk(TREE, chunk, PG_COUNT);
+  map.setMembers(pg, [9, 1]);
+  for (const [p, e] of [...map.pgs]) if (p !== pg) map.setMembers(p, e.members);
+  const mdm = fakeMdm(map);
+  // No liveness check and long timeouts: only the map change can free the piece in time.
+  const clients = new DataClientPool({ requestTimeoutMs: 60_000, livenessSilenceMs: 0 });
+  t.teardown(() => clients.closeAll());
+  const poolMap = new PoolMap(1, mdm, log);
+  const backend = new VolumeBackend(
+    { id: TREE, name: 'v', treeId: TREE, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
+    { map: poolMap, token: new VolumeToken(mdm, () => 1, TREE, log), clients, log, ioTimeoutMs: 60_000 },
+  );
+  const data = randomBytes(8192);
+  let done = false;
+  const write = backend.write(chunk * CHUNK + 512, data, { fua: false }).then(() => { done = true; });
+  while (silentBytes < data.length) await sleep(20);
+  t.pass('the write reached the silent primary');
+
+  map.setMembers(pg, [9, 2]);
+  await poolMap.refresh();
+  await sleep(300);
+  t.notOk(done, 'a new epoch with the same primary does not abandon the piece');
+  const e = map.setMembers(pg, [1, 9]);
+  await poolMap.refresh();
+  await sleep(300);
+  t.notOk(done, 'nor does a new primary while the old one is still a member');
+  t.equal(backend.stats.piecesAbandoned, 0);
+
+  // Someone else (a primary that missed a forward, or the MDM evicting a DOWN SDS) drops SDS 9.
+  await map.fence(pg, 9, e.epoch);
+  const started = Date.now();
+  await poolMap.refresh();
+  await write;
+  t.comment(`write completed ${Date.now() - started} ms after the map change`);
+  t.equal(backend.stats.piecesAbandoned, 1, 'the piece was abandoned once');
+  t.equal(backend.stats.primariesReported, 0, 'nothing to report: the map had already moved');
+  t.same(await backend.read(chunk * CHUNK + 512, data.length), data, 'the write is on the new primary');
 });
