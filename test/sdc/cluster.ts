@@ -10,6 +10,7 @@ import type { Test } from 'tap';
 import type { Volume } from '../../src/shared/mdm-client.js';
 import { spawnPflex, type PflexProcess } from '../helpers/proc.js';
 import { startMdm, startSdsProc, waitForMapEpoch, type Mdm, type SdsProc } from '../sds/cluster.js';
+import { startFastMdm } from '../rebuild/cluster.js';
 
 export interface SdcProc {
   proc: PflexProcess;
@@ -34,6 +35,8 @@ export interface ClusterOptions {
   pgCount?: number;
   chunkBytes?: number;
   sdcArgs?: string[];
+  /** MDM config file keys (src/mdm/config.ts); when given, the MDM starts with them over test/rebuild's FAST_CONFIG. */
+  mdmConfig?: Record<string, number>;
 }
 
 export async function startSdcProc(t: Test, mdm: Mdm, name = 'sdc1', extraArgs: string[] = []): Promise<SdcProc> {
@@ -51,7 +54,7 @@ export async function startSdcProc(t: Test, mdm: Mdm, name = 'sdc1', extraArgs: 
 }
 
 export async function startCluster(t: Test, opts: ClusterOptions = {}): Promise<Cluster> {
-  const mdm = await startMdm(t);
+  const mdm = opts.mdmConfig ? await startFastMdm(t, opts.mdmConfig) : await startMdm(t);
   const pd = await mdm.admin.createPd('pd1');
   const pool = await mdm.admin.createPool({
     protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: opts.pgCount ?? 32,
