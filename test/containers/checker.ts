@@ -208,7 +208,20 @@ export interface WorkloadFigures {
   /** Every problem found (lost, stale or corrupt data; connection loss). */
   problems: string[];
   durationMs: number;
+  /** Spells of stallRecordMs or more without any acknowledgement (wall-clock ms, Date.now()); at most timesKeptMax. */
+  stalls: Interval[];
+  /** Requests that failed, from sending to the error reply (wall-clock ms); at most timesKeptMax. */
+  failures: Array<Interval & { op: 'read' | 'write'; first: number; blocks: number; errno: number }>;
 }
+
+export interface Interval {
+  startMs: number;
+  endMs: number;
+}
+
+/** Stalls shorter than this are not listed one by one (the longest is always measured). */
+export const stallRecordMs = 1_000;
+const timesKeptMax = 1_000;
 
 export interface VerifyFigures {
   blocksChecked: number;
@@ -247,7 +260,7 @@ export class VerifiedWorkload {
   private readonly listeners: Array<(nowMs: number) => void> = [];
   readonly figures: WorkloadFigures = {
     writesAcked: 0, blocksWrittenAcked: 0, writesFailed: 0, readsVerified: 0, readsFailed: 0,
-    longestStallMs: 0, longestStallAtMs: 0, longestRequestMs: 0, problems: [], durationMs: 0,
+    longestStallMs: 0, longestStallAtMs: 0, longestRequestMs: 0, problems: [], durationMs: 0, stalls: [], failures: [],
   };
 
   constructor(private readonly o: WorkloadOptions) {
@@ -299,6 +312,7 @@ export class VerifiedWorkload {
       this.figures.longestStallMs = gap;
       this.figures.longestStallAtMs = this.lastAckMs - this.startedMs;
     }
+    if (gap >= stallRecordMs && this.figures.stalls.length < timesKeptMax) this.figures.stalls.push({ startMs: this.lastAckMs, endMs: now });
     this.lastAckMs = now;
     if (notify) for (const fn of this.listeners) fn(now);
   }
@@ -329,8 +343,10 @@ export class VerifiedWorkload {
       for (let b = first; b < first + n; b++) this.busy[b] = 1;
       const sentMs = Date.now();
       try {
-        if (isRead) await this.verifiedRead(conn, first, n);
-        else await this.write(conn, first, n);
+        const errno = isRead ? await this.verifiedRead(conn, first, n) : await this.write(conn, first, n);
+        if (errno !== 0 && this.figures.failures.length < timesKeptMax) {
+          this.figures.failures.push({ startMs: sentMs, endMs: Date.now(), op: isRead ? 'read' : 'write', first, blocks: n, errno });
+        }
       } catch (err) {
         this.problem(`connection lost: ${(err as Error).message}`);
         this.running = false;
@@ -341,7 +357,8 @@ export class VerifiedWorkload {
     }
   }
 
-  private async write(conn: NbdConn, first: number, n: number): Promise<void> {
+  /** Returns the NBD error of the reply (0: acknowledged). */
+  private async write(conn: NbdConn, first: number, n: number): Promise<number> {
     const seqs: number[] = [];
     const parts: Buffer[] = [];
     for (let b = first; b < first + n; b++) {
@@ -362,6 +379,7 @@ export class VerifiedWorkload {
       this.figures.writesFailed++;
       for (let i = 0; i < n; i++) this.doubt.set(first + i, [...(this.doubt.get(first + i) ?? []), seqs[i]!]);
     }
+    return r.error;
   }
 
   /** Checks what a block holds against the model; returns a problem or undefined. */
@@ -376,11 +394,12 @@ export class VerifiedWorkload {
     return `block ${block}: holds write #${v.seq} that was never sent or acknowledged (acknowledged #${want})`;
   }
 
-  private async verifiedRead(conn: NbdConn, first: number, n: number): Promise<void> {
+  /** Returns the NBD error of the reply (0: read and checked). */
+  private async verifiedRead(conn: NbdConn, first: number, n: number): Promise<number> {
     const r = await conn.read(first * BLOCK_BYTES, n * BLOCK_BYTES);
     if (r.error !== 0 || !r.data) {
       this.figures.readsFailed++;
-      return;
+      return r.error || -1;
     }
     for (let i = 0; i < n; i++) {
       const p = this.judge(first + i, r.data.subarray(i * BLOCK_BYTES, (i + 1) * BLOCK_BYTES));
@@ -388,6 +407,7 @@ export class VerifiedWorkload {
     }
     this.figures.readsVerified++;
     this.noteAck(Date.now());
+    return 0;
   }
 
   /**

@@ -8,7 +8,8 @@
  * (nsenter -n), so the image needs no iptables. Teardown removes containers
  * and network even when the test fails.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -95,7 +96,7 @@ async function startNode(t: Test, image: string, network: StartedNetwork, name: 
     .withNetwork(network)
     .withNetworkAliases(name)
     .withHostname(name)
-    .withLabels({ 'pflex.test': 'containers', 'pflex.node': name })
+    .withLabels({ 'pflex.test': 'containers', 'pflex.node': name, [OWNER_LABEL]: String(process.pid) })
     .withEnvironment({ PFLEX_LOG_LEVEL: 'info' })
     .withWaitStrategy(Wait.forLogMessage(waitFor))
     .withStartupTimeout(startupTimeoutMs);
@@ -104,6 +105,7 @@ async function startNode(t: Test, image: string, network: StartedNetwork, name: 
   if (opts.dirs) c = c.withCopyDirectoriesToContainer(opts.dirs);
   const container = await c.start();
   const node = { name, container, id: container.getId() };
+  leftovers.containers.add(node.id);
   t.teardown(() => removeNode(node));
   return node;
 }
@@ -113,6 +115,46 @@ async function removeNode(n: Node): Promise<void> {
     await n.container.stop({ remove: true, timeout: 0 });
   } catch {
     await docker('rm', '-f', '-v', n.id).catch(() => undefined);
+  }
+  leftovers.containers.delete(n.id);
+}
+
+// ---- cleanup even when teardown does not run ------------------------------------
+
+/** Label naming the test process that created a container (for the sweep of dead runs). */
+const OWNER_LABEL = 'pflex.owner-pid';
+/** Every network this suite creates is named so (the pid of its test process follows). */
+export const NETWORK_PREFIX = 'pflex-test-';
+
+/** What this process created and has not removed yet: removed synchronously at exit (a killed or timed-out run). */
+const leftovers = { containers: new Set<string>(), networks: new Set<string>() };
+process.once('exit', () => {
+  for (const id of leftovers.containers) spawnSync('docker', ['rm', '-f', '-v', id], { stdio: 'ignore', timeout: 30_000 });
+  for (const id of leftovers.networks) spawnSync('docker', ['network', 'rm', id], { stdio: 'ignore', timeout: 30_000 });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the containers and networks of earlier runs whose test process is
+ * gone (killed before its teardown and exit hook ran); those of live test
+ * processes (another file running in parallel) are left alone.
+ */
+async function sweepDeadRuns(): Promise<void> {
+  const rows = (await docker('ps', '-a', '--filter', 'label=pflex.test=containers', '--format', `{{.ID}} {{.Label "${OWNER_LABEL}"}}`)).split('\n');
+  const dead = rows.map((r) => r.split(' ')).filter(([id, pid]) => id && pid && !alive(Number(pid))).map(([id]) => id!);
+  if (dead.length > 0) await docker('rm', '-f', '-v', ...dead).catch(() => undefined);
+  const nets = (await docker('network', 'ls', '--filter', `name=${NETWORK_PREFIX}`, '--format', '{{.Name}}')).split('\n');
+  for (const name of nets) {
+    const pid = Number(new RegExp(`^${NETWORK_PREFIX}(\\d+)-`).exec(name)?.[1]);
+    if (pid && !alive(pid)) await docker('network', 'rm', name).catch(() => undefined);
   }
 }
 
@@ -127,9 +169,13 @@ export async function startContainerCluster(t: Test, o: ContainerClusterOptions 
   const phases: string[] = [`image ${Date.now() - t0} ms`];
   let mark = Date.now();
   const phase = (name: string): void => { phases.push(`${name} ${Date.now() - mark} ms`); mark = Date.now(); };
-  const network = await new Network().start();
+  await sweepDeadRuns();
+  const network = await new Network({ nextUuid: () => `${NETWORK_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}` }).start();
+  leftovers.networks.add(network.getId());
   t.teardown(async () => {
-    await network.stop().catch(() => docker('network', 'rm', network.getId()).catch(() => undefined));
+    // Teardowns run last in, first out: the containers (started later) are gone by now.
+    const removed = await network.stop().then(() => true, () => docker('network', 'rm', network.getId()).then(() => true, () => false));
+    if (removed) leftovers.networks.delete(network.getId());
   });
 
   const dir = tempDir(t, 'pflex-containers-');

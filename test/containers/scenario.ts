@@ -3,6 +3,10 @@
  * verified workload on sdc1's NBD port, fault bookkeeping, and the figures
  * every scenario prints.
  */
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import { VerifiedWorkload, type VerifyFigures, type WorkloadFigures } from './checker.js';
 import { startContainerCluster, type ContainerCluster, type ContainerClusterOptions } from './cluster.js';
@@ -11,6 +15,7 @@ import { pgOfChunk } from '../../src/shared/pg.js';
 import { BLOCK_BYTES } from './checker.js';
 import { docker, type Node } from './cluster.js';
 
+const run = promisify(execFile);
 const MiB = 1024 * 1024;
 /** 64 MiB of 4 KiB blocks: 64 chunks of 1 MiB spread over the PGs. */
 export const WORKLOAD_BLOCKS = 16384;
@@ -21,7 +26,6 @@ export const ioResumeMsMax = 10_000;
  * docs/operations.md). Remove an entry, and its uses, once its checks pass.
  */
 export const TODO = {
-  rebuild: 'rebuild (9b5d1f9) is new: switch on once it passes here reliably',
   stopDuringRebuild: 'finding: after an SDS stop, a chunk can stay unreadable (EIO) during/after rebuild, and writes to it fail after the 30 s IO timeout (seen in 1 of 4 runs)',
   partitionedPrimary: 'finding: a cut-off primary is noticed only after the SDC\'s 10 s request timeout (sdsRequestTimeoutMs), so IO stalls just over 10 s (10.03 s measured)',
   chaos: 'finding: under chaos requests can stall 10-30 s (9.7, 20.3, 28.3, 30.0 s in four runs) and a few writes fail with EIO after the SDC\'s 30 s IO timeout (4-7 writes in two runs of four)',
@@ -61,6 +65,7 @@ export async function stage(t: Test, name: string, opts: ContainerClusterOptions
       const found = [...figures.problems, ...verify.problems, ...verify.unreadable];
       for (const p of found.slice(0, 20)) t.comment(`${name}: problem: ${p}`);
       if (found.length > 0 || figures.writesFailed > 0) await printTroubles(t, name, c);
+      await saveLogs(t, name, c);
       return { figures, verify };
     },
   };
@@ -82,6 +87,23 @@ async function printTroubles(t: Test, name: string, c: ContainerCluster): Promis
     const lines = (await docker('logs', n.id).catch(() => '')).split('\n').filter((l) => /"level":(4|5|6)\d/.test(l));
     for (const l of lines.slice(-8)) t.comment(`${name}: ${n.name}: ${l.slice(0, 400)}`);
   }
+}
+
+/**
+ * With PFLEX_CONTAINERS_LOG_DIR set, every container's whole log is written
+ * there (<dir>/<scenario>-<time>/<node>.log) before teardown removes it: for
+ * investigating a finding after the run.
+ */
+async function saveLogs(t: Test, name: string, c: ContainerCluster): Promise<void> {
+  const root = process.env.PFLEX_CONTAINERS_LOG_DIR;
+  if (!root) return;
+  const dir = join(root, `${name.replace(/[^a-z0-9]+/gi, '-')}-${new Date().toISOString().replace(/[:.]/g, '')}`);
+  mkdirSync(dir, { recursive: true });
+  for (const n of [c.mdm, ...c.sds, c.sdc]) {
+    const out = await run('docker', ['logs', n.id], { maxBuffer: 256 * 1024 * 1024 }).catch((e: Error & { stdout?: string }) => ({ stdout: e.stdout ?? '', stderr: e.message }));
+    writeFileSync(join(dir, `${n.name}.log`), out.stdout + out.stderr);
+  }
+  t.comment(`${name}: container logs saved in ${dir}`);
 }
 
 /** What an operator sees from the MDM (health, SDS states, degraded PGs, open alerts), as one line. */
