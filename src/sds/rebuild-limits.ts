@@ -15,3 +15,16 @@ export const rebuildEpochWaitMs = 5_000;
 export const rebuildPushTimeoutMs = 30_000;
 /** Finished copies remembered for GET /rebuilds. */
 export const rebuildHistoryMax = 512;
+/**
+ * Delta copy: a PG with more chunks than this is copied whole (the key list
+ * the joining member checks its old chunks against is one request).
+ */
+export const rebuildDeltaChunksMax = 262_144;
+/** Body limit of that key list (JSON, three integers per chunk). */
+export const rebuildKeyListBytesMax = 16 * 1024 * 1024;
+/**
+ * How long an SDS keeps the data of a PG it left while that PG is degraded
+ * (it may be planned back here and copied as a delta). Never served; after
+ * this, or as soon as the PG is whole or copied elsewhere, it is dropped.
+ */
+export const rebuildStaleKeepMs = 10 * 60_000;

@@ -13,20 +13,32 @@
  * exclusive, so no write routed with an older entry is still in flight and
  * chunks created later are forwarded ones. A forward that fails marks the
  * copy poisoned: it fails and the MDM retries it from scratch.
+ *
+ * Delta copy: the joining member may still hold old chunks of the PG (it
+ * was a member before). They are untrusted: at the start (PG lock) it keeps
+ * only the chunks the primary lists (join-keep), and under each chunk's lock
+ * the primary compares its SHA-256 with the joining member's and pushes the
+ * image only when they differ. A peer without join-keep gets a whole copy.
  */
+import { createHash } from 'node:crypto';
 import { PflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { DataServer } from './data-server.js';
 import { controlAuthorization } from './control-auth.js';
 import type { PgEntry, PgTable } from './pg-table.js';
-import type { SdsRebuildStatus, StartRebuild } from './rebuild-proto.js';
+import type { ChunkDigest, SdsRebuildStatus, StartRebuild } from './rebuild-proto.js';
 import {
-  rebuildBurstBytesMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildYieldInflightBytes, rebuildYieldMs,
+  rebuildBurstBytesMax, rebuildDeltaChunksMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildYieldInflightBytes, rebuildYieldMs,
 } from './rebuild-limits.js';
-import type { ChunkInfo, ChunkKey, ChunkStore } from './store/chunk-store.js';
+import { chunkName, type ChunkInfo, type ChunkKey, type ChunkStore } from './store/chunk-store.js';
 
 export const pgLockKey = (pg: number): string => `p${pg}`;
 export const chunkLockKey = (pg: number, k: ChunkKey): string => `c${pg}/${k.treeId}-${k.chunkIndex}-${k.layerId}`;
+
+/** The digest both sides compare: SHA-256 (a CRC's collisions could keep a stale chunk). */
+export function chunkSha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
 
 /** Bytes per second with a bounded burst; take() waits for its share. */
 export class TokenBucket {
@@ -67,10 +79,15 @@ export interface RebuildRunnerOptions {
   /** Makes the joining member a member at the MDM (POST .../pgs/:pg/join); resolves with the new entry. */
   join: (poolId: number, pg: number, sdsId: number, epoch: number, progress: Progress) => Promise<PgEntry>;
   log: Logger;
+  /** Delta copies (default true); false pushes every chunk whole, as before delta existed (benchmarks compare the two). */
+  delta?: boolean;
 }
 
 interface Progress { chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number }
 interface Job extends SdsRebuildStatus { cmd: StartRebuild; poisoned: boolean }
+
+/** What became of one chunk of the listing. */
+type ChunkOutcome = { kind: 'pushed'; bytes: number } | { kind: 'same' } | { kind: 'gone'; removed: boolean };
 
 export class RebuildRunner {
   private readonly jobs = new Map<number, Job>();
@@ -87,12 +104,19 @@ export class RebuildRunner {
     this.bucket.setRate(cmd.bandwidthBytesPerS);
     const job: Job = {
       cmd, jobId: cmd.jobId, pg: cmd.pg, targetSdsId: cmd.target.sdsId, state: 'running', poisoned: false,
-      chunksDone: 0, chunksTotal: 0, bytesDone: 0, bytesTotal: 0, error: null,
+      chunksDone: 0, chunksTotal: 0, bytesDone: 0, bytesTotal: 0, mode: 'full',
+      chunksPushed: 0, bytesPushed: 0, chunksSkipped: 0, bytesSkipped: 0, chunksRemoved: 0, error: null,
     };
     this.jobs.set(cmd.jobId, job);
     this.prune();
     void this.run(job).then(
-      () => { job.state = 'done'; this.o.log.info({ pg: job.pg, target: job.targetSdsId, chunks: job.chunksDone, bytes: job.bytesDone }, 'rebuild copy done: member joined'); },
+      () => {
+        job.state = 'done';
+        this.o.log.info({
+          pg: job.pg, target: job.targetSdsId, mode: job.mode, chunks: job.chunksDone, pushed: job.chunksPushed, bytesPushed: job.bytesPushed,
+          skipped: job.chunksSkipped, bytesSkipped: job.bytesSkipped, removed: job.chunksRemoved,
+        }, 'rebuild copy done: member joined');
+      },
       (err: unknown) => {
         job.state = 'failed';
         job.error = (err as Error).message;
@@ -119,11 +143,16 @@ export class RebuildRunner {
     if (!entry.joining?.includes(cmd.target.sdsId)) throw new PflexError('PFLEX_ERR_CONFLICT', `SDS ${cmd.target.sdsId} is not joining PG ${cmd.pg}`);
     const locks = this.o.server.locks;
     let chunks: ChunkInfo[];
+    let kept = new Set<string>();
     await locks.acquire(pgLockKey(cmd.pg), true);
     try {
-      // Writes routed without the joining member have drained; every later one is forwarded to it.
-      await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-reset`, JSON.stringify({ epoch: cmd.epoch }), 'application/json');
+      // Writes routed without the joining member have drained; every later one is forwarded to it,
+      // so a chunk created after this listing reaches the joining member by forwarding.
       chunks = await this.o.store.list(cmd.pg);
+      const begun = await this.begin(cmd, chunks);
+      job.mode = begun.mode;
+      job.chunksRemoved = begun.removed;
+      kept = begun.kept;
     } finally {
       locks.release(pgLockKey(cmd.pg), true);
     }
@@ -132,8 +161,21 @@ export class RebuildRunner {
     for (const c of chunks) {
       if (job.poisoned) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'a write could not be forwarded to the joining member');
       if (this.o.server.inflightBytes > rebuildYieldInflightBytes) await this.yieldToClients();
-      await this.bucket.take(c.sizeBytes);
-      job.bytesDone += await this.push(cmd, c);
+      if (job.mode === 'full') await this.bucket.take(c.sizeBytes);
+      // Only a chunk the joining member kept is compared; any other one is pushed.
+      const r = await this.copyChunk(cmd, c, kept.has(chunkName(c)));
+      if (r.kind === 'pushed') {
+        job.chunksPushed++;
+        job.bytesPushed += r.bytes;
+        // Delta: charged after the fact (outside the chunk lock), so only what is sent is throttled.
+        if (job.mode === 'delta') await this.bucket.take(r.bytes);
+      } else if (r.kind === 'same') {
+        job.chunksSkipped++;
+        job.bytesSkipped += c.sizeBytes;
+      } else if (r.removed) {
+        job.chunksRemoved++;
+      }
+      job.bytesDone += c.sizeBytes;
       job.chunksDone++;
     }
     // Every image durable on the joining member before it becomes a member (later writes follow client FLUSH/FUA).
@@ -150,19 +192,63 @@ export class RebuildRunner {
     }
   }
 
-  /** One chunk, whole, under its lock: no client write to it is half-applied meanwhile. */
-  private async push(cmd: StartRebuild, c: ChunkInfo): Promise<number> {
+  /**
+   * Start of a copy, under the PG lock: a delta (the joining member keeps
+   * only its old chunks that we list) where possible, else a whole copy
+   * (it forgets the PG). Resolves with the mode used.
+   */
+  private async begin(cmd: StartRebuild, chunks: ChunkInfo[]): Promise<{ mode: 'full' | 'delta'; removed: number; kept: Set<string> }> {
+    if ((this.o.delta ?? true) && chunks.length <= rebuildDeltaChunksMax) {
+      const keys: number[] = [];
+      for (const c of chunks) keys.push(c.treeId, c.chunkIndex, c.layerId);
+      const r = await this.request(cmd.target, 'POST', `/pgs/${cmd.pg}/join-keep`, JSON.stringify({ epoch: cmd.epoch, keys }), 'application/json');
+      if (r.status !== 404) {
+        const a = expectOk(r, 'POST join-keep') as { removed?: unknown; keys?: unknown };
+        if (!Array.isArray(a.keys) || a.keys.length % 3 !== 0 || !a.keys.every((k) => Number.isSafeInteger(k))) {
+          throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'joining member answered join-keep with a malformed key list');
+        }
+        const keys = a.keys as number[];
+        const kept = new Set<string>();
+        for (let i = 0; i < keys.length; i += 3) kept.add(chunkName({ treeId: keys[i]!, chunkIndex: keys[i + 1]!, layerId: keys[i + 2]! }));
+        return { mode: 'delta', removed: typeof a.removed === 'number' ? a.removed : 0, kept };
+      }
+      // A joining member without delta support (older version): whole copy.
+    }
+    await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-reset`, JSON.stringify({ epoch: cmd.epoch }), 'application/json');
+    return { mode: 'full', removed: 0, kept: new Set() };
+  }
+
+  /**
+   * One chunk under its lock, so no client write to it is half-applied on
+   * either side meanwhile. compare (the joining member kept an old copy): its
+   * digest is compared with ours; the image is pushed only when they differ,
+   * and its copy is removed when ours is gone (trimmed since the listing).
+   */
+  private async copyChunk(cmd: StartRebuild, c: ChunkInfo, compare: boolean): Promise<ChunkOutcome> {
     const key: ChunkKey = { treeId: c.treeId, chunkIndex: c.chunkIndex, layerId: c.layerId };
+    const path = `/pgs/${cmd.pg}/images/${key.treeId}/${key.chunkIndex}/${key.layerId}`;
     const lockKey = chunkLockKey(cmd.pg, key);
     const locks = this.o.server.locks;
     await locks.acquire(lockKey, true);
     try {
       const info = await this.o.store.stat(cmd.pg, key);
-      if (!info) return 0; // trimmed away since the listing
-      const data = info.sizeBytes === 0 ? Buffer.alloc(0) : await this.o.store.read(cmd.pg, key, 0, info.sizeBytes);
-      if (!data) return 0;
-      await this.call(cmd.target, 'PUT', `/pgs/${cmd.pg}/images/${key.treeId}/${key.chunkIndex}/${key.layerId}`, data, 'application/octet-stream');
-      return data.length;
+      const data = !info ? null : info.sizeBytes === 0 ? Buffer.alloc(0) : await this.o.store.read(cmd.pg, key, 0, info.sizeBytes);
+      let theirs: ChunkDigest | undefined;
+      if (compare) {
+        const r = await this.request(cmd.target, 'GET', `/pgs/${cmd.pg}/digests/${key.treeId}/${key.chunkIndex}/${key.layerId}`);
+        theirs = asDigest(expectOk(r, 'GET digest'));
+      }
+      if (!data) {
+        // Trimmed away since the listing; a copy the joining member still has would be stale.
+        if (!theirs || theirs.sizeBytes === null) return { kind: 'gone', removed: false };
+        await this.call(cmd.target, 'DELETE', path);
+        return { kind: 'gone', removed: true };
+      }
+      if (theirs && ((theirs.sizeBytes === data.length && theirs.sha256 === chunkSha256(data)) || (data.length === 0 && theirs.sizeBytes === null))) {
+        return { kind: 'same' };
+      }
+      await this.call(cmd.target, 'PUT', path, data, 'application/octet-stream');
+      return { kind: 'pushed', bytes: data.length };
     } finally {
       locks.release(lockKey, true);
     }
@@ -188,18 +274,22 @@ export class RebuildRunner {
     }
   }
 
-  private async call(target: StartRebuild['target'], method: string, path: string, body: Buffer | string, type: string): Promise<void> {
-    let res: Response;
+  private async call(target: StartRebuild['target'], method: string, path: string, body?: Buffer | string, type?: string): Promise<void> {
+    expectOk(await this.request(target, method, path, body, type), `${method} ${path}`);
+  }
+
+  /** One control call to the joining member; rejects only when it cannot be reached. */
+  private async request(target: StartRebuild['target'], method: string, path: string, body?: Buffer | string, type?: string): Promise<Answer> {
     try {
-      res = await fetch(`http://${target.address}:${target.controlPort}${path}`, {
-        method, body, headers: { authorization: controlAuthorization(this.o.clusterKey, this.o.caller), 'content-type': type },
+      const res = await fetch(`http://${target.address}:${target.controlPort}${path}`, {
+        method, ...(body !== undefined ? { body } : {}),
+        headers: { authorization: controlAuthorization(this.o.clusterKey, this.o.caller), ...(type ? { 'content-type': type } : {}) },
         signal: AbortSignal.timeout(rebuildPushTimeoutMs),
       });
+      return { status: res.status, text: await res.text() };
     } catch (err) {
       throw new PflexError('PFLEX_ERR_UNAVAILABLE', `joining member ${target.address}:${target.controlPort} unreachable: ${(err as Error).message}`);
     }
-    if (!res.ok) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `joining member answered ${method} ${path} with ${res.status}: ${(await res.text()).slice(0, 200)}`);
-    await res.arrayBuffer();
   }
 
   private prune(): void {
@@ -211,10 +301,31 @@ export class RebuildRunner {
   }
 }
 
+interface Answer { status: number; text: string }
+
+/** The parsed JSON body of a 2xx answer, else the joining member's refusal as an error. */
+function expectOk(a: Answer, what: string): unknown {
+  if (a.status < 200 || a.status > 299) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `joining member answered ${what} with ${a.status}: ${a.text.slice(0, 200)}`);
+  try {
+    return a.text ? JSON.parse(a.text) as unknown : undefined;
+  } catch {
+    throw new PflexError('PFLEX_ERR_UNAVAILABLE', `joining member answered ${what} with a body that is not JSON`);
+  }
+}
+
+function asDigest(v: unknown): ChunkDigest {
+  const d = v as Partial<ChunkDigest> | undefined;
+  const ok = d !== undefined && d !== null && (d.sizeBytes === null || Number.isSafeInteger(d.sizeBytes)) && (d.sha256 === null || typeof d.sha256 === 'string');
+  if (!ok) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'joining member answered a digest request with a malformed body');
+  return { sizeBytes: d.sizeBytes ?? null, sha256: d.sha256 ?? null };
+}
+
 function view(j: Job): SdsRebuildStatus {
   return {
     jobId: j.jobId, pg: j.pg, targetSdsId: j.targetSdsId, state: j.state,
-    chunksDone: j.chunksDone, chunksTotal: j.chunksTotal, bytesDone: j.bytesDone, bytesTotal: j.bytesTotal, error: j.error,
+    chunksDone: j.chunksDone, chunksTotal: j.chunksTotal, bytesDone: j.bytesDone, bytesTotal: j.bytesTotal, mode: j.mode,
+    chunksPushed: j.chunksPushed, bytesPushed: j.bytesPushed, chunksSkipped: j.chunksSkipped, bytesSkipped: j.bytesSkipped, chunksRemoved: j.chunksRemoved,
+    error: j.error,
   };
 }
 

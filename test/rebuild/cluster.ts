@@ -13,6 +13,8 @@ import { Status } from '../../src/shared/dataproto.js';
 import { MdmClient, type PgMap } from '../../src/shared/mdm-client.js';
 import { PFLEX_BIN, spawnPflex, tempDir } from '../helpers/proc.js';
 import { Router, type Mdm, type SdsProc } from '../sds/cluster.js';
+import type { SdsRebuildStatus } from '../../src/sds/rebuild-proto.js';
+import { controlAuthorization } from '../../src/sds/control-auth.js';
 
 export const ADMIN_PASSWORD = 'rebuild-test-password';
 
@@ -37,6 +39,24 @@ export async function startFastMdm(t: Test, config: Record<string, number> = {},
   await admin.login('admin', ADMIN_PASSWORD);
   const keyFile = join(dataDir, 'cluster.key');
   return { url, dataDir, keyFile, clusterKey: readClusterKey(keyFile), admin, proc };
+}
+
+/** An SDS process in a fault set of pool1/pd1, on a given storage root (a restart reuses one). */
+export async function startSdsIn(t: Test, mdm: Mdm, name: string, faultSet: string, dir = tempDir(t, `pflex-${name}-`)): Promise<SdsProc> {
+  const proc = spawnPflex(t, [
+    'sds-server', 'start', '--data-dir', dir, '--mdm', mdm.url, '--cluster-key-file', mdm.keyFile, '--name', name,
+    '--pd', 'pd1', '--pool', 'pool1', '--fault-set', faultSet, '--host', '127.0.0.1', '--port', '0', '--control-port', '0', '--mgmt-port', '0',
+  ]);
+  const listening = await proc.waitForLog((l) => l.msg === 'sds listening', 60_000);
+  const registered = await proc.waitForLog((l) => l.msg === 'sds registered', 60_000);
+  return { name, dir, proc, id: registered.sdsId as number, port: listening.port as number, controlPort: listening.controlPort as number, mgmtPort: listening.mgmtPort as number };
+}
+
+/** The copies an SDS runs or ran as a primary (GET /rebuilds on its control listener). */
+export async function sdsRebuilds(mdm: Mdm, s: SdsProc): Promise<SdsRebuildStatus[]> {
+  const res = await fetch(`http://127.0.0.1:${s.controlPort}/rebuilds`, { headers: { authorization: controlAuthorization(mdm.clusterKey, 'mdm') } });
+  if (!res.ok) throw new Error(`GET /rebuilds on ${s.name}: ${res.status}`);
+  return (await res.json()) as SdsRebuildStatus[];
 }
 
 /** What was acknowledged, per chunk: the bytes from offset 0 (the rest reads as zeros). */

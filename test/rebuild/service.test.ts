@@ -24,7 +24,7 @@ class FakeControl implements SdsControl {
   released: number[] = [];
   async startRebuild(_p: ControlEndpoint, cmd: StartRebuild): Promise<void> {
     this.started.push(cmd);
-    this.statuses.set(cmd.jobId, { jobId: cmd.jobId, pg: cmd.pg, targetSdsId: cmd.target.sdsId, state: 'running', chunksDone: 1, chunksTotal: 4, bytesDone: 10, bytesTotal: 40, error: null });
+    this.statuses.set(cmd.jobId, { jobId: cmd.jobId, pg: cmd.pg, targetSdsId: cmd.target.sdsId, state: 'running', chunksDone: 1, chunksTotal: 4, bytesDone: 10, bytesTotal: 40, mode: 'full', chunksPushed: 1, bytesPushed: 10, chunksSkipped: 0, bytesSkipped: 0, chunksRemoved: 0, error: null });
   }
   async listRebuilds(): Promise<SdsRebuildStatus[]> { return [...this.statuses.values()]; }
   async releasePg(_f: ControlEndpoint, pg: number): Promise<void> { this.released.push(pg); }
