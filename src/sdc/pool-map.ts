@@ -139,20 +139,20 @@ export class PoolMap {
    * routes the PG to it at that epoch (or the MDM refused: the caller retries).
    * Concurrent reports of one member at one epoch cost one MDM call.
    */
-  reportFailed(route: Route): Promise<void> {
+  reportFailed(route: Route, reason?: string): Promise<void> {
     const key = `${route.pg}/${route.primary.id}/${route.epoch}`;
     let p = this.fencing.get(key);
     if (!p) {
-      p = this.fence(route).finally(() => this.fencing.delete(key));
+      p = this.fence(route, reason).finally(() => this.fencing.delete(key));
       this.fencing.set(key, p);
     }
     return p;
   }
 
-  private async fence(route: Route): Promise<void> {
+  private async fence(route: Route, reason: string | undefined): Promise<void> {
     try {
       const a = await this.mdm.fencePgMember(this.poolId, route.pg, route.primary.id, route.epoch);
-      this.log.warn({ pg: route.pg, sdsId: route.primary.id, epoch: route.epoch, fenced: a.fenced, members: a.pg.members }, 'reported a primary that did not answer');
+      this.log.warn({ pg: route.pg, sdsId: route.primary.id, epoch: route.epoch, fenced: a.fenced, members: a.pg.members, reason }, 'reported a primary that did not answer');
       this.apply(a.map);
     } catch (err) {
       const code = isPflexError(err) ? err.code : undefined;

@@ -203,7 +203,7 @@ export class VolumeBackend implements BlockBackend {
       if (r && down.includes(r.primary.id)) routes.push(r);
     }
     this.stats.primariesReported += routes.length;
-    await Promise.all(routes.map((r) => map.reportFailed(r)));
+    await Promise.all(routes.map((r) => map.reportFailed(r, 'did not answer a flush')));
     for (let pg = 0; pg < map.pgCount; pg++) {
       const r = map.route(pg);
       if (r && down.includes(r.primary.id)) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS ${r.primary.id} did not answer a flush and still leads PG ${pg}`);
@@ -327,7 +327,7 @@ export class VolumeBackend implements BlockBackend {
         }
         if (err.code === 'PFLEX_ERR_UNAVAILABLE') {
           this.stats.primariesReported++;
-          await map.reportFailed(route);
+          await map.reportFailed(route, err.message);
           const now = map.route(route.pg);
           if (now && now.primary.id === route.primary.id && now.epoch === route.epoch) {
             await sleep(delay);
