@@ -92,9 +92,9 @@ t.test('(d) chaos: SDS containers stopped and started at random for 2 minutes', 
     startedAtMs.set(down.name, Date.now());
     log.push(`${at()} +${down.name}`);
   }
+  const healFrom = Math.max(0, ...startedAtMs.values());
   t.comment(`(d) chaos actions: ${log.join(' ')}`);
   t.comment(`(d) operator view after the chaos: ${await operatorView(s.c)}`);
-  const healFrom = Date.now();
   const healed = await waitFor(() => whole(s.c, startedAtMs), healWaitMs, 'the cluster to be whole').then(() => true, () => false);
   t.comment(`(d) whole again ${Date.now() - healFrom} ms after the last SDS was started: ${await operatorView(s.c)}`);
   await s.run(3_000);
@@ -122,6 +122,6 @@ t.test('(d) chaos: SDS containers stopped and started at random for 2 minutes', 
   t.ok(healed, `the cluster is whole again at the end (every SDS ACTIVE, no degraded PG), within ${healWaitMs} ms`);
   t.ok(faults.length >= 4, `faults were injected (${faults.length})`);
   t.ok(faults.some((f) => f.tolerated), 'some faults came while the cluster was whole (within the redundancy)');
-  t.same(failedWithin.map(rel), [], 'no write failed outside spells beyond the redundancy', TODO.chaos ? { todo: TODO.chaos } : {});
-  t.same(stallsWithin.map(rel), [], `no IO stall of ${ioResumeMsMax} ms or more outside spells beyond the redundancy`, TODO.chaos ? { todo: TODO.chaos } : {});
+  t.same(failedWithin.map(rel), [], 'no write failed outside spells beyond the redundancy');
+  t.same(stallsWithin.map(rel), [], `no IO stall of ${ioResumeMsMax} ms or more outside spells beyond the redundancy`, { todo: TODO.rebuildNewcomer });
 });

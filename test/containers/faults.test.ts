@@ -5,15 +5,16 @@
  * on a fresh cluster) so that they do not compete for the CPU; the chaos run
  * (d) is chaos.test.ts.
  *
- * Checks the current code does not pass reliably are marked todo with the
- * finding (TODO in scenario.ts).
+ * The stall checks of (a) and (b) are todo with a product finding
+ * (TODO.rebuildNewcomer in scenario.ts): they pass in most runs, but the
+ * rebuild interaction it describes can hold a PG's IO for ~10 s.
  */
 import t, { type Test } from 'tap';
 import {
   chunkCopies, degradedPgs, dockerUnusable, heal, partition, pgMap, startNodeAgain, stopNode, waitFor,
   type ContainerCluster, type Node,
 } from './cluster.js';
-import { busiestPrimary, checkNoLoss, ioResumeMsMax, TODO, operatorView, stage } from './scenario.js';
+import { busiestPrimary, checkNoLoss, healClock, ioResumeMsMax, TODO, operatorView, stage } from './scenario.js';
 
 const skip = dockerUnusable();
 /** How long rebuild may take here after the fault was noticed. */
@@ -23,7 +24,7 @@ const rebuildWaitMs = 20_000;
  * Rebuild checks: two copies of every chunk, on live SDSs only, and no
  * degraded PG. Prints how long after the fault the cluster was whole.
  */
-async function checkRebuilt(t: Test, name: string, c: ContainerCluster, treeId: number, lost: Node, faultAtMs: number): Promise<void> {
+async function checkRebuilt(t: Test, name: string, c: ContainerCluster, treeId: number, lost: Node, clock: ReturnType<typeof healClock>): Promise<void> {
   const live = c.sds.filter((s) => s !== lost);
   let copies = new Map<number, string[]>();
   const rebuilt = await waitFor(async () => {
@@ -31,7 +32,10 @@ async function checkRebuilt(t: Test, name: string, c: ContainerCluster, treeId: 
     return degradedPgs(await pgMap(c)) === 0 && [...copies.values()].every((holders) => holders.length >= 2);
   }, rebuildWaitMs, 'rebuild').then(() => true, () => false);
   const single = [...copies.entries()].filter(([, holders]) => holders.length < 2).map(([i, h]) => `chunk ${i} on ${h.join(',') || 'none'}`);
-  t.comment(`${name}: ${rebuilt ? `rebuilt (no degraded PG, ${copies.size} chunks with two copies on live SDSs) ${Date.now() - faultAtMs} ms after the fault` : `not rebuilt: ${single.slice(0, 10).join('; ')}`}`);
+  clock.stop();
+  const after = clock.wholeAfterMs();
+  t.comment(`${name}: ${rebuilt ? `rebuilt: ${copies.size} chunks with two copies on live SDSs` : `not rebuilt: ${single.slice(0, 10).join('; ')}`}; ` +
+    `up to ${clock.degradedMax()} PGs degraded, ${after === undefined ? 'not whole again' : `whole again ${after} ms after the fault`}`);
   t.ok(rebuilt, 'rebuild restores two copies of every chunk on the remaining SDSs');
   const map = await pgMap(c);
   t.equal(degradedPgs(map), 0, 'no PG is left degraded');
@@ -43,7 +47,7 @@ t.test('(a) an SDS container stopped mid-write', { skip }, async (t) => {
   const victim = await busiestPrimary(s);
   const before = s.w.acks;
   await stopNode(victim, 2);
-  const stoppedAt = Date.now();
+  const clock = healClock(t, s.c, Date.now());
   s.faults++;
   t.comment(`(a) stopped ${victim.name}, primary of the most chunks of the workload`);
   await s.run(12_000);
@@ -51,12 +55,12 @@ t.test('(a) an SDS container stopped mid-write', { skip }, async (t) => {
   await s.run(3_000);
   t.ok(s.w.acks > before + 100, 'IO continued after the SDS stopped');
   const r = await s.finish();
-  checkNoLoss(t, r, TODO.stopDuringRebuild);
-  t.equal(r.figures.writesFailed, 0, 'no write failed', { todo: TODO.stopDuringRebuild });
-  t.ok(r.figures.longestStallMs < ioResumeMsMax, `IO resumed within ${ioResumeMsMax} ms (longest stall ${r.figures.longestStallMs} ms)`, { todo: TODO.stopDuringRebuild });
+  checkNoLoss(t, r);
+  t.equal(r.figures.writesFailed, 0, 'no write failed');
+  t.ok(r.figures.longestStallMs < ioResumeMsMax, `IO resumed within ${ioResumeMsMax} ms (longest stall ${r.figures.longestStallMs} ms)`, { todo: TODO.rebuildNewcomer });
   const map = await pgMap(s.c);
   t.comment(`(a) after the stop: map epoch ${map.epoch}, degraded PGs ${degradedPgs(map)}`);
-  await checkRebuilt(t, '(a)', s.c, s.vol.volumeTreeId, victim, stoppedAt);
+  await checkRebuilt(t, '(a)', s.c, s.vol.volumeTreeId, victim, clock);
 });
 
 t.test('(b) an SDS cut off by a network partition, then healed', { skip }, async (t) => {
@@ -65,13 +69,13 @@ t.test('(b) an SDS cut off by a network partition, then healed', { skip }, async
   const victim = await busiestPrimary(s);
   const before = s.w.acks;
   await partition(victim);
-  const cutAt = Date.now();
+  const clock = healClock(t, s.c, Date.now());
   s.faults++;
   t.comment(`(b) cut off ${victim.name}, primary of the most chunks of the workload`);
   await s.run(20_000);
   t.comment(`(b) operator view 20 s into the partition of ${victim.name}: ${await operatorView(s.c)}`);
   t.ok(s.w.acks > before + 100, 'IO continued while the SDS was cut off');
-  await checkRebuilt(t, '(b)', s.c, s.vol.volumeTreeId, victim, cutAt);
+  await checkRebuilt(t, '(b)', s.c, s.vol.volumeTreeId, victim, clock);
   await heal(victim);
   const healedAt = s.w.acks;
   // The healed SDS holds stale copies of what was written meanwhile: the
@@ -82,7 +86,7 @@ t.test('(b) an SDS cut off by a network partition, then healed', { skip }, async
   const r = await s.finish();
   checkNoLoss(t, r);
   t.equal(r.figures.writesFailed, 0, 'no write failed');
-  t.ok(r.figures.longestStallMs < ioResumeMsMax, `IO resumed within ${ioResumeMsMax} ms (longest stall ${r.figures.longestStallMs} ms)`, { todo: TODO.partitionedPrimary });
+  t.ok(r.figures.longestStallMs < ioResumeMsMax, `IO resumed within ${ioResumeMsMax} ms (longest stall ${r.figures.longestStallMs} ms)`, { todo: TODO.rebuildNewcomer });
 });
 
 t.test('(c) the MDM container stopped for 30 s', { skip }, async (t) => {
