@@ -231,13 +231,11 @@ export class RebuildRunner {
     const locks = this.o.server.locks;
     await locks.acquire(lockKey, true);
     try {
-      const info = await this.o.store.stat(cmd.pg, key);
-      const data = !info ? null : info.sizeBytes === 0 ? Buffer.alloc(0) : await this.o.store.read(cmd.pg, key, 0, info.sizeBytes);
-      let theirs: ChunkDigest | undefined;
-      if (compare) {
-        const r = await this.request(cmd.target, 'GET', `/pgs/${cmd.pg}/digests/${key.treeId}/${key.chunkIndex}/${key.layerId}`);
-        theirs = asDigest(expectOk(r, 'GET digest'));
-      }
+      // Our read and the joining member's digest run at once (both sides are quiescent under the lock).
+      const [data, theirs] = await Promise.all([
+        this.readWhole(cmd.pg, key),
+        compare ? this.request(cmd.target, 'GET', `/pgs/${cmd.pg}/digests/${key.treeId}/${key.chunkIndex}/${key.layerId}`).then((r) => asDigest(expectOk(r, 'GET digest'))) : undefined,
+      ]);
       if (!data) {
         // Trimmed away since the listing; a copy the joining member still has would be stale.
         if (!theirs || theirs.sizeBytes === null) return { kind: 'gone', removed: false };
@@ -252,6 +250,13 @@ export class RebuildRunner {
     } finally {
       locks.release(lockKey, true);
     }
+  }
+
+  /** The chunk's bytes up to its size, or null when it does not exist. */
+  private async readWhole(pg: number, key: ChunkKey): Promise<Buffer | null> {
+    const info = await this.o.store.stat(pg, key);
+    if (!info) return null;
+    return info.sizeBytes === 0 ? Buffer.alloc(0) : this.o.store.read(pg, key, 0, info.sizeBytes);
   }
 
   private async yieldToClients(): Promise<void> {
