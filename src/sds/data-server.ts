@@ -16,7 +16,7 @@ import type { DataClientPool } from '../shared/dataclient.js';
 import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
 import {
-  connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax, serverBufferedBytesMax, serverInflightBytesMax,
+  forwardTimeoutMs, connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax, serverBufferedBytesMax, serverInflightBytesMax,
 } from './limits.js';
 import { SdsMetrics } from './metrics.js';
 import { blockAligned, blockCrcs, CRC_BLOCK_BYTES } from '../shared/crc32.js';
@@ -43,7 +43,19 @@ export interface DataServerOptions {
   now?: () => number;
   /** A joining (rebuilding) member missed a forwarded write: its copy must not complete (src/sds/rebuild.ts). */
   onJoinerFailure?: (pg: number, sdsId: number) => void;
+  /** Timer for forward retries (the simulation passes its virtual clock's). */
+  sleep?: (ms: number) => Promise<void>;
+  /** How long a secondary whose map lags (EPOCH_AHEAD, UNKNOWN_PG) is given to catch up before it is fenced; default forwardTimeoutMs. */
+  forwardCatchUpMs?: number;
 }
+
+/**
+ * Backoff between forwards to a secondary that answered EPOCH_AHEAD or
+ * UNKNOWN_PG (its map lags ours; it refreshes on seeing the newer epoch):
+ * doubling from min to max, within DataServerOptions.forwardCatchUpMs.
+ */
+export const forwardCatchUpDelayMsMin = 20;
+export const forwardCatchUpDelayMsMax = 500;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -53,16 +65,22 @@ type Handler = (server: DataServer, conn: DataConnection, f: Frame, crcs: Uint32
 /** Outcome of forwarding one request to one secondary. */
 const enum Fwd { OK, STALE, TOKEN, FAILED }
 
+/** What one forward attempt brought back: an outcome, or a lagging secondary to try again. */
+const LAGGING = -1;
+
 export class DataServer {
   readonly metrics: SdsMetrics;
   private readonly server: net.Server;
   private readonly conns = new Set<DataConnection>();
   /** Secondaries that took non-durable forwarded writes since their last flush, with the PGs involved. */
   private peersDirty = new Map<number, Set<number>>();
+  /** "pg@epoch" of PGs where this SDS is the only member and its store was flushed since (see secureSole). */
+  private readonly soleFlushed = new Map<string, Promise<void>>();
   /** In-flight fence calls, so concurrent failures of one member cost one MDM call. */
   private readonly fencing = new Map<string, Promise<StatusValue>>();
   private closing = false;
   readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
   /** Bytes of partial frames buffered by all connections. */
   bufferedBytes = 0;
   /** Payload bytes of requests being served on all connections. */
@@ -81,6 +99,8 @@ export class DataServer {
   constructor(readonly opts: DataServerOptions) {
     this.metrics = opts.metrics ?? new SdsMetrics();
     this.now = opts.now ?? Date.now;
+    // unref: a pending retry timer never holds the process open.
+    this.sleep = opts.sleep ?? ((ms) => new Promise((resolve) => { setTimeout(resolve, ms).unref(); }));
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.server.maxConnections = connectionsMax;
   }
@@ -229,20 +249,52 @@ export class DataServer {
     else if ((f.flags & Flag.FUA) === 0) this.markPeersDirty([sdsId], f.pgId);
   }
 
+  /**
+   * Forwards to one secondary. A secondary whose map lags ours (EPOCH_AHEAD,
+   * UNKNOWN_PG: it learns the new epoch from the MDM when it sees it) is
+   * healthy, so it is asked again with a short backoff for up to
+   * forwardCatchUpMs in all; only a secondary still refusing after that (cut
+   * off from the MDM) counts as failed and gets fenced. The whole forward,
+   * retries included, stays within that bound, so a client's request waits no
+   * longer than for a silent secondary.
+   */
   private async forwardTo(sdsId: number, f: Frame): Promise<Fwd> {
     const ep = this.opts.pgs.endpoint(sdsId);
     if (!ep) return Fwd.FAILED;
     const client = this.opts.peers.get(ep.address, ep.dataPort);
+    const deadline = this.now() + (this.opts.forwardCatchUpMs ?? forwardTimeoutMs);
+    let delay = forwardCatchUpDelayMsMin;
+    for (let attempt = 0; ; attempt++) {
+      const o = await this.forwardOnce(client, sdsId, f, attempt === 0 ? undefined : deadline);
+      if (o !== LAGGING) return o;
+      const left = deadline - this.now();
+      if (left <= 0) {
+        this.opts.log.warn({ sdsId, pg: f.pgId, epoch: f.epoch, attempts: attempt + 1 }, 'secondary did not catch up with the PG map in time');
+        return Fwd.FAILED;
+      }
+      await this.sleep(Math.min(delay, left));
+      delay = Math.min(delay * 2, forwardCatchUpDelayMsMax);
+    }
+  }
+
+  /** One forward; a retry (deadline set) is cut off at the deadline (a late reply is ignored). */
+  private async forwardOnce(client: ReturnType<DataClientPool['get']>, sdsId: number, f: Frame, deadline: number | undefined): Promise<Fwd | typeof LAGGING> {
     this.metrics.forwarded++;
     try {
-      const reply = await client.request(f.type as MsgTypeValue, {
+      const sent = client.request(f.type as MsgTypeValue, {
         pgId: f.pgId, epoch: f.epoch, volumeId: f.volumeId, treeId: f.treeId, chunkIndex: f.chunkIndex, layerId: f.layerId,
         offset: f.offset, length: f.length, flags: f.flags | Flag.FORWARDED,
       }, f.token, f.payload, f.trace, f.crc);
+      const reply = deadline === undefined ? await sent : await Promise.race([sent, this.sleep(Math.max(0, deadline - this.now())).then(() => undefined)]);
+      if (reply === undefined) {
+        sent.catch(() => undefined);
+        return LAGGING;
+      }
       switch (reply.status) {
         case Status.OK: return Fwd.OK;
         case Status.STALE_EPOCH: return Fwd.STALE;
         case Status.TOKEN_EXPIRED: return Fwd.TOKEN;
+        case Status.EPOCH_AHEAD: case Status.UNKNOWN_PG: return LAGGING;
         default:
           this.opts.log.warn({ sdsId, pg: f.pgId, status: statusName(reply.status) }, 'secondary refused a forwarded request');
           return Fwd.FAILED;
@@ -266,6 +318,18 @@ export class DataServer {
   }
 
   private async doFence(pg: number, sdsId: number, epoch: number): Promise<StatusValue> {
+    const e = this.opts.pgs.get(pg);
+    const self = this.opts.selfId();
+    if (e && e.members.length === 2 && self !== undefined && e.members.includes(self) && e.members.includes(sdsId)) {
+      // We are about to be the PG's only copy: what was acknowledged while there were two must be
+      // durable before the other copy stops counting (we may lose power before we learn the answer).
+      try {
+        await this.opts.store.flush();
+      } catch (err) {
+        this.opts.log.error({ pg, err: (err as Error).message }, 'flush before fencing the other member failed');
+        return Status.IO_ERROR;
+      }
+    }
     try {
       const r = await this.opts.pgs.fence(pg, sdsId, epoch);
       this.metrics.fences++;
@@ -280,6 +344,39 @@ export class DataServer {
       this.opts.log.error({ pg, sdsId, err: (err as Error).message }, 'could not fence a failed PG member');
       return Status.REPLICATION_FAILED;
     }
+  }
+
+  /**
+   * A PG whose acting set is this SDS alone has no other copy that would
+   * survive our power loss, so nothing acknowledged may stay in the page
+   * cache only: the first time we see ourselves alone at an epoch, the store
+   * is flushed (the writes acknowledged while there were two copies), and
+   * every write routed with such an entry is written durably (see
+   * handleWriteLocked). Resolves at once when we are not alone. `always`: a
+   * flush that starts now (a write that completed after a shared flush began
+   * would not be covered by it).
+   */
+  secureSole(pg: number, always = false): Promise<void> {
+    const e = this.opts.pgs.get(pg);
+    const self = this.opts.selfId();
+    if (!e || self === undefined || e.members.length !== 1 || e.members[0] !== self) return Promise.resolve();
+    const key = `${pg}@${e.epoch}`;
+    let p = this.soleFlushed.get(key);
+    if (!p || always) {
+      p = this.opts.store.flush();
+      this.soleFlushed.set(key, p);
+      p.catch(() => this.soleFlushed.delete(key));
+    }
+    return p;
+  }
+
+  /** After a map change: secures every PG we are now alone in (the node's poll calls this). */
+  async secureSolePgs(): Promise<void> {
+    for (const key of [...this.soleFlushed.keys()]) {
+      const [pg, epoch] = key.split('@').map(Number) as [number, number];
+      if (this.opts.pgs.get(pg)?.epoch !== epoch) this.soleFlushed.delete(key);
+    }
+    await Promise.all(this.opts.pgs.all().map((e) => this.secureSole(e.pg)));
   }
 
   private markPeersDirty(ids: number[], pg: number): void {
@@ -344,8 +441,9 @@ async function handleWriteLocked(s: DataServer, conn: DataConnection, f: Frame, 
   const route = await s.route(f);
   if (typeof route === 'number') { conn.reply(f, route); return; }
   const started = performance.now();
-  const fua = (f.flags & Flag.FUA) !== 0;
   const forwarded = (f.flags & Flag.FORWARDED) !== 0;
+  // The only member of a PG writes through: no other copy would survive its power loss (secureSole).
+  const fua = (f.flags & Flag.FUA) !== 0 || (!forwarded && route.members.length === 1);
   const local = f.type === MsgType.WRITE
     ? s.opts.store.write(f.pgId, s.key(f), f.offset, f.payload, fua, crcs)
     : s.opts.store.zero(f.pgId, s.key(f), f.offset, f.length, fua);
@@ -361,6 +459,8 @@ async function handleWriteLocked(s: DataServer, conn: DataConnection, f: Frame, 
       conn.reply(f, status.value, EMPTY, s.opts.pgs.get(f.pgId)?.epoch ?? f.epoch);
       return;
     }
+    // Fencing a secondary may just have left us alone: then flush before acknowledging.
+    if (!fua) await s.secureSole(f.pgId, true);
   }
   s.metrics.record(f.type, f.length, performance.now() - started);
   conn.reply(f, Status.OK, EMPTY, s.opts.pgs.get(f.pgId)?.epoch ?? f.epoch);

@@ -20,6 +20,7 @@ import { RebuildRunner } from './rebuild.js';
 import { dropIfNotMember, rebuildRoutes } from './rebuild-routes.js';
 import { FileChunkStore } from './store/file-store.js';
 import { CachedVolumeTrees } from './volume-trees.js';
+import { currentBootId, previousStop, readRunState, writeRunState, type PreviousStop } from './clean-stop.js';
 import { forwardTimeoutMs, heartbeatIntervalMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from './limits.js';
 
 export interface SdsNodeOptions {
@@ -82,6 +83,11 @@ export class SdsNode {
   readonly pgs: PgTable;
   private readonly clusterKey: Buffer;
   private readonly log: Logger;
+  private readonly bootId = currentBootId();
+  /** How the previous run ended (src/sds/clean-stop.ts); an unclean one is reported at registration. */
+  previous: PreviousStop | undefined;
+  /** The unclean stop is not yet reported to the MDM (kept in the run-state file until it is). */
+  private uncleanPending = false;
 
   constructor(private readonly o: SdsNodeOptions) {
     this.log = o.log;
@@ -102,6 +108,11 @@ export class SdsNode {
         this.log.error({ alert: 'checksum', pg: a.pgId, chunk: a.key, blockOffset: a.blockOffset }, 'stored block failed its checksum: refusing to return it');
       },
     });
+    // Before any write is accepted: judge the previous run, then mark this one running.
+    this.previous = previousStop(await readRunState(o.dataDir), this.bootId, (await this.store.pgs()).length > 0);
+    this.uncleanPending = !this.previous.clean;
+    await this.writeRunState('running');
+    if (!this.previous.clean) this.log.warn({ reason: this.previous.reason }, 'previous run did not stop cleanly: un-flushed writes may be lost; the MDM will fence this SDS out of its PGs (they are rebuilt)');
     const trees = new CachedVolumeTrees(async (volumeId) => {
       try {
         return (await this.mdm.getVolume(volumeId)).volumeTreeId;
@@ -131,12 +142,26 @@ export class SdsNode {
     void this.registerLoop();
   }
 
+  /** Graceful stop: listeners closed, every write flushed, then the run is marked stopped (a clean stop). */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearTimeout(t);
     this.peers.closeAll();
     await Promise.allSettled([this.data?.close(), this.control?.close(), this.mgmt?.close()]);
-    await this.store?.close();
+    if (!this.store) return;
+    let flushed = true;
+    await this.store.flush().catch((err: unknown) => {
+      flushed = false;
+      this.log.error({ err: (err as Error).message }, 'final flush failed: this stop counts as unclean');
+    });
+    await this.store.close();
+    if (flushed) await this.writeRunState('stopped').catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'could not record the clean stop'));
+  }
+
+  private writeRunState(state: 'running' | 'stopped'): Promise<void> {
+    return writeRunState(this.o.dataDir, {
+      state, atMs: Date.now(), ...(this.bootId !== undefined ? { bootId: this.bootId } : {}), ...(this.uncleanPending ? { unclean: true } : {}),
+    });
   }
 
   /** Registers (retrying while the MDM is unreachable), then starts heartbeats and map polling. */
@@ -150,8 +175,13 @@ export class SdsNode {
           name: o.name, protectionDomainName: o.protectionDomain, storagePoolName: o.storagePool,
           ...(o.faultSet !== undefined ? { faultSetName: o.faultSet } : {}),
           address: o.address, dataPort: this.ports.data, controlPort: this.ports.control, mgmtPort: this.ports.mgmt,
-          capacityBytes: capacity.totalBytes,
+          capacityBytes: capacity.totalBytes, cleanStop: !this.uncleanPending,
         });
+        if (this.uncleanPending) {
+          // The MDM has fenced us out of our PGs: the report need not survive another restart.
+          this.uncleanPending = false;
+          await this.writeRunState('running');
+        }
         break;
       } catch (err) {
         this.log.warn({ err: (err as Error).message, retryInMs: delayMs }, 'registration with the MDM failed');
@@ -178,6 +208,7 @@ export class SdsNode {
     await this.pgs.refresh();
     if (this.pgs.epoch !== before) {
       this.log.info({ epoch: this.pgs.epoch, previous: before }, 'PG map changed');
+      await this.data.secureSolePgs();
       await this.reconcile();
     }
   }

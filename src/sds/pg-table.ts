@@ -42,13 +42,21 @@ export interface PgMapSource {
   fence(pg: number, sdsId: number, epoch: number): Promise<FenceResult>;
 }
 
+/**
+ * A caller of refresh() shares the fetch in flight only if it started less
+ * than this long ago: an older one may have been lost (an MDM partition that
+ * has healed since) and would hold the caller until its timeout.
+ */
+export const refreshShareMsMax = 1_000;
+
 export class PgTable {
   private readonly entries = new Map<number, PgEntry>();
   private readonly endpoints = new Map<number, SdsEndpoint>();
   private mapEpoch: number | undefined;
   private refreshing: Promise<void> | null = null;
+  private refreshStartedMs = 0;
 
-  constructor(private readonly source: PgMapSource) {}
+  constructor(private readonly source: PgMapSource, private readonly now: () => number = Date.now) {}
 
   get epoch(): number | undefined {
     return this.mapEpoch;
@@ -81,13 +89,19 @@ export class PgTable {
     if (this.mapEpoch === undefined || update.epoch > this.mapEpoch) this.mapEpoch = update.epoch;
   }
 
-  /** Fetches changes since the known epoch; concurrent callers share one fetch. */
+  /**
+   * Fetches changes since the known epoch; concurrent callers share one
+   * fetch, unless it has been in flight for refreshShareMsMax (then a new one
+   * starts; updates apply in any order since entries never move back).
+   */
   refresh(): Promise<void> {
-    if (!this.refreshing) {
-      this.refreshing = this.source.fetch(this.mapEpoch).then(
-        (u) => { this.refreshing = null; this.apply(u); },
-        (err: unknown) => { this.refreshing = null; throw err; },
+    if (!this.refreshing || this.now() - this.refreshStartedMs >= refreshShareMsMax) {
+      const p: Promise<void> = this.source.fetch(this.mapEpoch).then(
+        (u) => { if (this.refreshing === p) this.refreshing = null; this.apply(u); },
+        (err: unknown) => { if (this.refreshing === p) this.refreshing = null; throw err; },
       );
+      this.refreshing = p;
+      this.refreshStartedMs = this.now();
     }
     return this.refreshing;
   }

@@ -56,6 +56,8 @@ export interface RegisterSds {
   controlPort?: number;
   mgmtPort?: number;
   capacityBytes: number;
+  /** False when the SDS's previous run ended without a clean stop (power loss): the MDM fences it out of its PGs. Default true. */
+  cleanStop?: boolean;
 }
 export interface RegisterSdc { guid: string; name?: string; address?: string }
 export interface NewVolume { name: string; storagePoolId: number; sizeBytes: number; provisioning?: Provisioning }

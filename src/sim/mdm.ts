@@ -10,6 +10,7 @@ import { PgRepo } from '../mdm/repos/pg-repo.js';
 import { TopologyRepo } from '../mdm/repos/topology-repo.js';
 import { MdmEvents } from '../mdm/services/events.js';
 import { PgMapService, type PgMapView } from '../mdm/services/pgmap.js';
+import { fenceFromAllPgs } from '../mdm/services/topology.js';
 import type { PgEntry as TablePgEntry, PgMapUpdate } from '../sds/pg-table.js';
 
 export interface MdmShape {
@@ -31,6 +32,10 @@ export class SimMdm {
   readonly history = new Map<string, PublishedEntry>();
   /** Every successful fence: which SDS left which PG. */
   readonly fences: Array<{ pg: number; sdsId: number }> = [];
+  /** PGs an SDS was fenced out of because it registered after an unclean stop. */
+  readonly uncleanFences: Array<{ pg: number; sdsId: number }> = [];
+  /** PGs where such an SDS stayed as the last member. */
+  readonly uncleanKept: Array<{ pg: number; sdsId: number }> = [];
   private readonly db: Db;
   private readonly pgs: PgRepo;
 
@@ -98,6 +103,20 @@ export class SimMdm {
     if (r.fenced) this.fences.push({ pg, sdsId });
     this.snapshot();
     return r;
+  }
+
+  /**
+   * An SDS (re-)registers, as TopologyService.registerSds does for a known
+   * SDS: after an unclean stop it is fenced out of its PGs by the same
+   * function (the last member of a PG stays).
+   */
+  register(sdsId: number, cleanStop: boolean): void {
+    if (cleanStop) return;
+    const r = fenceFromAllPgs(this.service, this.poolId, sdsId);
+    this.view = undefined;
+    for (const pg of r.fenced) this.uncleanFences.push({ pg, sdsId });
+    for (const pg of r.kept) this.uncleanKept.push({ pg, sdsId });
+    this.snapshot();
   }
 
   entry(pg: number): TablePgEntry {

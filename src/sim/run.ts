@@ -35,6 +35,8 @@ export interface SimOptions {
   powerLoss: boolean;
   /** Mutant: secondaries are reported to have taken forwarded writes they never saw. */
   lyingForwards: boolean;
+  /** DataServer's catch-up bound for lagging secondaries (default the real one; 0 = fence at the first EPOCH_AHEAD, the old rule). */
+  forwardCatchUpMs?: number;
 }
 
 /** Shapes a seed picks from when the caller does not fix one: two and three copies. */
@@ -60,8 +62,11 @@ export interface SimResult {
   acked: number;
   /** PGs that lost more than one member to fences although faults only ever hit one member per PG (a cascade). */
   cascades: number;
-  /** Secondaries fenced from a PG after answering a forward EPOCH_AHEAD there (a lagging map, not a failure). */
+  /** Fences of a secondary whose last answer to a forward was EPOCH_AHEAD / UNKNOWN_PG (its map lagged past the catch-up bound). */
   laggingFenced: number;
+  /** PG memberships an SDS lost by registering after an unclean stop (power loss), and those it kept as last member. */
+  uncleanFences: number;
+  uncleanKept: number;
   /** Every fence, in order ("pg<n>-sds<id>"). */
   fences: string[];
   victims: string[];
@@ -90,7 +95,7 @@ export async function runSeed(seed: number, opts: Partial<SimOptions> = {}): Pro
     const accepted: AcceptedWrite[] = [];
     const nodes = new Map<string, SimSds>();
     for (const name of ['mdm', 'sdc', ...mdm.sdsIds.map((id) => `sds${id}`)]) net.addNode(name);
-    for (const id of mdm.sdsIds) nodes.set(`sds${id}`, new SimSds(id, sched, net, mdm, (n) => nodes.get(n)!, accepted, { lyingForwards: o.lyingForwards }));
+    for (const id of mdm.sdsIds) nodes.set(`sds${id}`, new SimSds(id, sched, net, mdm, (n) => nodes.get(n)!, accepted, { lyingForwards: o.lyingForwards, ...(o.forwardCatchUpMs !== undefined ? { forwardCatchUpMs: o.forwardCatchUpMs } : {}) }));
 
     const victims = pickVictims(rng, mdm);
     const faults: Record<string, number> = {};
@@ -127,9 +132,12 @@ export async function runSeed(seed: number, opts: Partial<SimOptions> = {}): Pro
     const workers = Array.from({ length: o.concurrency }, () => worker());
     let done = false;
     void Promise.all(workers).then(() => { done = true; });
-    await sched.run(RUN_MS_MAX, () => done && sched.nowMs >= o.faultWindowMs);
+    // Healed means every SDS is back too: a restarted one has re-registered (and reported an unclean stop).
+    await sched.run(RUN_MS_MAX, () => done && sched.nowMs >= o.faultWindowMs && [...nodes.values()].every((n) => n.isRegistered));
     await sched.run(sched.nowMs + SETTLE_MS);
     const violations: Violation[] = done ? [] : [{ invariant: 'liveness', message: 'client writes did not finish', detail: {} }];
+    const unregistered = [...nodes.values()].filter((n) => !n.isRegistered).map((n) => n.name);
+    if (unregistered.length > 0) violations.push({ invariant: 'liveness', message: `${unregistered.join(', ')} did not re-register after the heal`, detail: {} });
     // Read every slot back through its primary, as a client would after the dust settled.
     const readBack = new Map<string, number | undefined>();
     let readsDone = false;
@@ -142,7 +150,8 @@ export async function runSeed(seed: number, opts: Partial<SimOptions> = {}): Pro
       seed, violations, traceHash: sched.traceHash, events: sched.events, messages: net.messages, virtualMs: sched.nowMs, faults,
       acked: [...slots.values()].reduce((n, s) => n + s.writes.filter((w) => w.acked).length, 0), staleMemberWrites, tail: sched.tail,
       cascades: cascades(mdm),
-      laggingFenced: [...nodes.values()].flatMap((n) => n.epochAhead).filter((a) => mdm.fences.some((f) => f.pg === a.pg && f.sdsId === a.sdsId)).length, fences: mdm.fences.map((f) => `pg${f.pg}-sds${f.sdsId}`), victims,
+      laggingFenced: [...nodes.values()].reduce((n, s) => n + s.laggingFences.length, 0), fences: mdm.fences.map((f) => `pg${f.pg}-sds${f.sdsId}`), victims,
+      uncleanFences: mdm.uncleanFences.length, uncleanKept: mdm.uncleanKept.length,
     };
   } finally {
     mdm.close();
@@ -191,7 +200,7 @@ function injectFaults(
           count(o.powerLoss ? 'powerLoss' : 'crash');
           net.crash(victim);
           down.add(victim);
-          if (o.powerLoss) node.store.crash();
+          node.crash(o.powerLoss);
           sched.at(Math.min(duration, Math.max(0, o.faultWindowMs - at)), `restart ${victim}`, () => {
             net.restart(victim);
             down.delete(victim);

@@ -12,6 +12,7 @@ import type { DataClientPool } from '../shared/dataclient.js';
 import { DataServer, type DataConnection } from '../sds/data-server.js';
 import { forwardTimeoutMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from '../sds/limits.js';
 import { PgTable, type FenceResult, type PgMapSource, type PgMapUpdate } from '../sds/pg-table.js';
+import { previousStop, type RunState } from '../sds/clean-stop.js';
 import type { ChunkInfo, ChunkKey, ChunkStore, StoreCapacity } from '../sds/store/chunk-store.js';
 import { MemoryChunkStore } from '../sds/store/memory-store.js';
 import { IdentityVolumeTrees } from '../sds/volume-trees.js';
@@ -35,6 +36,8 @@ export interface AcceptedWrite {
 export interface SdsNodeOptions {
   /** Mutant for checker tests: forwarded writes are "answered" OK without being sent. */
   lyingForwards?: boolean;
+  /** DataServerOptions.forwardCatchUpMs (default the real one). */
+  forwardCatchUpMs?: number;
 }
 
 export class SimSds {
@@ -44,6 +47,22 @@ export class SimSds {
   table!: PgTable;
   /** Forwards a secondary answered EPOCH_AHEAD (its map lags the primary's). */
   readonly epochAhead: Array<{ pg: number; sdsId: number }> = [];
+  /** Fences this node asked for whose secondary's last answer was EPOCH_AHEAD / UNKNOWN_PG (a lagging map, not a failure). */
+  readonly laggingFences: Array<{ pg: number; sdsId: number }> = [];
+  /** Unclean restarts (after a power loss) this node reported at registration. */
+  uncleanReports = 0;
+  /** Last status of a forward to a secondary, by "pg/sdsId". */
+  private readonly lastForward = new Map<string, number>();
+  /** What survives a crash besides the store: the run-state file (src/sds/clean-stop.ts) and the machine's boot id. */
+  private runState: RunState | undefined;
+  private bootId = 'boot0';
+  private boots = 0;
+  /** Registered with the MDM in this incarnation (the real SDS has no id before). */
+  private registered = false;
+
+  get isRegistered(): boolean {
+    return this.registered;
+  }
 
   constructor(
     readonly id: number,
@@ -55,14 +74,28 @@ export class SimSds {
     private readonly o: SdsNodeOptions = {},
   ) {
     this.name = `sds${id}`;
-    this.boot();
+    this.boot(true);
   }
 
-  /** A fresh process: empty map, no connections, nothing in flight; the store is what survived. */
-  boot(): void {
-    this.table = new PgTable(this.mapSource());
+  /** The process dies; with powerLoss the machine too (the store keeps only durable writes, a new boot id). */
+  crash(powerLoss: boolean): void {
+    if (!powerLoss) return;
+    this.store.crash();
+    this.bootId = `boot${++this.boots}`;
+  }
+
+  /**
+   * A fresh process, as SdsNode.start runs it: empty map, no connections,
+   * nothing in flight, the store is what survived. It judges its previous
+   * run (previousStop), registers with the MDM (reporting an unclean stop),
+   * and only then has an id to serve with; then it fetches the map and polls.
+   * `running`: the cluster was up before the run, this SDS registered long ago.
+   */
+  boot(running = false): void {
+    this.registered = false;
+    this.table = new PgTable(this.mapSource(), this.sched.now);
     this.server = new DataServer({
-      selfId: () => this.id,
+      selfId: () => (this.registered ? this.id : undefined),
       store: new RecordingStore(this.store, (pg) => this.accepted.push({
         node: this.id, pg, epoch: this.table.get(pg)?.epoch, atMs: this.sched.nowMs, afterFence: !this.mdm.entry(pg).members.includes(this.id),
       })),
@@ -72,12 +105,52 @@ export class SimSds {
       peers: this.peerPool(),
       log: silent,
       now: this.sched.now,
+      sleep: (ms) => this.sched.sleep(ms, `fwd retry ${this.name}`),
+      ...(this.o.forwardCatchUpMs !== undefined ? { forwardCatchUpMs: this.o.forwardCatchUpMs } : {}),
     });
-    const inc = this.net.incarnation(this.name);
+    void this.start(this.net.incarnation(this.name), running);
+  }
+
+  private async start(inc: number, running: boolean): Promise<void> {
+    const alive = (): boolean => this.net.incarnation(this.name) === inc;
+    if (running) {
+      this.runState = { state: 'running', bootId: this.bootId, atMs: 0 };
+      this.registered = true;
+      this.pollMap(inc);
+      return;
+    }
+    const prev = previousStop(this.runState, this.bootId, (await this.store.pgs()).length > 0);
+    let unclean = !prev.clean;
+    this.runState = { state: 'running', bootId: this.bootId, atMs: this.sched.nowMs, ...(unclean ? { unclean } : {}) };
+    let delay = 200;
+    for (;;) {
+      if (!alive()) return;
+      try {
+        await this.net.call(this.name, 'mdm', `register${unclean ? ' unclean' : ''}`, mdmCallTimeoutMs, async () => this.mdm.register(this.id, !unclean));
+        break;
+      } catch {
+        await this.sched.sleep(delay, `register retry ${this.name}`);
+        delay = Math.min(delay * 2, 5_000);
+      }
+    }
+    if (!alive()) return;
+    if (unclean) {
+      this.uncleanReports++;
+      unclean = false;
+      this.runState = { state: 'running', bootId: this.bootId, atMs: this.sched.nowMs };
+    }
+    this.registered = true;
+    this.pollMap(inc);
+  }
+
+  private pollMap(inc: number): void {
     const table = this.table;
+    const server = this.server;
     const poll = (): void => {
       if (this.net.incarnation(this.name) !== inc) return;
-      table.refresh().catch(() => undefined);
+      const before = table.epoch;
+      // As SdsNode.poll: a map change may leave this SDS alone in a PG.
+      table.refresh().then(() => (table.epoch !== before ? server.secureSolePgs() : undefined)).catch(() => undefined);
       this.sched.at(pgMapPollIntervalMs, `poll ${this.name}`, poll);
     };
     poll();
@@ -108,6 +181,8 @@ export class SimSds {
     return {
       fetch: (since): Promise<PgMapUpdate> => call('map', () => this.mdm.update(since)),
       fence: (pg, sdsId, epoch): Promise<FenceResult> => call(`fence pg${pg} sds${sdsId}`, () => {
+        const last = this.lastForward.get(`${pg}/${sdsId}`);
+        if (last === Status.EPOCH_AHEAD || last === Status.UNKNOWN_PG) this.laggingFences.push({ pg, sdsId });
         const r = this.mdm.fence(pg, sdsId, epoch);
         return { entry: tableEntry(r.entry), fenced: r.fenced };
       }),
@@ -121,8 +196,13 @@ export class SimSds {
         if (this.o.lyingForwards) return Promise.resolve({ ...replyHeader(f, Status.OK), crc: 0, token: EMPTY, trace: EMPTY, payload: EMPTY });
         return this.net.call(this.name, address, `fwd t${type} pg${req.pgId} e${req.epoch}`, forwardTimeoutMs, () => this.peers(address).handle(f))
           .then((reply) => {
-            if (reply.status === Status.EPOCH_AHEAD) this.epochAhead.push({ pg: req.pgId, sdsId: this.peers(address).id });
+            const sdsId = this.peers(address).id;
+            if (reply.status === Status.EPOCH_AHEAD) this.epochAhead.push({ pg: req.pgId, sdsId });
+            this.lastForward.set(`${req.pgId}/${sdsId}`, reply.status);
             return reply;
+          }, (err: unknown) => {
+            this.lastForward.delete(`${req.pgId}/${this.peers(address).id}`);
+            throw err;
           });
       },
     });

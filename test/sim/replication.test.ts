@@ -7,6 +7,7 @@
  * replays a power-loss run).
  */
 import t from 'tap';
+import type * as Tap from 'tap';
 import { runSeed, type SimOptions, type SimResult } from '../../src/sim/run.js';
 import { checkFencing } from '../../src/sim/checker.js';
 import { SimMdm } from '../../src/sim/mdm.js';
@@ -15,6 +16,8 @@ const TEST = 'dist/test/sim/replication.test.js';
 const one = process.env.PFLEX_SIM_SEED;
 const seedCount = Number(process.env.PFLEX_SIM_SEEDS ?? 500);
 const powerLoss = process.env.PFLEX_SIM_POWER_LOSS === '1';
+/** Seeds of the second run, where every crash is a power loss. */
+const powerLossSeedCount = Number(process.env.PFLEX_SIM_POWER_LOSS_SEEDS ?? 300);
 /** Other run options as JSON, e.g. '{"faults":12,"writes":50}' (see SimOptions in src/sim/run.ts). */
 const extra = JSON.parse(process.env.PFLEX_SIM_OPTIONS ?? '{}') as Partial<SimOptions>;
 
@@ -31,37 +34,57 @@ function describe(r: SimResult, env = ''): string {
   ].join('\n');
 }
 
-t.test('invariants hold over many seeds of crashes, partitions, resets and fences', async (t) => {
-  const seeds = one !== undefined ? [Number(one)] : Array.from({ length: seedCount }, (_, i) => i + 1);
+interface Totals {
+  seeds: number; events: number; acked: number; staleMemberWrites: number; cascades: number; laggingFenced: number;
+  uncleanFences: number; uncleanKept: number; faults: Record<string, number>; failed: number[]; firstFailure: string; ms: number;
+}
+
+/** Runs the seeds, printing up to three failing ones with their replay command. */
+async function runMany(t: Tap.Test, seeds: number[], opts: Partial<SimOptions>, env: string): Promise<Totals> {
   const started = performance.now();
-  let events = 0;
-  let acked = 0;
-  let staleMemberWrites = 0;
-  let cascades = 0;
-  let laggingFenced = 0;
-  const faults: Record<string, number> = {};
-  const failed: number[] = [];
-  let firstFailure = '';
+  const s: Totals = {
+    seeds: seeds.length, events: 0, acked: 0, staleMemberWrites: 0, cascades: 0, laggingFenced: 0, uncleanFences: 0, uncleanKept: 0,
+    faults: {}, failed: [], firstFailure: '', ms: 0,
+  };
   for (const seed of seeds) {
-    const r = await runSeed(seed, { ...extra, powerLoss });
-    events += r.events;
-    acked += r.acked;
-    staleMemberWrites += r.staleMemberWrites;
-    cascades += r.cascades;
-    laggingFenced += r.laggingFenced;
-    for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
+    const r = await runSeed(seed, opts);
+    s.events += r.events;
+    s.acked += r.acked;
+    s.staleMemberWrites += r.staleMemberWrites;
+    s.cascades += r.cascades;
+    s.laggingFenced += r.laggingFenced;
+    s.uncleanFences += r.uncleanFences;
+    s.uncleanKept += r.uncleanKept;
+    for (const [k, v] of Object.entries(r.faults)) s.faults[k] = (s.faults[k] ?? 0) + v;
     if (r.violations.length > 0) {
-      failed.push(seed);
-      if (failed.length === 1) firstFailure = describe(r, replayEnv());
-      if (failed.length <= 3) t.comment(describe(r, replayEnv()));
+      s.failed.push(seed);
+      if (s.failed.length === 1) s.firstFailure = describe(r, env);
+      if (s.failed.length <= 3) t.comment(describe(r, env));
     }
   }
-  const ms = performance.now() - started;
-  t.comment(`${seeds.length} seeds, ${events} events in ${(ms / 1000).toFixed(1)} s (${Math.round(events / (ms / 1000))} events/s), `
-    + `${acked} acknowledged writes, faults ${JSON.stringify(faults)}, ${staleMemberWrites} writes applied by already fenced members at their old epoch, `
-    + `${cascades} PGs that lost a second member to a fence, ${laggingFenced} of them secondaries fenced for answering EPOCH_AHEAD`);
-  t.same(failed, [], failed.length === 0 ? 'no seed breaks an invariant' : `seeds ${failed.slice(0, 20).join(', ')} break invariants; first:\n${firstFailure}`);
-  t.ok(events > seeds.length * 50, 'the runs did real work');
+  s.ms = performance.now() - started;
+  t.comment(`${s.seeds} seeds, ${s.events} events in ${(s.ms / 1000).toFixed(1)} s (${Math.round(s.events / (s.ms / 1000))} events/s), `
+    + `${s.acked} acknowledged writes, faults ${JSON.stringify(s.faults)}, ${s.staleMemberWrites} writes applied by already fenced members at their old epoch, `
+    + `${s.cascades} PGs that lost a second member to a fence, ${s.laggingFenced} secondaries fenced after answering EPOCH_AHEAD/UNKNOWN_PG past the catch-up bound (cut off from the MDM), `
+    + `${s.uncleanFences} PG memberships lost to an unclean restart (${s.uncleanKept} kept as last member)`);
+  t.same(s.failed, [], s.failed.length === 0 ? 'no seed breaks an invariant' : `seeds ${s.failed.slice(0, 20).join(', ')} break invariants; first:\n${s.firstFailure}`);
+  t.ok(s.events > seeds.length * 50, 'the runs did real work');
+  return s;
+}
+
+t.test('invariants hold over many seeds of crashes, partitions, resets and fences', async (t) => {
+  const seeds = one !== undefined ? [Number(one)] : Array.from({ length: seedCount }, (_, i) => i + 1);
+  await runMany(t, seeds, { ...extra, powerLoss }, replayEnv());
+});
+
+// A crash that is a power loss: the victim loses what it had not flushed, restarts, reports the unclean stop
+// at registration and is fenced out of its PGs (src/sds/clean-stop.ts, fenceFromAllPgs in src/mdm/services/topology.ts).
+t.test('invariants hold over many seeds when crashes are power losses', { skip: one !== undefined ? 'replaying one seed (PFLEX_SIM_POWER_LOSS=1 replays it with power loss)' : false }, async (t) => {
+  const seeds = Array.from({ length: powerLossSeedCount }, (_, i) => i + 1);
+  const env = `PFLEX_SIM_POWER_LOSS=1 ${process.env.PFLEX_SIM_OPTIONS ? `PFLEX_SIM_OPTIONS='${process.env.PFLEX_SIM_OPTIONS}' ` : ''}`;
+  const s = await runMany(t, seeds, { ...extra, powerLoss: true }, env);
+  t.ok((s.faults.powerLoss ?? 0) > seeds.length / 4, `power losses were injected (${s.faults.powerLoss ?? 0})`);
+  t.ok(s.uncleanFences > 0, `restarted SDSs were fenced out of their PGs (${s.uncleanFences})`);
 });
 
 t.test('a seed replays exactly: same event trace twice, another seed differs', async (t) => {
@@ -103,24 +126,24 @@ t.test('the checker catches an SDS that applies writes outside the acting set', 
   t.same(fenced.map((v) => v.invariant), ['fencing'], 'a fenced member writing at the new epoch is caught');
 });
 
-// Known gaps the simulation found: the runs execute and report, their checks are marked todo until fixed.
+// Regressions of what the simulation found (docs/simulation.md, "What the simulation found").
 
-// Power loss (un-flushed writes vanish) followed by a restart: nothing tells the MDM that the SDS lost
-// data, so it stays in its acting sets (even as primary) without writes it had acknowledged.
-const POWER_LOSS_TODO = 'seed 1 (PFLEX_SIM_POWER_LOSS=1 PFLEX_SIM_SEED=1): a restarted SDS keeps serving its PGs without the un-flushed writes it lost; see docs/simulation.md';
-
-t.test('power loss and restart of one SDS per PG loses no acknowledged write', async (t) => {
+t.test('power loss and restart of one SDS per PG loses no acknowledged write (seed 1 found it)', async (t) => {
   const r = await runSeed(1, { powerLoss: true });
   t.ok(r.acked > 0, 'the run acknowledged writes');
-  t.same(r.violations.map((v) => v.message), [], { todo: POWER_LOSS_TODO });
+  t.equal(r.faults.powerLoss, 1, 'the victim lost power once');
+  t.ok(r.uncleanFences > 0, `the victim reported its unclean stop and was fenced out of ${r.uncleanFences} PGs`);
+  t.same(r.violations.map((v) => v.message), [], 'the invariants hold');
 });
 
-// A secondary whose map is behind (its MDM fetch failed or is still in flight) answers a forwarded write
-// EPOCH_AHEAD; the primary counts that as a failed secondary and fences a healthy replica.
-const LAGGING_TODO = 'seed 30 with {faults: 12, writes: 50}: a secondary answers EPOCH_AHEAD while its map fetch is lost to an MDM partition, and the primary fences it; see docs/simulation.md';
-
-t.test('a secondary whose map lags is not fenced for it', async (t) => {
+t.test('a secondary whose map lags is not fenced for it (seed 30 with 12 faults and 50 writes found it)', async (t) => {
   const r = await runSeed(30, { faults: 12, writes: 50 });
   t.same(r.violations, [], 'the invariants hold');
-  t.equal(r.laggingFenced, 0, { todo: LAGGING_TODO });
+  t.equal(r.laggingFenced, 0, 'no secondary fenced for answering EPOCH_AHEAD');
+  // Seed 315 tells the rules apart: the old one (fence at the first EPOCH_AHEAD) fences a lagging secondary there, the catch-up does not.
+  const before = await runSeed(315, { faults: 12, writes: 50, forwardCatchUpMs: 0 });
+  const after = await runSeed(315, { faults: 12, writes: 50 });
+  t.ok(before.laggingFenced > 0, `old rule: ${before.laggingFenced} lagging secondaries fenced in seed 315`);
+  t.equal(after.laggingFenced, 0, 'with the catch-up: none in seed 315');
+  t.same(after.violations, [], 'and the invariants hold');
 });

@@ -149,12 +149,16 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
       body: obj({
         name: Name, protectionDomainName: Name, storagePoolName: Name, faultSetName: Type.Optional(Name),
         address: Address, dataPort: Port, controlPort: Type.Optional(Port), mgmtPort: Type.Optional(Port), capacityBytes: Bytes,
+        cleanStop: Type.Optional(Type.Boolean({ description: 'false: the previous run did not stop cleanly (may have lost un-flushed writes); the SDS is fenced out of its PGs' })),
       }),
       response: { 200: Sds, 201: Sds, ...ERROR_ANSWERS },
     },
   }, async (req, reply) => {
     requireSelf(req, 'sds', req.body.name);
     const r = t.registerSds(req.body);
+    if (r.fencedPgs || r.keptPgs) {
+      req.log.warn({ sdsId: r.sds.id, name: r.sds.name, fencedPgs: r.fencedPgs, keptPgs: r.keptPgs }, 'SDS returned from an unclean stop: fenced out of its PGs (the last member of a PG stays)');
+    }
     return reply.status(r.created ? 201 : 200).send(r.sds);
   });
   app.delete('/sds/:id', {

@@ -1,4 +1,4 @@
-import { PflexError } from '../../shared/errors.js';
+import { PflexError, isPflexError } from '../../shared/errors.js';
 import type { MdmConfig } from '../config.js';
 import { tx, type Db } from '../db.js';
 import type { Mapping, VolumeRepo } from '../repos/volume-repo.js';
@@ -36,6 +36,8 @@ export interface PoolPatch { name?: string | undefined; defaultProvisioning?: Pr
 export interface RegisterSdsInput {
   name: string; protectionDomainName: string; storagePoolName: string; faultSetName?: string | undefined; address: string;
   dataPort: number; controlPort?: number | undefined; mgmtPort?: number | undefined; capacityBytes: number;
+  /** False: the SDS's previous run did not stop cleanly (src/sds/clean-stop.ts); absent means clean. */
+  cleanStop?: boolean | undefined;
 }
 export interface RegisterSdcInput { guid: string; name?: string | undefined; address?: string | undefined }
 
@@ -172,9 +174,11 @@ export class TopologyService {
   /**
    * Self-registration of an SDS (idempotent by name: a restarted SDS
    * registers again and keeps its id). An SDS belongs to one protection
-   * domain and one storage pool, for its whole life.
+   * domain and one storage pool, for its whole life. One whose previous run
+   * did not stop cleanly is fenced out of its PGs before the answer (see
+   * fenceFromAllPgs), so it serves none of its old copies.
    */
-  registerSds(input: RegisterSdsInput): { sds: Sds; created: boolean } {
+  registerSds(input: RegisterSdsInput): { sds: Sds; created: boolean; fencedPgs?: number[]; keptPgs?: number[] } {
     const result = tx(this.db, () => {
       const pd = this.repo.getPdByName(input.protectionDomainName);
       if (!pd) throw conflict(`no protection domain "${input.protectionDomainName}"`);
@@ -204,6 +208,10 @@ export class TopologyService {
     });
     if (result.moved) this.events.emit('pgMap', result.moved);
     this.events.emit('poolUsage', { poolId: result.sds.storagePoolId });
+    if (input.cleanStop === false && !result.created) {
+      const f = fenceFromAllPgs(this.pgmaps, result.sds.storagePoolId, result.sds.id);
+      return { sds: result.sds, created: false, fencedPgs: f.fenced, keptPgs: f.kept };
+    }
     return { sds: result.sds, created: result.created };
   }
 
@@ -304,6 +312,32 @@ export class TopologyService {
     if (!s) throw notFound(`no SDC ${id}`);
     return s;
   }
+}
+
+/**
+ * Takes an SDS that may have lost acknowledged writes (power loss: it did not
+ * stop cleanly) out of every PG it is a member of or joining, one fence per
+ * PG (new epoch each; where it was primary the next member is promoted).
+ * Rebuild then plans it back as a joining member, which copies the PG whole.
+ * The last member of a PG is kept: it holds the only copy there is, and
+ * after a power loss that copy is what a single disk would hold (every
+ * flushed write; un-flushed ones may be gone); removing it would leave the PG
+ * with nothing. The simulated MDM (src/sim/mdm.ts) applies the same function.
+ */
+export function fenceFromAllPgs(pgmaps: PgMapService, poolId: number, sdsId: number): { fenced: number[]; kept: number[] } {
+  const fenced: number[] = [];
+  const kept: number[] = [];
+  for (const e of pgmaps.map(poolId).pgs) {
+    if (!e.members.includes(sdsId) && !e.joining.includes(sdsId)) continue;
+    try {
+      if (pgmaps.fence(poolId, e.pg, sdsId, e.epoch).fenced) fenced.push(e.pg);
+    } catch (err) {
+      // CONFLICT: the last member, which stays.
+      if (isPflexError(err) && err.code === 'PFLEX_ERR_CONFLICT') kept.push(e.pg);
+      else throw err;
+    }
+  }
+  return { fenced, kept };
 }
 
 function checkThresholds(high: number, critical: number): void {
