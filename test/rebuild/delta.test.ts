@@ -9,7 +9,7 @@
  * holders and equal to what was acknowledged, the trimmed chunk is gone.
  */
 import t from 'tap';
-import { Status } from '../../src/shared/dataproto.js';
+import { Status, statusName } from '../../src/shared/dataproto.js';
 import { Router, waitForMapEpoch } from '../sds/cluster.js';
 import { Model, chunkFile, placement, sdsRebuilds, startFastMdm, startSdsIn as startSds, verifyReads, waitFor, whole, writeChecked } from './cluster.js';
 
@@ -48,6 +48,15 @@ t.test('a returning SDS catches up by delta: only changed chunks are sent', asyn
   const returnedAt = Date.now();
   const back = await startSds(t, mdm, 'sds1', 'fsA', victim.dir);
   t.equal(back.id, victim.id, 'sds1 registered again under its id');
+  // Its old copies of the overwritten chunks are on its disk, but it serves none of them (not the primary of any PG).
+  const now = await mdm.admin.getPgMap(pool.id);
+  const direct = r.clients.get('127.0.0.1', back.port);
+  for (const c of overwritten) {
+    const pg = r.pgOf(c);
+    const reply = await direct.read({ pgId: pg, epoch: now.pgs.find((p) => p.pg === pg)!.epoch, volumeId: vol.id, treeId: vol.volumeTreeId, chunkIndex: c, layerId: 0 }, 0, CHUNK, r.token);
+    t.not(reply.status, Status.OK, `a read of chunk ${c} sent straight to the returned sds1 is refused (${statusName(reply.status)})`);
+  }
+  t.ok(chunkFile(back, r.pgOf(overwritten[0]!), vol.volumeTreeId, overwritten[0]!), 'sds1 still holds a copy of that chunk on disk (kept for the delta)');
   // Writes race the delta copies (on three chunks: a racing write reaches sds1 only once its PG has it joining).
   const racedChunks = [2, 17, 33];
   let racing = true;
