@@ -17,7 +17,13 @@ export interface TransitionEvent {
 export interface PoolUsageEvent { poolId: number }
 
 /** A PG map of a pool changed (new epoch). */
-export interface PgMapEvent { poolId: number; epoch: number; reason: 'recompute' | 'fence' }
+export interface PgMapEvent {
+  poolId: number;
+  epoch: number;
+  reason: 'recompute' | 'fence';
+  /** The acting-set member a peer reported silent and the MDM took out (POST .../fence). */
+  fencedSdsId?: number;
+}
 
 interface EventMap {
   transition: [TransitionEvent];

@@ -116,9 +116,9 @@ export class PgMapService {
         const joining = entry.joining.filter((m) => m !== sdsId);
         this.pgs.upsert(poolId, pg, entry.members, next, joining);
         this.topology.setPoolEpoch(poolId, next);
-        return { entry: { ...entry, joining, epoch: next }, fenced: true, epoch: next };
+        return { entry: { ...entry, joining, epoch: next }, fenced: true, epoch: next, member: false };
       }
-      if (!entry.members.includes(sdsId)) return { entry, fenced: false, epoch: pool.mapEpoch };
+      if (!entry.members.includes(sdsId)) return { entry, fenced: false, epoch: pool.mapEpoch, member: false };
       if (epoch !== entry.epoch) {
         throw new PflexError('PFLEX_ERR_STALE_EPOCH', `PG ${pg} is at epoch ${entry.epoch}, request routed with ${epoch}`,
           { pg, epoch: entry.epoch, members: entry.members });
@@ -131,9 +131,11 @@ export class PgMapService {
       const members = entry.members.filter((m) => m !== sdsId);
       this.pgs.upsert(poolId, pg, members, next);
       this.topology.setPoolEpoch(poolId, next);
-      return { entry: { pg, members, epoch: next, joining: entry.joining }, fenced: true, epoch: next };
+      return { entry: { pg, members, epoch: next, joining: entry.joining }, fenced: true, epoch: next, member: true };
     });
-    if (result.fenced) this.events.emit('pgMap', { poolId, epoch: result.epoch, reason: 'fence' });
+    if (result.fenced) {
+      this.events.emit('pgMap', { poolId, epoch: result.epoch, reason: 'fence', ...(result.member ? { fencedSdsId: sdsId } : {}) });
+    }
     return { map: this.map(poolId), entry: result.entry, fenced: result.fenced };
   }
 

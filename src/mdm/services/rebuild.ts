@@ -26,7 +26,7 @@ import type { PgEntry, PgRepo } from '../repos/pg-repo.js';
 import type { RebuildJob, RebuildKind, RebuildRepo } from '../repos/rebuild-repo.js';
 import type { Sds, StoragePool, TopologyRepo } from '../repos/topology-repo.js';
 import type { AlertService } from './alerts.js';
-import type { Clock, MdmEvents, TransitionEvent } from './events.js';
+import type { Clock, MdmEvents, PgMapEvent, TransitionEvent } from './events.js';
 import type { PlaceFn } from './pgmap.js';
 import type { ControlEndpoint, SdsControl } from './rebuild-control.js';
 import type { TopologyService } from './topology.js';
@@ -59,6 +59,13 @@ export class RebuildService {
   private ticking = false;
   /** Per pool: what the last plan saw, so a steady cluster is not re-planned every tick. */
   private readonly planned = new Map<number, { signature: string; atMs: number }>();
+  /**
+   * When a peer last reported each SDS silent and the MDM fenced it. Such an
+   * SDS stays ACTIVE until downAfterMs without a beat, but it must not be
+   * picked as a joining member meanwhile: the copy would start with a call
+   * to a silent SDS, under the primary's PG lock, and stall the PG's client IO.
+   */
+  private readonly fencedAtMs = new Map<number, number>();
 
   constructor(
     private readonly db: Db,
@@ -75,6 +82,9 @@ export class RebuildService {
   ) {
     events.on('transition', (t: TransitionEvent) => {
       if (t.kind === 'sds' && t.to === 'DOWN') this.evict(t.id);
+    });
+    events.on('pgMap', (e: PgMapEvent) => {
+      if (e.fencedSdsId !== undefined) this.fencedAtMs.set(e.fencedSdsId, this.clock());
     });
   }
 
@@ -133,7 +143,7 @@ export class RebuildService {
     const pool0 = this.topo.getPool(poolId);
     if (!pool0) return [];
     const signature = [pool0.mapEpoch, this.jobs.active().length, this.jobs.drainingIds().join(','),
-      this.topo.listSds({ poolId }).map((x) => `${x.id}:${x.state}:${x.capacityBytes}`).join(',')].join('|');
+      this.topo.listSds({ poolId }).map((x) => `${x.id}:${x.state}:${x.capacityBytes}:${this.silentSinceFence(x) ? 'silent' : ''}`).join(',')].join('|');
     const last = this.planned.get(poolId);
     const now0 = this.clock();
     if (last && last.signature === signature && now0 - last.atMs < this.config.rebuildRetryDelayMs) return [];
@@ -147,7 +157,7 @@ export class RebuildService {
       if (slots <= 0) return [];
       const draining = new Set(this.jobs.drainingIds());
       const all = this.topo.listSds({ poolId });
-      const eligible = all.filter((s) => s.state !== 'DOWN' && !draining.has(s.id) && s.capacityBytes > 0);
+      const eligible = all.filter((s) => s.state !== 'DOWN' && !draining.has(s.id) && s.capacityBytes > 0 && !this.silentSinceFence(s));
       const target = this.target(pool, current, eligible);
       if (!target) return [];
       const byId = new Map(all.map((s) => [s.id, s]));
@@ -184,6 +194,12 @@ export class RebuildService {
       this.events.emit('pgMap', { poolId, epoch: created[0]!.epoch, reason: 'recompute' });
     }
     return created;
+  }
+
+  /** Fenced as silent and not heard from since: not a rebuild target until its next heartbeat. */
+  private silentSinceFence(s: Sds): boolean {
+    const fenced = this.fencedAtMs.get(s.id);
+    return fenced !== undefined && s.lastHeartbeatMs <= fenced;
   }
 
   private target(pool: StoragePool, current: PgEntry[], eligible: Sds[]): number[][] | undefined {
