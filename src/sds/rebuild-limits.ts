@@ -13,6 +13,12 @@ export const rebuildYieldMs = 200;
 export const rebuildEpochWaitMs = 5_000;
 /** Timeout of one chunk push to the joining member. */
 export const rebuildPushTimeoutMs = 30_000;
+/**
+ * Timeout of the start call (join-keep / join-reset) made under the PG lock,
+ * which client writes to the PG wait for; it follows the same call made
+ * outside the lock, so the joining member has just shown it answers.
+ */
+export const rebuildStartLockedTimeoutMs = 3_000;
 /** Finished copies remembered for GET /rebuilds. */
 export const rebuildHistoryMax = 512;
 /**

@@ -28,7 +28,8 @@ import { controlAuthorization } from './control-auth.js';
 import type { PgEntry, PgTable } from './pg-table.js';
 import type { ChunkDigest, SdsRebuildStatus, StartRebuild } from './rebuild-proto.js';
 import {
-  rebuildBurstBytesMax, rebuildDeltaChunksMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildYieldInflightBytes, rebuildYieldMs,
+  rebuildBurstBytesMax, rebuildDeltaChunksMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildStartLockedTimeoutMs,
+  rebuildYieldInflightBytes, rebuildYieldMs,
 } from './rebuild-limits.js';
 import { chunkName, type ChunkInfo, type ChunkKey, type ChunkStore } from './store/chunk-store.js';
 
@@ -144,14 +145,18 @@ export class RebuildRunner {
     const locks = this.o.server.locks;
     let chunks: ChunkInfo[];
     let kept = new Set<string>();
+    // A first start outside the PG lock does the bulk of the joining member's work and proves it
+    // answers: the start under the lock, which client writes to the PG wait for, is then quick,
+    // and bounded by a short timeout (a silent member fails the copy instead of stalling IO).
+    const warm = await this.begin(cmd, await this.o.store.list(cmd.pg), rebuildPushTimeoutMs);
     await locks.acquire(pgLockKey(cmd.pg), true);
     try {
       // Writes routed without the joining member have drained; every later one is forwarded to it,
       // so a chunk created after this listing reaches the joining member by forwarding.
       chunks = await this.o.store.list(cmd.pg);
-      const begun = await this.begin(cmd, chunks);
+      const begun = await this.begin(cmd, chunks, rebuildStartLockedTimeoutMs);
       job.mode = begun.mode;
-      job.chunksRemoved = begun.removed;
+      job.chunksRemoved = warm.removed + begun.removed;
       kept = begun.kept;
     } finally {
       locks.release(pgLockKey(cmd.pg), true);
@@ -197,11 +202,11 @@ export class RebuildRunner {
    * only its old chunks that we list) where possible, else a whole copy
    * (it forgets the PG). Resolves with the mode used.
    */
-  private async begin(cmd: StartRebuild, chunks: ChunkInfo[]): Promise<{ mode: 'full' | 'delta'; removed: number; kept: Set<string> }> {
+  private async begin(cmd: StartRebuild, chunks: ChunkInfo[], timeoutMs: number): Promise<{ mode: 'full' | 'delta'; removed: number; kept: Set<string> }> {
     if ((this.o.delta ?? true) && chunks.length <= rebuildDeltaChunksMax) {
       const keys: number[] = [];
       for (const c of chunks) keys.push(c.treeId, c.chunkIndex, c.layerId);
-      const r = await this.request(cmd.target, 'POST', `/pgs/${cmd.pg}/join-keep`, JSON.stringify({ epoch: cmd.epoch, keys }), 'application/json');
+      const r = await this.request(cmd.target, 'POST', `/pgs/${cmd.pg}/join-keep`, JSON.stringify({ epoch: cmd.epoch, keys }), 'application/json', timeoutMs);
       if (r.status !== 404) {
         const a = expectOk(r, 'POST join-keep') as { removed?: unknown; keys?: unknown };
         if (!Array.isArray(a.keys) || a.keys.length % 3 !== 0 || !a.keys.every((k) => Number.isSafeInteger(k))) {
@@ -214,7 +219,7 @@ export class RebuildRunner {
       }
       // A joining member without delta support (older version): whole copy.
     }
-    await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-reset`, JSON.stringify({ epoch: cmd.epoch }), 'application/json');
+    expectOk(await this.request(cmd.target, 'POST', `/pgs/${cmd.pg}/join-reset`, JSON.stringify({ epoch: cmd.epoch }), 'application/json', timeoutMs), 'POST join-reset');
     return { mode: 'full', removed: 0, kept: new Set() };
   }
 
@@ -284,12 +289,12 @@ export class RebuildRunner {
   }
 
   /** One control call to the joining member; rejects only when it cannot be reached. */
-  private async request(target: StartRebuild['target'], method: string, path: string, body?: Buffer | string, type?: string): Promise<Answer> {
+  private async request(target: StartRebuild['target'], method: string, path: string, body?: Buffer | string, type?: string, timeoutMs = rebuildPushTimeoutMs): Promise<Answer> {
     try {
       const res = await fetch(`http://${target.address}:${target.controlPort}${path}`, {
         method, ...(body !== undefined ? { body } : {}),
         headers: { authorization: controlAuthorization(this.o.clusterKey, this.o.caller), ...(type ? { 'content-type': type } : {}) },
-        signal: AbortSignal.timeout(rebuildPushTimeoutMs),
+        signal: AbortSignal.timeout(timeoutMs),
       });
       return { status: res.status, text: await res.text() };
     } catch (err) {

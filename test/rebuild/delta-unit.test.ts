@@ -18,7 +18,7 @@ import { buildControlServer } from '../../src/sds/control-server.js';
 import type { DataServer } from '../../src/sds/data-server.js';
 import { PgTable, type PgEntry } from '../../src/sds/pg-table.js';
 import type { SdsRebuildStatus } from '../../src/sds/rebuild-proto.js';
-import { rebuildStaleKeepMs } from '../../src/sds/rebuild-limits.js';
+import { rebuildStaleKeepMs, rebuildStartLockedTimeoutMs } from '../../src/sds/rebuild-limits.js';
 import { dropIfNotMember, keepStale, rebuildRoutes } from '../../src/sds/rebuild-routes.js';
 import { RebuildRunner } from '../../src/sds/rebuild.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
@@ -40,10 +40,11 @@ interface Pair {
   controlPort: number;
   joined: PgEntry[];
   clusterKey: Buffer;
+  server: DataServer;
 }
 
 /** SDS 1 is the primary of PG 3, SDS 2 joins it; the joining member's control listener is real. */
-async function pair(t: Test, opts: { delta?: boolean; withoutKeep?: boolean } = {}): Promise<Pair> {
+async function pair(t: Test, opts: { delta?: boolean; withoutKeep?: boolean; silentLockedStart?: boolean } = {}): Promise<Pair> {
   const dir = tempDir(t, 'pflex-delta-');
   const primary = await FileChunkStore.open({ root: join(dir, 'p') });
   const joiner = await FileChunkStore.open({ root: join(dir, 'j') });
@@ -62,21 +63,29 @@ async function pair(t: Test, opts: { delta?: boolean; withoutKeep?: boolean } = 
       if (req.url.endsWith('/join-keep')) await reply.status(404).send({ error: 'no such route' });
     });
   }
+  if (opts.silentLockedStart) {
+    // Answers the first start (outside the primary's PG lock), then goes silent for the second (under it).
+    let starts = 0;
+    control.addHook('onRequest', async (req) => {
+      if (req.url.endsWith('/join-keep') && ++starts === 2) await new Promise((r) => setTimeout(r, rebuildStartLockedTimeoutMs + 2000));
+    });
+  }
   const joinerRunner = new RebuildRunner({ selfId: () => 2, store: joiner, pgs: jPgs, server: jServer, clusterKey, caller: 'sds:j', log, join: () => Promise.reject(new Error('unused')) });
   await control.register(rebuildRoutes({ selfId: () => 2, store: joiner, pgs: jPgs, server: jServer, runner: joinerRunner, log }));
   await control.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => control.close());
   const controlPort = (control.server.address() as { port: number }).port;
   const joined: PgEntry[] = [];
+  const pServer = fakeServer();
   const runner = new RebuildRunner({
-    selfId: () => 1, store: primary, pgs: pPgs, server: fakeServer(), clusterKey, caller: 'sds:p', log, ...(opts.delta === false ? { delta: false } : {}),
+    selfId: () => 1, store: primary, pgs: pPgs, server: pServer, clusterKey, caller: 'sds:p', log, ...(opts.delta === false ? { delta: false } : {}),
     join: async (_pool, pg, sdsId, epoch) => {
       const e = { pg, members: [1, sdsId], joining: [], epoch: epoch + 1 };
       joined.push(e);
       return e;
     },
   });
-  return { primary, joiner, runner, controlPort, joined, clusterKey };
+  return { primary, joiner, runner, controlPort, joined, clusterKey, server: pServer };
 }
 
 async function copy(p: Pair): Promise<SdsRebuildStatus> {
@@ -154,6 +163,17 @@ t.test('a joining member without join-keep gets a whole copy', async (t) => {
   t.equal(s.mode, 'full');
   t.equal(s.chunksPushed, 8);
   t.same([...(await contents(p.joiner)).entries()].sort(), [...(await contents(p.primary)).entries()].sort());
+});
+
+t.test('a joining member silent at the start under the PG lock fails the copy; the lock is released', async (t) => {
+  const p = await pair(t, { silentLockedStart: true });
+  await diverged(p);
+  const s = await copy(p);
+  t.equal(s.state, 'failed', 'the copy failed');
+  t.match(s.error ?? '', /unreachable|abort|timeout/i, `after the locked start's timeout (${s.error ?? ''})`);
+  t.equal(p.server.locks.acquire('p3', true), undefined, 'the PG lock is free: client writes to the PG go on');
+  p.server.locks.release('p3', true);
+  t.equal(p.joined.length, 0, 'never joined');
 });
 
 t.test('the joining member refuses delta calls for a PG it is not joining', async (t) => {
