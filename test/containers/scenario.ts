@@ -21,16 +21,6 @@ const MiB = 1024 * 1024;
 export const WORKLOAD_BLOCKS = 16384;
 /** The bound on how long IO may stop after a fault. */
 export const ioResumeMsMax = 10_000;
-/**
- * Todo reasons of the checks the current code does not pass reliably (see
- * docs/operations.md). Remove an entry, and its uses, once its checks pass.
- */
-export const TODO = {
-  rebuildNewcomer: 'finding (src/mdm/services/rebuild.ts plan(), src/sds/rebuild.ts run()/begin()): the MDM makes the SDS that just failed ' +
-    '(still ACTIVE to it for up to 6 s without a heartbeat) the joining member of the PGs it was fenced from, and their primary holds the PG lock ' +
-    'across the control call to it (join-keep/join-reset: 10 s connect timeout to a vanished host, up to rebuildPushTimeoutMs = 30 s on a silent ' +
-    'connection): IO to those PGs waits meanwhile (stalls of 4.4-9.9 s measured here, 10 s holds in the logs)',
-} as const;
 
 export interface Stage {
   c: ContainerCluster;
