@@ -13,6 +13,9 @@
  *   DELETE /pgs/:pg/images/:tree/:index/:layer  (primary -> joining member) remove its copy (the primary has none)
  *   POST /pgs/:pg/join-flush                    (primary -> joining member) make every image durable
  *   POST /pgs/:pg/release          {}           (MDM -> former member) drop the PG's data if no longer a member
+ *
+ * digests, images and join-flush take ?epoch=<the copy's epoch>: refused unless
+ * the SDS is joining the PG at exactly that epoch (omitted by older primaries).
  */
 
 export interface PeerControl {

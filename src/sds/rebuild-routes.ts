@@ -35,6 +35,8 @@ const StartBody = obj({
 });
 const PgParams = obj({ pg: U32 });
 const ImageParams = obj({ pg: U32, tree: U32, index: U32, layer: Type.Integer({ minimum: 0, maximum: 0xffff }) });
+/** The copy's epoch (sent by current primaries; an older primary omits it). */
+const EpochQuery = obj({ epoch: Type.Optional(U32) });
 const KeepBody = obj({ epoch: U32, keys: Type.Array(U32, { maxItems: 3 * rebuildDeltaChunksMax }) });
 
 export function rebuildRoutes(o: RebuildRoutesOptions) {
@@ -47,9 +49,17 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       if ((o.pgs.get(pg)?.epoch ?? -1) < epoch || epoch === 0) await o.pgs.refresh().catch(() => undefined);
       return o.pgs.get(pg);
     };
-    const joiningHere = (pg: number): boolean => {
+    /**
+     * We are joining the PG, at the copy's epoch when the primary sends it: any
+     * change of the PG entry dooms a copy, and the late calls of a doomed one
+     * (its primary not told yet) must not touch what a newer copy verified.
+     */
+    const checkJoining = async (pg: number, epoch: number | undefined): Promise<void> => {
+      if (epoch !== undefined && (o.pgs.get(pg)?.epoch ?? -1) < epoch) await o.pgs.refresh().catch(() => undefined);
       const self = o.selfId();
-      return self !== undefined && (o.pgs.get(pg)?.joining?.includes(self) ?? false);
+      const e = o.pgs.get(pg);
+      if (self === undefined || !e || !(e.joining?.includes(self) ?? false)) throw new PflexError('PFLEX_ERR_CONFLICT', `this SDS is not joining PG ${pg}`);
+      if (epoch !== undefined && e.epoch !== epoch) throw new PflexError('PFLEX_ERR_CONFLICT', `PG ${pg} is at epoch ${e.epoch}; this copy started at ${epoch}`);
     };
 
     app.post('/rebuilds', { schema: { body: StartBody } }, async (req) => o.runner.start(req.body));
@@ -60,7 +70,7 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       await entryAt(pg, req.body.epoch);
       await o.server.locks.acquire(pgLockKey(pg), true);
       try {
-        if (!joiningHere(pg)) throw new PflexError('PFLEX_ERR_CONFLICT', `this SDS is not joining PG ${pg}`);
+        await checkJoining(pg, req.body.epoch);
         // Whatever we hold of the PG is from an older membership: the copy brings it all.
         await o.store.dropPg(pg);
       } finally {
@@ -85,7 +95,7 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       let removed = 0;
       await o.server.locks.acquire(pgLockKey(pg), true);
       try {
-        if (!joiningHere(pg)) throw new PflexError('PFLEX_ERR_CONFLICT', `this SDS is not joining PG ${pg}`);
+        await checkJoining(pg, req.body.epoch);
         for (const c of await o.store.list(pg)) {
           if (listed.has(chunkName(c))) kept.push(c.treeId, c.chunkIndex, c.layerId);
           else if (await removeChunk(o.store, pg, c)) removed++;
@@ -97,9 +107,9 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       return { keys: kept, removed };
     });
 
-    app.get('/pgs/:pg/digests/:tree/:index/:layer', { schema: { params: ImageParams } }, async (req): Promise<ChunkDigest> => {
+    app.get('/pgs/:pg/digests/:tree/:index/:layer', { schema: { params: ImageParams, querystring: EpochQuery } }, async (req): Promise<ChunkDigest> => {
       const { pg, tree, index, layer } = req.params;
-      if (!joiningHere(pg)) throw new PflexError('PFLEX_ERR_CONFLICT', `this SDS is not joining PG ${pg}`);
+      await checkJoining(pg, req.query.epoch);
       const key = { treeId: tree, chunkIndex: index, layerId: layer };
       const info = await o.store.stat(pg, key);
       if (!info) return { sizeBytes: null, sha256: null };
@@ -116,15 +126,15 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       return { sizeBytes: data.length, sha256: chunkSha256(data) };
     });
 
-    app.delete('/pgs/:pg/images/:tree/:index/:layer', { schema: { params: ImageParams } }, async (req) => {
+    app.delete('/pgs/:pg/images/:tree/:index/:layer', { schema: { params: ImageParams, querystring: EpochQuery } }, async (req) => {
       const { pg, tree, index, layer } = req.params;
-      if (!joiningHere(pg)) throw new PflexError('PFLEX_ERR_CONFLICT', `this SDS is not joining PG ${pg}`);
+      await checkJoining(pg, req.query.epoch);
       return { removed: await removeChunk(o.store, pg, { treeId: tree, chunkIndex: index, layerId: layer }) };
     });
 
-    app.put('/pgs/:pg/images/:tree/:index/:layer', { schema: { params: ImageParams } }, async (req) => {
+    app.put('/pgs/:pg/images/:tree/:index/:layer', { schema: { params: ImageParams, querystring: EpochQuery } }, async (req) => {
       const { pg, tree, index, layer } = req.params;
-      if (!joiningHere(pg)) throw new PflexError('PFLEX_ERR_CONFLICT', `this SDS is not joining PG ${pg}`);
+      await checkJoining(pg, req.query.epoch);
       const data = req.body;
       if (!Buffer.isBuffer(data)) throw new PflexError('PFLEX_ERR_BAD_REQUEST', 'a chunk image is application/octet-stream');
       const key = { treeId: tree, chunkIndex: index, layerId: layer };
@@ -136,8 +146,8 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       return { sizeBytes: data.length };
     });
 
-    app.post('/pgs/:pg/join-flush', { schema: { params: PgParams } }, async (req) => {
-      if (!joiningHere(req.params.pg)) throw new PflexError('PFLEX_ERR_CONFLICT', `this SDS is not joining PG ${req.params.pg}`);
+    app.post('/pgs/:pg/join-flush', { schema: { params: PgParams, querystring: EpochQuery } }, async (req) => {
+      await checkJoining(req.params.pg, req.query.epoch);
       await o.store.flush();
       return { ok: true };
     });

@@ -184,7 +184,7 @@ export class RebuildRunner {
       job.chunksDone++;
     }
     // Every image durable on the joining member before it becomes a member (later writes follow client FLUSH/FUA).
-    await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-flush`, '{}', 'application/json');
+    await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-flush?epoch=${cmd.epoch}`, '{}', 'application/json');
     await locks.acquire(pgLockKey(cmd.pg), true);
     try {
       if (job.poisoned) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'a write could not be forwarded to the joining member');
@@ -231,7 +231,7 @@ export class RebuildRunner {
    */
   private async copyChunk(cmd: StartRebuild, c: ChunkInfo, compare: boolean): Promise<ChunkOutcome> {
     const key: ChunkKey = { treeId: c.treeId, chunkIndex: c.chunkIndex, layerId: c.layerId };
-    const path = `/pgs/${cmd.pg}/images/${key.treeId}/${key.chunkIndex}/${key.layerId}`;
+    const path = `/pgs/${cmd.pg}/images/${key.treeId}/${key.chunkIndex}/${key.layerId}?epoch=${cmd.epoch}`;
     const lockKey = chunkLockKey(cmd.pg, key);
     const locks = this.o.server.locks;
     await locks.acquire(lockKey, true);
@@ -239,7 +239,7 @@ export class RebuildRunner {
       // Our read and the joining member's digest run at once (both sides are quiescent under the lock).
       const [data, theirs] = await Promise.all([
         this.readWhole(cmd.pg, key),
-        compare ? this.request(cmd.target, 'GET', `/pgs/${cmd.pg}/digests/${key.treeId}/${key.chunkIndex}/${key.layerId}`).then((r) => asDigest(expectOk(r, 'GET digest'))) : undefined,
+        compare ? this.request(cmd.target, 'GET', `/pgs/${cmd.pg}/digests/${key.treeId}/${key.chunkIndex}/${key.layerId}?epoch=${cmd.epoch}`).then((r) => asDigest(expectOk(r, 'GET digest'))) : undefined,
       ]);
       if (!data) {
         // Trimmed away since the listing; a copy the joining member still has would be stale.

@@ -189,6 +189,17 @@ t.test('the joining member refuses delta calls for a PG it is not joining', asyn
     method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: JSON.stringify({ epoch: 2, keys: [1, 2] }),
   });
   t.equal(res.status, 400, 'a key list that is not triples: bad request');
+  for (const epoch of [1, 5]) {
+    res = await fetch(`http://127.0.0.1:${p.controlPort}/pgs/${PG}/digests/7/0/0?epoch=${epoch}`, { headers: { authorization } });
+    t.equal(res.status, 409, `digest for a copy at another epoch (${epoch}, the PG is at 2): refused`);
+    res = await fetch(`http://127.0.0.1:${p.controlPort}/pgs/${PG}/images/7/0/0?epoch=${epoch}`, {
+      method: 'PUT', headers: { authorization, 'content-type': 'application/octet-stream' }, body: Buffer.alloc(4096, 1),
+    });
+    t.equal(res.status, 409, `image of a copy at another epoch (${epoch}): refused`);
+  }
+  t.equal(await p.joiner.stat(PG, key(0)), null, 'nothing written by the refused image');
+  res = await fetch(`http://127.0.0.1:${p.controlPort}/pgs/${PG}/digests/7/0/0?epoch=2`, { headers: { authorization } });
+  t.same(await res.json(), { sizeBytes: null, sha256: null }, 'digest at the copy\'s epoch: answered (no copy here)');
   res = await fetch(`http://127.0.0.1:${p.controlPort}/pgs/${PG}/digests/7/0/0`, { headers: { authorization: 'PflexComponent x:1:00' } });
   t.equal(res.status, 401, 'unauthenticated: refused');
 });
