@@ -16,7 +16,7 @@ import type { DataClientPool } from '../shared/dataclient.js';
 import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
 import {
-  forwardTimeoutMs, connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax, serverBufferedBytesMax, serverInflightBytesMax,
+  forwardCatchUpDelayMsMax, forwardCatchUpDelayMsMin, forwardTimeoutMs, connectionIdleMs, connectionInflightBytesMax, connectionInflightRequestsMax, connectionsMax, serverBufferedBytesMax, serverInflightBytesMax,
 } from './limits.js';
 import { SdsMetrics } from './metrics.js';
 import { blockAligned, blockCrcs, CRC_BLOCK_BYTES } from '../shared/crc32.js';
@@ -48,14 +48,6 @@ export interface DataServerOptions {
   /** How long a secondary whose map lags (EPOCH_AHEAD, UNKNOWN_PG) is given to catch up before it is fenced; default forwardTimeoutMs. */
   forwardCatchUpMs?: number;
 }
-
-/**
- * Backoff between forwards to a secondary that answered EPOCH_AHEAD or
- * UNKNOWN_PG (its map lags ours; it refreshes on seeing the newer epoch):
- * doubling from min to max, within DataServerOptions.forwardCatchUpMs.
- */
-export const forwardCatchUpDelayMsMin = 20;
-export const forwardCatchUpDelayMsMax = 500;
 
 const EMPTY = Buffer.alloc(0);
 

@@ -31,6 +31,14 @@ export const connectionIdleMs = 10 * 60_000;
 
 /** The primary waits this long for a secondary before declaring it failed. */
 export const forwardTimeoutMs = 5_000;
+/**
+ * Backoff between forwards to a secondary that answered EPOCH_AHEAD or
+ * UNKNOWN_PG (its map lags ours; it refreshes on seeing the newer epoch):
+ * doubling from min to max, within DataServerOptions.forwardCatchUpMs (default forwardTimeoutMs).
+ */
+export const forwardCatchUpDelayMsMin = 20;
+export const forwardCatchUpDelayMsMax = 500;
+
 /** A client (SDC or a forwarding primary) gives up on a request after this long. */
 export const clientRequestTimeoutMs = 30_000;
 /** Connection attempt timeout of the data client. */
@@ -52,6 +60,12 @@ export const clientStallMs = 1_000;
 /** Open chunk files (data + checksum pairs) kept cached. */
 export const openChunksMax = 256;
 
+/**
+ * A caller of refresh() shares the fetch in flight only if it started less
+ * than this long ago: an older one may have been lost (an MDM partition that
+ * has healed since) and would hold the caller until its timeout.
+ */
+export const refreshShareMsMax = 1_000;
 /** How often the SDS polls the MDM for PG map changes. */
 export const pgMapPollIntervalMs = 1_000;
 /** Heartbeat period towards the MDM. */

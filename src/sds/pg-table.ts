@@ -5,6 +5,7 @@
  * tests): polled for changes since the last known map epoch, and refreshed at
  * once when a request shows a newer epoch than we know.
  */
+import { refreshShareMsMax } from './limits.js';
 
 export interface PgEntry {
   pg: number;
@@ -42,12 +43,6 @@ export interface PgMapSource {
   fence(pg: number, sdsId: number, epoch: number): Promise<FenceResult>;
 }
 
-/**
- * A caller of refresh() shares the fetch in flight only if it started less
- * than this long ago: an older one may have been lost (an MDM partition that
- * has healed since) and would hold the caller until its timeout.
- */
-export const refreshShareMsMax = 1_000;
 
 export class PgTable {
   private readonly entries = new Map<number, PgEntry>();
