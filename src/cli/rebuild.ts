@@ -7,7 +7,7 @@ import type { MdmClient } from '../shared/mdm-client.js';
 import { noun, print, verb } from './common.js';
 import { bytes, table } from './format.js';
 
-interface Job { id: number; poolId: number; pg: number; kind: string; sourceSdsId: number; targetSdsId: number; state: string; chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number }
+interface Job { id: number; poolId: number; pg: number; kind: string; sourceSdsId: number; targetSdsId: number; state: string; chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number; mode?: 'full' | 'delta'; bytesSkipped?: number }
 interface Status {
   active: boolean;
   pools: Array<{ id: number; name: string; pgCount: number; degradedPgs: number; rebuildingPgs: number }>;
@@ -26,6 +26,11 @@ export function bar(done: number, total: number): string {
   return `[${'#'.repeat(n)}${'.'.repeat(barWidth - n)}] ${(f * 100).toFixed(0).padStart(3)}%`;
 }
 
+/** A delta copy says how much the target already had (checked, not sent). */
+function deltaNote(j: Job): string {
+  return j.mode === 'delta' ? ` (delta: ${bytes(j.bytesSkipped ?? 0)} already there)` : '';
+}
+
 function human(s: Status): string {
   const lines = [
     s.active ? 'rebuild: ACTIVE' : 'rebuild: idle (every PG whole)',
@@ -37,7 +42,7 @@ function human(s: Status): string {
   if (s.jobs.length > 0) {
     lines.push('', `total ${bar(s.totals.bytesDone, s.totals.bytesTotal)} ${bytes(s.totals.bytesDone)} of ${bytes(s.totals.bytesTotal)}`);
     for (const j of s.jobs) {
-      lines.push(`pg ${String(j.pg).padStart(5)} ${j.kind.padEnd(9)} sds ${j.sourceSdsId} -> ${j.targetSdsId} ${j.state.padEnd(7)} ${bar(j.bytesDone, j.bytesTotal)} ${j.chunksDone}/${j.chunksTotal} chunks`);
+      lines.push(`pg ${String(j.pg).padStart(5)} ${j.kind.padEnd(9)} sds ${j.sourceSdsId} -> ${j.targetSdsId} ${j.state.padEnd(7)} ${bar(j.bytesDone, j.bytesTotal)} ${j.chunksDone}/${j.chunksTotal} chunks${deltaNote(j)}`);
     }
   }
   if (s.draining.length > 0) lines.push('', `draining SDS: ${s.draining.join(', ')}`);

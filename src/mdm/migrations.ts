@@ -166,4 +166,9 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX rebuild_jobs_state ON rebuild_jobs(state, pool_id, pg);
   `,
+  // 3: delta rebuild — how a copy ran (whole or delta) and the bytes it did not have to send
+  `
+  ALTER TABLE rebuild_jobs ADD COLUMN mode TEXT NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'delta'));
+  ALTER TABLE rebuild_jobs ADD COLUMN bytes_skipped INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -26,7 +26,7 @@ import type { Logger } from '../shared/logger.js';
 import type { DataServer } from './data-server.js';
 import { controlAuthorization } from './control-auth.js';
 import type { PgEntry, PgTable } from './pg-table.js';
-import type { ChunkDigest, SdsRebuildStatus, StartRebuild } from './rebuild-proto.js';
+import type { ChunkDigest, RebuildMode, SdsRebuildStatus, StartRebuild } from './rebuild-proto.js';
 import {
   rebuildBurstBytesMax, rebuildDeltaChunksMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildStartLockedTimeoutMs,
   rebuildYieldInflightBytes, rebuildYieldMs,
@@ -84,7 +84,7 @@ export interface RebuildRunnerOptions {
   delta?: boolean;
 }
 
-interface Progress { chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number }
+interface Progress { chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number; mode: RebuildMode; bytesSkipped: number }
 interface Job extends SdsRebuildStatus { cmd: StartRebuild; poisoned: boolean }
 
 /** What became of one chunk of the listing. */
@@ -340,7 +340,7 @@ function view(j: Job): SdsRebuildStatus {
 }
 
 function progressOf(j: Job): Progress {
-  return { chunksDone: j.chunksDone, chunksTotal: j.chunksTotal, bytesDone: j.bytesDone, bytesTotal: j.bytesTotal };
+  return { chunksDone: j.chunksDone, chunksTotal: j.chunksTotal, bytesDone: j.bytesDone, bytesTotal: j.bytesTotal, mode: j.mode, bytesSkipped: j.bytesSkipped };
 }
 
 function sleep(ms: number): Promise<void> {

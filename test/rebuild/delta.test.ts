@@ -93,6 +93,10 @@ t.test('a returning SDS catches up by delta: only changed chunks are sent', asyn
   t.ok(sum('chunksPushed') <= changed, `${sum('chunksPushed')} chunks pushed by the finished copies (${changed} changed or raced)`);
   t.ok(sum('chunksPushed', jobs) >= overwritten.length + 2, 'every chunk changed while sds1 was away was pushed (by this or an earlier attempt)');
   t.ok(sum('chunksRemoved', jobs) >= 1, 'the trimmed chunk\'s old copy was removed');
+  const rows = (await mdm.admin.request<Array<{ targetSdsId: number; state: string; mode: string; bytesSkipped: number }>>('GET', '/rebuild/jobs?limit=200'))
+    .filter((j) => j.targetSdsId === victim.id && j.state === 'done');
+  t.ok(rows.length === done.length && rows.every((j) => j.mode === 'delta'), 'the MDM\'s job history records each copy as a delta');
+  t.equal(rows.reduce((a, j) => a + j.bytesSkipped, 0), sum('bytesSkipped'), 'and the bytes it did not have to send');
   t.comment(`healed in ${(healedMs / 1000).toFixed(1)} s after the return; ${done.length} delta copies: ${sum('chunksSkipped')} chunks skipped ` +
     `(${(sum('bytesSkipped') / 1048576).toFixed(2)} MiB not sent), ${sum('chunksPushed')} pushed (${(sum('bytesPushed') / 1048576).toFixed(2)} MiB), ` +
     `${sum('chunksRemoved')} removed; ${jobs.length - done.length} failed attempts`);

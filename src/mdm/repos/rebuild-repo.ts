@@ -1,6 +1,7 @@
 import { Repo } from '../db.js';
 
 export type RebuildKind = 'rebuild' | 'rebalance' | 'drain';
+export type RebuildMode = 'full' | 'delta';
 export type RebuildState = 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
 export const ACTIVE_REBUILD_STATES: readonly RebuildState[] = ['pending', 'running'];
 
@@ -21,6 +22,10 @@ export interface RebuildJob {
   chunksTotal: number;
   bytesDone: number;
   bytesTotal: number;
+  /** 'delta': the target kept old chunks and only those that differed were sent. */
+  mode: RebuildMode;
+  /** Bytes of chunks the target already had byte for byte (counted in bytesDone, never sent). */
+  bytesSkipped: number;
   error: string | null;
   createdAtMs: number;
   startedAtMs: number | null;
@@ -30,13 +35,13 @@ export interface RebuildJob {
 interface Row {
   id: number; pool_id: number; pg: number; kind: RebuildKind; source_sds_id: number; target_sds_id: number; replaces_sds_id: number | null;
   epoch: number; state: RebuildState; chunks_done: number; chunks_total: number; bytes_done: number; bytes_total: number; error: string | null;
-  created_at_ms: number; started_at_ms: number | null; finished_at_ms: number | null;
+  mode: RebuildMode; bytes_skipped: number; created_at_ms: number; started_at_ms: number | null; finished_at_ms: number | null;
 }
 
 const jobOf = (r: Row): RebuildJob => ({
   id: r.id, poolId: r.pool_id, pg: r.pg, kind: r.kind, sourceSdsId: r.source_sds_id, targetSdsId: r.target_sds_id, replacesSdsId: r.replaces_sds_id,
   epoch: r.epoch, state: r.state, chunksDone: r.chunks_done, chunksTotal: r.chunks_total, bytesDone: r.bytes_done, bytesTotal: r.bytes_total,
-  error: r.error, createdAtMs: r.created_at_ms, startedAtMs: r.started_at_ms, finishedAtMs: r.finished_at_ms,
+  mode: r.mode, bytesSkipped: r.bytes_skipped, error: r.error, createdAtMs: r.created_at_ms, startedAtMs: r.started_at_ms, finishedAtMs: r.finished_at_ms,
 });
 
 /** SQL of rebuild jobs and of SDS draining. */
@@ -70,9 +75,9 @@ export class RebuildRepo extends Repo {
   setRunning(id: number, nowMs: number): void {
     this.stmt("UPDATE rebuild_jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, ?) WHERE id = ?").run(nowMs, id);
   }
-  progress(id: number, p: { chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number }): void {
-    this.stmt('UPDATE rebuild_jobs SET chunks_done = ?, chunks_total = ?, bytes_done = ?, bytes_total = ? WHERE id = ?')
-      .run(p.chunksDone, p.chunksTotal, p.bytesDone, p.bytesTotal, id);
+  progress(id: number, p: { chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number; mode?: RebuildMode; bytesSkipped?: number }): void {
+    this.stmt('UPDATE rebuild_jobs SET chunks_done = ?, chunks_total = ?, bytes_done = ?, bytes_total = ?, mode = COALESCE(?, mode), bytes_skipped = COALESCE(?, bytes_skipped) WHERE id = ?')
+      .run(p.chunksDone, p.chunksTotal, p.bytesDone, p.bytesTotal, p.mode ?? null, p.bytesSkipped ?? null, id);
   }
   finish(id: number, state: 'done' | 'failed' | 'cancelled', error: string | null, nowMs: number): void {
     this.stmt('UPDATE rebuild_jobs SET state = ?, error = ?, finished_at_ms = ? WHERE id = ?').run(state, error, nowMs, id);

@@ -6,11 +6,16 @@ import type { Services } from '../services/index.js';
 
 const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false });
 const Count = Type.Integer({ minimum: 0 });
+const Mode = Type.Union([Type.Literal('full'), Type.Literal('delta')]);
 const Progress = obj({ chunksDone: Count, chunksTotal: Count, bytesDone: Count, bytesTotal: Count });
+/** What a primary reports with its join; mode and bytesSkipped are absent from SDSs older than delta rebuild. */
+const JoinProgress = obj({
+  chunksDone: Count, chunksTotal: Count, bytesDone: Count, bytesTotal: Count, mode: Type.Optional(Mode), bytesSkipped: Type.Optional(Count),
+});
 const Job = Type.Object({
   id: Id, poolId: Id, pg: Count, kind: Type.Union([Type.Literal('rebuild'), Type.Literal('rebalance'), Type.Literal('drain')]),
   sourceSdsId: Type.Integer(), targetSdsId: Type.Integer(), replacesSdsId: Type.Union([Type.Integer(), Type.Null()]), epoch: Count,
-  state: Type.String(), chunksDone: Count, chunksTotal: Count, bytesDone: Count, bytesTotal: Count,
+  state: Type.String(), chunksDone: Count, chunksTotal: Count, bytesDone: Count, bytesTotal: Count, mode: Mode, bytesSkipped: Count,
   error: Type.Union([Type.String(), Type.Null()]), createdAtMs: Count,
   startedAtMs: Type.Union([Count, Type.Null()]), finishedAtMs: Type.Union([Count, Type.Null()]),
 });
@@ -44,7 +49,7 @@ export function rebuildRoutes(app: MdmApp, s: Services): void {
     schema: {
       tags: ['rebuild'], summary: 'The primary reports a joining member fully copied: it joins the acting set (new epoch)',
       params: obj({ id: Id, pg: Type.Integer({ minimum: 0, maximum: MDM_LIMITS.pgCountMax }) }),
-      body: obj({ sdsId: Id, epoch: Count, progress: Type.Optional(Progress) }),
+      body: obj({ sdsId: Id, epoch: Count, progress: Type.Optional(JoinProgress) }),
       response: { 200: Type.Object({ pg: PgEntry }), ...ERROR_ANSWERS },
     },
   }, async (req) => ({ pg: s.rebuild.join(req.params.id, req.params.pg, req.body.sdsId, req.body.epoch, req.body.progress) }));

@@ -37,7 +37,10 @@ const jobHistoryMax = 2000;
 /** A job that could not be started for this long is given up (and retried later). */
 const startGiveUpMs = 30_000;
 
-export interface RebuildProgress { chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number }
+export interface RebuildProgress {
+  chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number;
+  mode?: 'full' | 'delta' | undefined; bytesSkipped?: number | undefined;
+}
 
 export interface RebuildStatus {
   /** Some PG is degraded, joining or waiting to move. */
