@@ -13,8 +13,8 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Test } from 'tap';
 import { Status } from '../src/shared/dataproto.js';
+import { fillChunks, Scope } from './rebuild-common.js';
 import { Router, waitForMapEpoch } from '../test/sds/cluster.js';
 import { sdsRebuilds, startFastMdm, startSdsIn, waitFor, whole, type Job } from '../test/rebuild/cluster.js';
 
@@ -26,15 +26,9 @@ const MIB = arg('--mib', 128);
 const CHANGED = arg('--changed', 8);
 const CHUNK = 1024 * 1024;
 
-class Scope {
-  private readonly fns: Array<() => unknown> = [];
-  teardown(fn: () => unknown): void { this.fns.push(fn); }
-  async close(): Promise<void> { for (const fn of this.fns.reverse()) await fn(); }
-}
-
 async function once(label: string, keepData: boolean, config: Record<string, number>): Promise<void> {
   const scope = new Scope();
-  const t = scope as unknown as Test;
+  const t = scope.t;
   try {
     const mdm = await startFastMdm(t, config);
     const pd = await mdm.admin.createPd('pd1');
@@ -49,10 +43,7 @@ async function once(label: string, keepData: boolean, config: Record<string, num
     scope.teardown(() => r.close());
     await r.refresh();
     const data = randomBytes(CHUNK);
-    for (let c = 0; c < MIB; c += 8) {
-      const replies = await Promise.all(Array.from({ length: Math.min(8, MIB - c) }, (_, i) => r.write(c + i, 0, data)));
-      if (replies.some((x) => x.status !== Status.OK)) throw new Error('write failed');
-    }
+    await fillChunks(r, MIB, data);
     await victim.proc.stop('SIGKILL');
     const other = randomBytes(CHUNK);
     for (let i = 0; i < CHANGED; i++) {

@@ -8,8 +8,7 @@
  *   npx tsc -p . && npm run bench:rebuild [-- --mib 128]
  */
 import { randomBytes } from 'node:crypto';
-import type { Test } from 'tap';
-import { Status } from '../src/shared/dataproto.js';
+import { fillChunks, Scope } from './rebuild-common.js';
 import { Router, startSdsProc, waitForMapEpoch } from '../test/sds/cluster.js';
 import { startFastMdm, waitFor, whole, type Job } from '../test/rebuild/cluster.js';
 
@@ -17,15 +16,9 @@ const argMib = process.argv.indexOf('--mib');
 const MIB = argMib > 0 ? Number(process.argv[argMib + 1]) : 128;
 const CHUNK = 1024 * 1024;
 
-class Scope {
-  private readonly fns: Array<() => unknown> = [];
-  teardown(fn: () => unknown): void { this.fns.push(fn); }
-  async close(): Promise<void> { for (const fn of this.fns.reverse()) await fn(); }
-}
-
 async function once(label: string, config: Record<string, number>): Promise<void> {
   const scope = new Scope();
-  const t = scope as unknown as Test;
+  const t = scope.t;
   try {
     const mdm = await startFastMdm(t, config);
     const pd = await mdm.admin.createPd('pd1');
@@ -37,10 +30,7 @@ async function once(label: string, config: Record<string, number>): Promise<void
     scope.teardown(() => r.close());
     await r.refresh();
     const data = randomBytes(CHUNK);
-    for (let c = 0; c < MIB; c += 8) {
-      const replies = await Promise.all(Array.from({ length: Math.min(8, MIB - c) }, (_, i) => r.write(c + i, 0, data)));
-      if (replies.some((x) => x.status !== Status.OK)) throw new Error('write failed');
-    }
+    await fillChunks(r, MIB, data);
     const map = await mdm.admin.getPgMap(pool.id);
     const victim = sds[3]!;
     const lost = map.pgs.filter((p) => p.members.includes(victim.id)).length;
