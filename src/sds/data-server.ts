@@ -300,6 +300,11 @@ export class DataServer {
 
   /** Asks the MDM to drop a failed member; OK when it is out of the PG (by us or already). */
   fence(pg: number, sdsId: number, epoch: number): Promise<StatusValue> {
+    // A stopping SDS sees its own connections go (peer clients closed, sockets
+    // destroyed): that is no evidence against the peer, and fencing it would
+    // leave this SDS, about to be gone, as the PG's last member. The client is
+    // not acknowledged and retries elsewhere.
+    if (this.closing) return Promise.resolve(Status.SHUTTING_DOWN);
     const key = `${pg}/${sdsId}/${epoch}`;
     let p = this.fencing.get(key);
     if (!p) {

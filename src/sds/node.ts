@@ -146,8 +146,11 @@ export class SdsNode {
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearTimeout(t);
-    this.peers.closeAll();
+    // The data server first: requests still being forwarded keep their peer
+    // connections (closing those first would fail the forwards), and a
+    // closing server never fences a peer (DataServer.fence).
     await Promise.allSettled([this.data?.close(), this.control?.close(), this.mgmt?.close()]);
+    this.peers.closeAll();
     if (!this.store) return;
     let flushed = true;
     await this.store.flush().catch((err: unknown) => {
