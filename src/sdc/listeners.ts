@@ -35,7 +35,7 @@ export interface SdcView {
 }
 
 export function buildMgmtServer(log: Logger, view: SdcView) {
-  const app = Fastify({ loggerInstance: log.child({ listener: 'mgmt' }), disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: log.child({ listener: 'mgmt' }), logController: new Fastify.LogController({ disableRequestLogging: true }) });
   app.get('/health', async () => {
     const problems = view.problems();
     return {
@@ -53,7 +53,7 @@ export function buildMgmtServer(log: Logger, view: SdcView) {
 }
 
 export function buildControlServer(log: Logger, clusterKey: Buffer, view: SdcView) {
-  const app = Fastify({ loggerInstance: log.child({ listener: 'control' }), disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: log.child({ listener: 'control' }), logController: new Fastify.LogController({ disableRequestLogging: true }) });
   app.addHook('onRequest', async (req, reply) => {
     if (!checkControlAuthorization(clusterKey, req.headers.authorization)) {
       await reply.code(401).send({ error: { code: 'PFLEX_ERR_UNAUTHENTICATED', message: ERRORS.PFLEX_ERR_UNAUTHENTICATED.message } });
