@@ -15,8 +15,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Status } from '../src/shared/dataproto.js';
 import { fillChunks, Scope } from './rebuild-common.js';
-import { Router, waitForMapEpoch } from '../test/sds/cluster.js';
-import { sdsRebuilds, startFastMdm, startSdsIn, waitFor, whole, type Job } from '../test/rebuild/cluster.js';
+import { sdsRebuilds, startFastMdm, startSdsIn, startSplitCluster, volumeRouter, waitFor, whole, type Job } from '../test/rebuild/cluster.js';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(name);
@@ -31,17 +30,8 @@ async function once(label: string, keepData: boolean, config: Record<string, num
   const t = scope.t;
   try {
     const mdm = await startFastMdm(t, config);
-    const pd = await mdm.admin.createPd('pd1');
-    await mdm.admin.createFaultSet(pd.id, 'fsA');
-    await mdm.admin.createFaultSet(pd.id, 'fsB');
-    const pool = await mdm.admin.createPool({ protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: 16, chunkBytes: CHUNK });
-    const victim = await startSdsIn(t, mdm, 'sds1', 'fsA');
-    const others = await Promise.all(['sds2', 'sds3', 'sds4'].map((n) => startSdsIn(t, mdm, n, 'fsB')));
-    await waitForMapEpoch(mdm, pool.id, [victim, ...others], 60_000);
-    const vol = await mdm.admin.createVolume({ name: 'v1', storagePoolId: pool.id, sizeBytes: MIB * CHUNK });
-    const r = new Router(mdm, pool.id, vol.id, vol.volumeTreeId);
-    scope.teardown(() => r.close());
-    await r.refresh();
+    const { poolId, victim, others } = await startSplitCluster(t, mdm, CHUNK);
+    const { r } = await volumeRouter(t, mdm, poolId, MIB * CHUNK);
     const data = randomBytes(CHUNK);
     await fillChunks(r, MIB, data);
     await victim.proc.stop('SIGKILL');
@@ -50,11 +40,11 @@ async function once(label: string, keepData: boolean, config: Record<string, num
       const reply = await r.write(Math.floor((i * MIB) / CHANGED), 0, other);
       if (reply.status !== Status.OK) throw new Error('write failed');
     }
-    await waitFor(mdm, pool.id, (mp) => mp.pgs.every((p) => !p.members.includes(victim.id)), 60_000, 'eviction');
+    await waitFor(mdm, poolId, (mp) => mp.pgs.every((p) => !p.members.includes(victim.id)), 60_000, 'eviction');
     if (!keepData) rmSync(join(victim.dir, 'chunks'), { recursive: true, force: true });
     const started = performance.now();
     await startSdsIn(t, mdm, 'sds1', 'fsA', victim.dir);
-    await waitFor(mdm, pool.id, (mp, st) => whole(2)(mp, st) && mp.pgs.every((p) => p.members.includes(victim.id)), 600_000, 'heal');
+    await waitFor(mdm, poolId, (mp, st) => whole(2)(mp, st) && mp.pgs.every((p) => p.members.includes(victim.id)), 600_000, 'heal');
     const healed = performance.now();
     const done = (await Promise.all(others.map((s) => sdsRebuilds(mdm, s)))).flat().filter((j) => j.targetSdsId === victim.id && j.state === 'done');
     const jobs = (await mdm.admin.request<Job[]>('GET', '/rebuild/jobs', { query: { limit: 1000 } })).filter((j) => j.targetSdsId === victim.id && j.state === 'done');

@@ -9,8 +9,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { fillChunks, Scope } from './rebuild-common.js';
-import { Router, startSdsProc, waitForMapEpoch } from '../test/sds/cluster.js';
-import { startFastMdm, waitFor, whole, type Job } from '../test/rebuild/cluster.js';
+import { startSdsProc, waitForMapEpoch } from '../test/sds/cluster.js';
+import { startFastMdm, volumeRouter, waitFor, whole, type Job } from '../test/rebuild/cluster.js';
 
 const argMib = process.argv.indexOf('--mib');
 const MIB = argMib > 0 ? Number(process.argv[argMib + 1]) : 128;
@@ -25,10 +25,7 @@ async function once(label: string, config: Record<string, number>): Promise<void
     const pool = await mdm.admin.createPool({ protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: 16, chunkBytes: CHUNK });
     const sds = await Promise.all(['sds1', 'sds2', 'sds3', 'sds4'].map((n) => startSdsProc(t, mdm, n)));
     await waitForMapEpoch(mdm, pool.id, sds, 60_000);
-    const vol = await mdm.admin.createVolume({ name: 'v1', storagePoolId: pool.id, sizeBytes: MIB * CHUNK });
-    const r = new Router(mdm, pool.id, vol.id, vol.volumeTreeId);
-    scope.teardown(() => r.close());
-    await r.refresh();
+    const { r } = await volumeRouter(t, mdm, pool.id, MIB * CHUNK);
     const data = randomBytes(CHUNK);
     await fillChunks(r, MIB, data);
     const map = await mdm.admin.getPgMap(pool.id);

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { readClusterKey } from '../../src/shared/component-auth.js';
 import { Status } from '../../src/shared/dataproto.js';
-import { MdmClient, type PgMap } from '../../src/shared/mdm-client.js';
+import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
 import { PFLEX_BIN, spawnPflex, tempDir } from '../helpers/proc.js';
-import { Router, type Mdm, type SdsProc } from '../sds/cluster.js';
+import { Router, waitForMapEpoch, type Mdm, type SdsProc } from '../sds/cluster.js';
 import type { SdsRebuildStatus } from '../../src/sds/rebuild-proto.js';
 import { controlAuthorization } from '../../src/sds/control-auth.js';
 
@@ -50,6 +50,31 @@ export async function startSdsIn(t: Test, mdm: Mdm, name: string, faultSet: stri
   const listening = await proc.waitForLog((l) => l.msg === 'sds listening', 60_000);
   const registered = await proc.waitForLog((l) => l.msg === 'sds registered', 60_000);
   return { name, dir, proc, id: registered.sdsId as number, port: listening.port as number, controlPort: listening.controlPort as number, mgmtPort: listening.mgmtPort as number };
+}
+
+/**
+ * pd1/pool1 (RF 2, 16 PGs) over fault sets {sds1} and {sds2, sds3, sds4}:
+ * sds1 holds a copy of every PG, so every PG comes back to it after it
+ * returns (the delta-rebuild setting).
+ */
+export async function startSplitCluster(t: Test, mdm: Mdm, chunkBytes: number): Promise<{ poolId: number; victim: SdsProc; others: SdsProc[]; map: PgMap }> {
+  const pd = await mdm.admin.createPd('pd1');
+  await mdm.admin.createFaultSet(pd.id, 'fsA');
+  await mdm.admin.createFaultSet(pd.id, 'fsB');
+  const pool = await mdm.admin.createPool({ protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: 16, chunkBytes });
+  const victim = await startSdsIn(t, mdm, 'sds1', 'fsA');
+  const others = await Promise.all(['sds2', 'sds3', 'sds4'].map((n) => startSdsIn(t, mdm, n, 'fsB')));
+  const map = await waitForMapEpoch(mdm, pool.id, [victim, ...others], 60_000);
+  return { poolId: pool.id, victim, others, map };
+}
+
+/** A volume of the pool and a data-client router to it (closed at teardown). */
+export async function volumeRouter(t: Test, mdm: Mdm, poolId: number, sizeBytes: number): Promise<{ vol: Volume; r: Router }> {
+  const vol = await mdm.admin.createVolume({ name: 'v1', storagePoolId: poolId, sizeBytes });
+  const r = new Router(mdm, poolId, vol.id, vol.volumeTreeId);
+  t.teardown(() => r.close());
+  await r.refresh();
+  return { vol, r };
 }
 
 /** The copies an SDS runs or ran as a primary (GET /rebuilds on its control listener). */

@@ -10,26 +10,18 @@
  */
 import t from 'tap';
 import { Status, statusName } from '../../src/shared/dataproto.js';
-import { Router, waitForMapEpoch } from '../sds/cluster.js';
-import { Model, chunkFile, placement, sdsRebuilds, startFastMdm, startSdsIn as startSds, verifyReads, waitFor, whole, writeChecked } from './cluster.js';
+import { waitForMapEpoch } from '../sds/cluster.js';
+import { Model, chunkFile, placement, sdsRebuilds, startFastMdm, startSdsIn as startSds, startSplitCluster, verifyReads, volumeRouter, waitFor, whole, writeChecked } from './cluster.js';
 
 const KiB = 1024;
 const CHUNK = 256 * KiB;
 
 t.test('a returning SDS catches up by delta: only changed chunks are sent', async (t) => {
   const mdm = await startFastMdm(t);
-  const pd = await mdm.admin.createPd('pd1');
-  await mdm.admin.createFaultSet(pd.id, 'fsA');
-  await mdm.admin.createFaultSet(pd.id, 'fsB');
-  const pool = await mdm.admin.createPool({ protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: 16, chunkBytes: CHUNK });
-  const victim = await startSds(t, mdm, 'sds1', 'fsA');
-  const others = await Promise.all(['sds2', 'sds3', 'sds4'].map((n) => startSds(t, mdm, n, 'fsB')));
-  let map = await waitForMapEpoch(mdm, pool.id, [victim, ...others], 60_000);
+  const { poolId, victim, others, map: first } = await startSplitCluster(t, mdm, CHUNK);
+  let map = first;
   t.ok(map.pgs.every((p) => p.members.includes(victim.id)), 'sds1 (alone in its fault set) holds a copy of every PG');
-  const vol = await mdm.admin.createVolume({ name: 'v1', storagePoolId: pool.id, sizeBytes: 64 * CHUNK });
-  const r = new Router(mdm, pool.id, vol.id, vol.volumeTreeId);
-  t.teardown(() => r.close());
-  await r.refresh();
+  const { vol, r } = await volumeRouter(t, mdm, poolId, 64 * CHUNK);
   const m = new Model(CHUNK);
   const N = 48;
   for (let c = 0; c < N; c++) await writeChecked(r, m, c, c % 3 === 0 ? 0 : 4096 * (c % 7), c % 3 === 0 ? CHUNK : 12 * KiB);
@@ -43,13 +35,13 @@ t.test('a returning SDS catches up by delta: only changed chunks are sent', asyn
   const trim = await r.send(trimmed, (cl, a) => cl.trim(a, 0, CHUNK, r.token));
   t.equal(trim.status, Status.OK, 'whole-chunk trim acknowledged');
   m.chunks.delete(trimmed);
-  await waitFor(mdm, pool.id, (mp) => mp.pgs.every((p) => !p.members.includes(victim.id)), 60_000, 'eviction of sds1');
+  await waitFor(mdm, poolId, (mp) => mp.pgs.every((p) => !p.members.includes(victim.id)), 60_000, 'eviction of sds1');
 
   const returnedAt = Date.now();
   const back = await startSds(t, mdm, 'sds1', 'fsA', victim.dir);
   t.equal(back.id, victim.id, 'sds1 registered again under its id');
   // Its old copies of the overwritten chunks are on its disk, but it serves none of them (not the primary of any PG).
-  const now = await mdm.admin.getPgMap(pool.id);
+  const now = await mdm.admin.getPgMap(poolId);
   const direct = r.clients.get('127.0.0.1', back.port);
   for (const c of overwritten) {
     const pg = r.pgOf(c);
@@ -67,14 +59,14 @@ t.test('a returning SDS catches up by delta: only changed chunks are sent', asyn
       raced++;
     }
   })();
-  map = await waitFor(mdm, pool.id, (mp, st) => whole(2)(mp, st) && mp.pgs.every((p) => p.members.includes(victim.id)), 120_000, 'every PG back on sds1');
+  map = await waitFor(mdm, poolId, (mp, st) => whole(2)(mp, st) && mp.pgs.every((p) => p.members.includes(victim.id)), 120_000, 'every PG back on sds1');
   const healedMs = Date.now() - returnedAt;
   racing = false;
   await writer;
   t.ok(raced > 0, `${raced} writes raced the copies`);
 
   const all = [back, ...others];
-  await waitForMapEpoch(mdm, pool.id, all, 30_000);
+  await waitForMapEpoch(mdm, poolId, all, 30_000);
   await r.refresh();
   t.same(await verifyReads(r, m), [], 'every chunk reads back as acknowledged');
   const wrong = [...placement(all, map, r, m, vol.volumeTreeId)].filter(([, e]) => e.good.length !== 2 || e.bad.length > 0 || !e.good.includes(victim.id));
