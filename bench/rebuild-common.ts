@@ -4,7 +4,7 @@
  * whole chunks through a data-client router.
  */
 import type { Test } from 'tap';
-import { Status } from '../src/shared/dataproto.js';
+import { Status } from '../src/dataplane/proto.js';
 import type { Router } from '../test/sds/cluster.js';
 
 export class Scope {

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Status } from '../src/shared/dataproto.js';
+import { Status } from '../src/dataplane/proto.js';
 import { fillChunks, Scope } from './rebuild-common.js';
 import { sdsRebuilds, startFastMdm, startSdsIn, startSplitCluster, volumeRouter, waitFor, whole, type Job } from '../test/rebuild/cluster.js';
 

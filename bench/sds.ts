@@ -11,8 +11,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataClient } from '../src/shared/dataclient.js';
-import { Status, statusName } from '../src/shared/dataproto.js';
+import { DataClient } from '../src/dataplane/client.js';
+import { Status, statusName } from '../src/dataplane/proto.js';
 import { startMdm, startSdsProc, waitForMapEpoch } from '../test/sds/cluster.js';
 import type { Test } from 'tap';
 

@@ -3,6 +3,8 @@
  * names. Every value can be overridden through build({config}) and the
  * `pflex mdm start` flags / PFLEX_MDM_* environment variables.
  */
+import { API_LIMITS } from '../shared/mdm-api.js';
+
 export interface MdmConfig {
   /** How often SDS and SDC are expected to beat. */
   heartbeatIntervalMs: number;
@@ -59,7 +61,8 @@ export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
 
 /** Fixed limits (not configurable: they shape the schema). */
 export const MDM_LIMITS = Object.freeze({
-  nameLengthMax: 64,
+  /** nameLengthMax, sizeBytesMax: they shape the API schemas. */
+  ...API_LIMITS,
   /** Largest page of /alerts and /audit. */
   listLimitMax: 1000,
   passwordLengthMin: 8,
@@ -68,8 +71,6 @@ export const MDM_LIMITS = Object.freeze({
   pgCountMax: 65_536,
   chunkBytesMin: 64 * 1024,
   chunkBytesMax: 64 * 1024 * 1024,
-  /** 2^53 - 1: sizes travel as JSON numbers. */
-  sizeBytesMax: Number.MAX_SAFE_INTEGER,
   /** How long a verified bearer token is trusted without checking its signature again (never past its expiry). */
   verifiedTokenCacheMs: 60_000,
   /** Bound of that cache (11,000 components of the benchmark fit). */

@@ -1,4 +1,3 @@
-import { isPflexError } from '../shared/errors.js';
 import { NBD_ERRNO, type NbdErrnoName } from './constants.js';
 
 /** An error a backend (or the validation layer) raises to give the client a specific NBD errno. */
@@ -40,10 +39,22 @@ const NODE_CODE_ERRNO: Record<string, number> = {
   EOPNOTSUPP: NBD_ERRNO.ENOTSUP,
 };
 
+/**
+ * An error of the layer above (pflex's PflexError) that names its NBD errno
+ * itself: the NBD server stays independent of that layer's error table.
+ */
+export interface HasNbdErrno { readonly nbdErrno: number }
+
+function nbdErrnoOf(err: unknown): number | undefined {
+  const v = (err as Partial<HasNbdErrno> | null)?.nbdErrno;
+  return typeof v === 'number' ? v : undefined;
+}
+
 /** The NBD errno for an error thrown by a backend (EIO when nothing more specific is known). */
 export function errnoOf(err: unknown): number {
   if (err instanceof NbdError) return err.errno;
-  if (isPflexError(err)) return err.spec.nbdErrno;
+  const named = nbdErrnoOf(err);
+  if (named !== undefined) return named;
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && code in NODE_CODE_ERRNO) return NODE_CODE_ERRNO[code]!;
   return NBD_ERRNO.EIO;

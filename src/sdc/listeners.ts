@@ -11,7 +11,7 @@
  *   POST /rescan   re-reads the volumes mapped to this SDC from the MDM
  */
 import Fastify from 'fastify';
-import { checkControlAuthorization } from '../sds/control-auth.js';
+import { checkControlAuthorization } from '../shared/control-auth.js';
 import { ERRORS } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { VolumeStats } from './stats.js';

@@ -8,7 +8,7 @@
 import type { NbdExport } from '../nbd/backend.js';
 import { NbdServer } from '../nbd/server.js';
 import { readClusterKey } from '../shared/component-auth.js';
-import { DataClientPool } from '../shared/dataclient.js';
+import { DataClientPool } from '../dataplane/client.js';
 import type { Logger } from '../shared/logger.js';
 import { MdmClient, componentAuth, type Sdc, type Volume } from '../shared/mdm-client.js';
 import { buildControlServer, buildMgmtServer, type ExportView, type SdcView } from './listeners.js';

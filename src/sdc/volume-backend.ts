@@ -19,8 +19,8 @@
  */
 import type { BackendCapabilities, BlockBackend, Extent, WriteOptions, ZeroOptions } from '../nbd/backend.js';
 import { NbdError } from '../nbd/errors.js';
-import type { DataClientPool } from '../shared/dataclient.js';
-import { Flag, MsgType, Status, statusName, type Frame, type MsgTypeValue } from '../shared/dataproto.js';
+import type { DataClientPool } from '../dataplane/client.js';
+import { Flag, MsgType, Status, statusName, type Frame, type MsgTypeValue } from '../dataplane/proto.js';
 import { PflexError, assert, isPflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { pgOfChunk } from '../shared/pg.js';

@@ -1,7 +1,7 @@
 /**
  * The SDS control listener (port 9100): commands from the MDM (and chunk
  * copies between SDSs) as JSON over HTTP, every route authenticated with the
- * cluster key (control-auth.ts). Chunk bytes travel raw
+ * cluster key (src/shared/control-auth.ts). Chunk bytes travel raw
  * (application/octet-stream), verified against their checksums when read.
  *
  *   GET    /pgs                                   PGs held here: [{pg, chunks, bytes}]
@@ -15,7 +15,7 @@ import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../shared/logger.js';
 import { ERRORS, PflexError, isPflexError } from '../shared/errors.js';
 import type { ChunkStore } from './store/chunk-store.js';
-import { checkControlAuthorization, controlAuthorization } from './control-auth.js';
+import { checkControlAuthorization, controlAuthorization } from '../shared/control-auth.js';
 import { mdmCallTimeoutMs } from './limits.js';
 
 export interface ControlServerOptions {

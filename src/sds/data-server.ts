@@ -11,8 +11,8 @@ import { isPflexError } from '../shared/errors.js';
 import {
   encodeHead, Flag, FrameDecoder, MsgType, payloadIntact, REPLY_BIT, replyHeader, Status, statusName,
   type Frame, type MsgTypeValue, type StatusValue,
-} from '../shared/dataproto.js';
-import type { DataClientPool } from '../shared/dataclient.js';
+} from '../dataplane/proto.js';
+import type { DataClientPool } from '../dataplane/client.js';
 import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
 import {

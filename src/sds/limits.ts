@@ -1,18 +1,10 @@
 /**
- * Every limit and default of the SDS and of its data protocol, in one place.
- * Names carry their unit last (TigerBeetle style).
+ * Every limit and default of the SDS, in one place (the data protocol's own
+ * limits are in src/dataplane/limits.ts). Names carry their unit last
+ * (TigerBeetle style).
  */
 const MiB = 1024 * 1024;
 
-/** Largest payload one data frame may carry (a WRITE body or a READ reply). */
-export const framePayloadBytesMax = 32 * MiB;
-/** IO tokens are small HMAC capabilities; anything larger is malformed. */
-export const frameTokenBytesMax = 1024;
-/** W3C trace context in binary form (traceparent is 26 bytes); u8 length. */
-export const frameTraceBytesMax = 255;
-
-/** A chunk is at most this large; offset + length beyond it is a bad request. */
-export const chunkBytesMax = 256 * MiB;
 /** Checksum granularity: one CRC32 word per block of this size. */
 export const checksumBlockBytes = 4096;
 
@@ -38,24 +30,6 @@ export const forwardTimeoutMs = 5_000;
  */
 export const forwardCatchUpDelayMsMin = 20;
 export const forwardCatchUpDelayMsMax = 500;
-
-/** A client (SDC or a forwarding primary) gives up on a request after this long. */
-export const clientRequestTimeoutMs = 30_000;
-/** Connection attempt timeout of the data client. */
-export const clientConnectTimeoutMs = 3_000;
-/**
- * Liveness of a data connection (src/shared/dataclient.ts): with requests
- * outstanding and nothing received for livenessSilenceMs, the client PINGs
- * the peer on a side connection; when nothing at all (no byte on the data
- * connection, no PING reply) comes for livenessTimeoutMs more, the peer is
- * declared unreachable and every pending request fails as on a connection
- * loss. A silent peer is so detected in about 3.5-3.75 s; the request
- * timeouts stay as the backstop.
- */
-export const clientLivenessSilenceMs = 1_500;
-export const clientLivenessTimeoutMs = 2_000;
-/** A gap this much longer than the sweep period means the client itself stalled: the peer is not blamed for it. */
-export const clientStallMs = 1_000;
 
 /** Open chunk files (data + checksum pairs) kept cached. */
 export const openChunksMax = 256;

@@ -3,7 +3,7 @@
  * kept as a log2 histogram of microseconds per operation type, so recording
  * costs an increment and percentiles can be read off later.
  */
-import { MsgType } from '../shared/dataproto.js';
+import { MsgType } from '../dataplane/proto.js';
 
 const BUCKETS = 32;
 

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { readClusterKey } from '../shared/component-auth.js';
-import { DataClientPool } from '../shared/dataclient.js';
+import { DataClientPool } from '../dataplane/client.js';
 import { PflexError, isPflexError } from '../shared/errors.js';
 import { IoTokenVerifier } from '../shared/iotoken.js';
 import { deriveKey } from '../shared/keys.js';

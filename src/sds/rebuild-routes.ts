@@ -1,5 +1,5 @@
 /**
- * Rebuild routes of the SDS control listener (see rebuild-proto.ts), mounted
+ * Rebuild routes of the SDS control listener (see src/dataplane/rebuild-proto.ts), mounted
  * on the control server by node.ts: the primary side (start a copy, list
  * copies) and the joining-member side (reset or keep, digests, chunk images,
  * release), and what a former member does with the data of a PG it left
@@ -10,9 +10,9 @@ import type { FastifyInstance } from 'fastify';
 import { PflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { DataServer } from './data-server.js';
-import { chunkBytesMax } from './limits.js';
+import { chunkBytesMax } from '../dataplane/limits.js';
 import type { PgEntry, PgTable } from './pg-table.js';
-import type { ChunkDigest } from './rebuild-proto.js';
+import type { ChunkDigest } from '../dataplane/rebuild-proto.js';
 import { chunkSha256, pgLockKey, type RebuildRunner } from './rebuild.js';
 import { rebuildDeltaChunksMax, rebuildKeyListBytesMax, rebuildStaleKeepMs } from './rebuild-limits.js';
 import { chunkName, type ChunkKey, type ChunkStore } from './store/chunk-store.js';

@@ -24,9 +24,9 @@ import { createHash } from 'node:crypto';
 import { PflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { DataServer } from './data-server.js';
-import { controlAuthorization } from './control-auth.js';
+import { controlAuthorization } from '../shared/control-auth.js';
 import type { PgEntry, PgTable } from './pg-table.js';
-import type { ChunkDigest, RebuildMode, SdsRebuildStatus, StartRebuild } from './rebuild-proto.js';
+import type { ChunkDigest, RebuildMode, SdsRebuildStatus, StartRebuild } from '../dataplane/rebuild-proto.js';
 import {
   rebuildBurstBytesMax, rebuildDeltaChunksMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildStartLockedTimeoutMs,
   rebuildYieldInflightBytes, rebuildYieldMs,

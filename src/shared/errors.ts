@@ -52,6 +52,11 @@ export class PflexError extends Error {
   get spec(): ErrorSpec {
     return ERRORS[this.code];
   }
+
+  /** Read by the NBD server (src/nbd/errors.ts errnoOf), which knows no pflex codes. */
+  get nbdErrno(): number {
+    return ERRORS[this.code].nbdErrno;
+  }
 }
 
 export function isPflexError(err: unknown): err is PflexError {

@@ -7,7 +7,7 @@
  * in again by themselves when their token is refused or expires.
  */
 import type { Static } from '@fastify/type-provider-typebox';
-import type * as S from '../mdm/schemas.js';
+import type * as S from './mdm-api.js';
 import { componentProof, type ComponentKind } from './component-auth.js';
 import { ERRORS, PflexError, type ErrorCode } from './errors.js';
 

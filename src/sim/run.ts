@@ -7,7 +7,7 @@
  * checkers in checker.ts judge the outcome.
  */
 import { pino } from 'pino';
-import { Flag, MsgType, Status, statusName, type Frame } from '../shared/dataproto.js';
+import { Flag, MsgType, Status, statusName, type Frame } from '../dataplane/proto.js';
 import type { MdmClient, PgMap } from '../shared/mdm-client.js';
 import { PoolMap } from '../sdc/pool-map.js';
 import { retryDelayMsMax, retryDelayMsMin, sdsRequestTimeoutMs } from '../sdc/limits.js';

@@ -7,8 +7,8 @@
  */
 import zlib from 'node:zlib';
 import { pino } from 'pino';
-import { replyHeader, Status, type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue, type StatusValue } from '../shared/dataproto.js';
-import type { DataClientPool } from '../shared/dataclient.js';
+import { replyHeader, Status, type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue, type StatusValue } from '../dataplane/proto.js';
+import type { DataClientPool } from '../dataplane/client.js';
 import { DataServer, type DataConnection } from '../sds/data-server.js';
 import { forwardTimeoutMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from '../sds/limits.js';
 import { PgTable, type FenceResult, type PgMapSource, type PgMapUpdate } from '../sds/pg-table.js';

@@ -9,12 +9,12 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { readClusterKey } from '../../src/shared/component-auth.js';
-import { Status } from '../../src/shared/dataproto.js';
+import { Status } from '../../src/dataplane/proto.js';
 import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
 import { PFLEX_BIN, spawnPflex, tempDir } from '../helpers/proc.js';
 import { Router, waitForMapEpoch, type Mdm, type SdsProc } from '../sds/cluster.js';
-import type { SdsRebuildStatus } from '../../src/sds/rebuild-proto.js';
-import { controlAuthorization } from '../../src/sds/control-auth.js';
+import type { SdsRebuildStatus } from '../../src/dataplane/rebuild-proto.js';
+import { controlAuthorization } from '../../src/shared/control-auth.js';
 
 export const ADMIN_PASSWORD = 'rebuild-test-password';
 

@@ -9,7 +9,7 @@
  * holders and equal to what was acknowledged, the trimmed chunk is gone.
  */
 import t from 'tap';
-import { Status, statusName } from '../../src/shared/dataproto.js';
+import { Status, statusName } from '../../src/dataplane/proto.js';
 import { waitForMapEpoch } from '../sds/cluster.js';
 import { Model, chunkFile, placement, sdsRebuilds, startFastMdm, startSdsIn as startSds, startSplitCluster, verifyReads, volumeRouter, waitFor, whole, writeChecked } from './cluster.js';
 

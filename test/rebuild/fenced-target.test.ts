@@ -13,7 +13,7 @@ import { openDb } from '../../src/mdm/db.js';
 import { computePlacement } from '../../src/mdm/placement.js';
 import { createServices } from '../../src/mdm/services/index.js';
 import type { SdsControl } from '../../src/mdm/services/rebuild-control.js';
-import type { SdsRebuildStatus, StartRebuild } from '../../src/sds/rebuild-proto.js';
+import type { SdsRebuildStatus, StartRebuild } from '../../src/dataplane/rebuild-proto.js';
 import { generateClusterKey } from '../../src/shared/component-auth.js';
 import { tempDir } from '../helpers/proc.js';
 import { FakeClock } from '../mdm/helpers.js';

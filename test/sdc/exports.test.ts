@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { controlAuthorization } from '../../src/sds/control-auth.js';
+import { controlAuthorization } from '../../src/shared/control-auth.js';
 import { missingClients } from '../helpers/nbd.js';
 import { tempDir } from '../helpers/proc.js';
 import { chunksOn, startCluster } from './cluster.js';

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
-import { DataClientPool } from '../../src/shared/dataclient.js';
+import { DataClientPool } from '../../src/dataplane/client.js';
 import type { MdmClient, PgMap } from '../../src/shared/mdm-client.js';
 import { pgOfChunk } from '../../src/shared/pg.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';

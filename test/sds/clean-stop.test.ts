@@ -10,7 +10,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } 
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { Status } from '../../src/shared/dataproto.js';
+import { Status } from '../../src/dataplane/proto.js';
 import type { PgMap } from '../../src/shared/mdm-client.js';
 import { previousStop, RUN_STATE_FILE, type RunState } from '../../src/sds/clean-stop.js';
 import { freePort, spawnPflex, tempDir } from '../helpers/proc.js';

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
-import { DataClient } from '../../src/shared/dataclient.js';
-import { encodeFrame, requestHeader, Flag, MsgType, Status, statusName, type Frame } from '../../src/shared/dataproto.js';
+import { DataClient } from '../../src/dataplane/client.js';
+import { encodeFrame, requestHeader, Flag, MsgType, Status, statusName, type Frame } from '../../src/dataplane/proto.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
 import { startSds, token, type TestSds } from './harness.js';
 import net from 'node:net';

@@ -6,8 +6,8 @@
  */
 import t from 'tap';
 import net from 'node:net';
-import { DataClient } from '../../src/shared/dataclient.js';
-import { encodeFrame, requestHeader, MsgType, Flag, HEADER_BYTES, type MsgTypeValue } from '../../src/shared/dataproto.js';
+import { DataClient } from '../../src/dataplane/client.js';
+import { encodeFrame, requestHeader, MsgType, Flag, HEADER_BYTES, type MsgTypeValue } from '../../src/dataplane/proto.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
 import { Rng } from './rng.js';
 import { startSds, token } from './harness.js';

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { Status, statusName } from '../../src/shared/dataproto.js';
+import { Status, statusName } from '../../src/dataplane/proto.js';
 import { Router, startMdm, startSdsProc, waitForMapEpoch, type SdsProc } from './cluster.js';
 
 const CHUNK = 1024 * 1024;

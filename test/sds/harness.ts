@@ -9,7 +9,7 @@ import { FileChunkStore } from '../../src/sds/store/file-store.js';
 import { IdentityVolumeTrees } from '../../src/sds/volume-trees.js';
 import { PgTable } from '../../src/sds/pg-table.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
-import { DataClientPool } from '../../src/shared/dataclient.js';
+import { DataClientPool } from '../../src/dataplane/client.js';
 import { IoTokenVerifier, issueIoToken, type IoRights } from '../../src/shared/iotoken.js';
 import { deriveKey } from '../../src/shared/keys.js';
 import { tempDir } from '../helpers/proc.js';

@@ -6,8 +6,8 @@
 import t, { type Test as Tap } from 'tap';
 import { readFileSync, readdirSync, existsSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataClient } from '../../src/shared/dataclient.js';
-import { statusName, Flag } from '../../src/shared/dataproto.js';
+import { DataClient } from '../../src/dataplane/client.js';
+import { statusName, Flag } from '../../src/dataplane/proto.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
 import { Rng } from './rng.js';
 import { startSds, token, type TestSds } from './harness.js';

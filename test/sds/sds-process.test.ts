@@ -8,9 +8,9 @@
 import t from 'tap';
 import { existsSync, readdirSync, readFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataClient } from '../../src/shared/dataclient.js';
-import { Flag, Status, statusName } from '../../src/shared/dataproto.js';
-import { controlAuthorization } from '../../src/sds/control-auth.js';
+import { DataClient } from '../../src/dataplane/client.js';
+import { Flag, Status, statusName } from '../../src/dataplane/proto.js';
+import { controlAuthorization } from '../../src/shared/control-auth.js';
 import { ZERO_BLOCK_CRC } from '../../src/sds/store/block-crc.js';
 import { Rng } from './rng.js';
 import { Router, startMdm, startSdsProc, waitForMapEpoch, type SdsProc } from './cluster.js';

@@ -1,7 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
 import { MDM_LIMITS } from '../config.js';
-import { AuditEntry, ERROR_ANSWERS, IdParams, IssuedToken, Name, Ok, User } from '../schemas.js';
+import { AuditEntry, ERROR_ANSWERS, IdParams, IssuedToken, Name, Ok, User } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 
 const Password = Type.String({ minLength: 1, maxLength: MDM_LIMITS.passwordLengthMax });

@@ -1,7 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
 import { MDM_LIMITS } from '../config.js';
-import { Alert, ERROR_ANSWERS, HealthSummary, IdParams, Severity } from '../schemas.js';
+import { Alert, ERROR_ANSWERS, HealthSummary, IdParams, Severity } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 
 const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false });

@@ -1,7 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
 import { MDM_LIMITS } from '../config.js';
-import { ERROR_ANSWERS, Id, IdParams, PgEntry } from '../schemas.js';
+import { ERROR_ANSWERS, Id, IdParams, PgEntry } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 
 const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false });

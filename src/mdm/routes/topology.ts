@@ -4,7 +4,7 @@ import { MDM_LIMITS } from '../config.js';
 import {
   Beat, Bytes, ERROR_ANSWERS, FaultSet, ForceQuery, Id, IdParams, Name, Ok, Pct, PgEntry, PgMap, Port, ProtectionDomain, Provisioning,
   Sdc, Sds, StoragePool,
-} from '../schemas.js';
+} from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 import { requireSelf } from './guards.js';
 

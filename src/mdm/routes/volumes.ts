@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
-import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, Name, Provisioning, Volume, VolumeDeletion } from '../schemas.js';
+import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, Name, Provisioning, Volume, VolumeDeletion } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 import { requireSelf } from './guards.js';
 

@@ -1,6 +1,6 @@
 import { PflexError } from '../../shared/errors.js';
-import { controlAuthorization } from '../../sds/control-auth.js';
-import type { SdsRebuildStatus, StartRebuild } from '../../sds/rebuild-proto.js';
+import { controlAuthorization } from '../../shared/control-auth.js';
+import type { SdsRebuildStatus, StartRebuild } from '../../dataplane/rebuild-proto.js';
 
 export interface ControlEndpoint { address: string; controlPort: number }
 
@@ -14,7 +14,7 @@ export interface SdsControl {
 /** Timeout of one MDM -> SDS control call. */
 export const controlCallTimeoutMs = 5_000;
 
-/** SdsControl over HTTP with the cluster-key authorization of src/sds/control-auth.ts. */
+/** SdsControl over HTTP with the cluster-key authorization of src/shared/control-auth.ts. */
 export class HttpSdsControl implements SdsControl {
   constructor(private readonly clusterKey: Buffer) {}
 

@@ -222,7 +222,7 @@ export class RebuildService {
   /** Starts pending jobs on their primaries, polls running ones, aborts those that cannot finish. */
   private async drive(): Promise<void> {
     const active = this.jobs.active();
-    const polled = new Map<number, Promise<Map<number, import('../../sds/rebuild-proto.js').SdsRebuildStatus> | undefined>>();
+    const polled = new Map<number, Promise<Map<number, import('../../dataplane/rebuild-proto.js').SdsRebuildStatus> | undefined>>();
     await Promise.all(active.map(async (job) => {
       const entry = this.pgs.get(job.poolId, job.pg);
       const source = this.topo.getSds(job.sourceSdsId);

@@ -31,9 +31,9 @@
  *  ...       payload (WRITE data, READ reply data, UTF-8 error text)
  */
 import zlib from 'node:zlib';
-import { framePayloadBytesMax, frameTokenBytesMax, frameTraceBytesMax, chunkBytesMax } from '../sds/limits.js';
+import { framePayloadBytesMax, frameTokenBytesMax, frameTraceBytesMax, chunkBytesMax } from './limits.js';
 
-import { assert } from './errors.js';
+import { assert } from '../shared/errors.js';
 
 export const FRAME_MAGIC = 0x31444650;
 export const FRAME_VERSION = 1;

@@ -9,10 +9,10 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { DataClient } from '../../src/shared/dataclient.js';
-import { encodeFrame, FrameDecoder, MsgType, replyHeader, Status, type Frame } from '../../src/shared/dataproto.js';
+import { DataClient } from '../../src/dataplane/client.js';
+import { encodeFrame, FrameDecoder, MsgType, replyHeader, Status, type Frame } from '../../src/dataplane/proto.js';
 import { isPflexError } from '../../src/shared/errors.js';
-import { clientLivenessSilenceMs, clientLivenessTimeoutMs } from '../../src/sds/limits.js';
+import { clientLivenessSilenceMs, clientLivenessTimeoutMs } from '../../src/dataplane/limits.js';
 
 const ADDR = { pgId: 1, epoch: 1, volumeId: 1, treeId: 1, chunkIndex: 0, layerId: 0 };
 const TOKEN = Buffer.from('token');

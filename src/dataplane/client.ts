@@ -22,14 +22,14 @@
  * itself did not run (event loop stall) is not counted against the peer.
  */
 import net from 'node:net';
-import { PflexError } from './errors.js';
+import { PflexError } from '../shared/errors.js';
 import {
   encodeHead, FrameDecoder, FrameError, MsgType, payloadIntact, REPLY_BIT, requestHeader,
   type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue,
-} from './dataproto.js';
+} from './proto.js';
 import {
   clientConnectTimeoutMs, clientLivenessSilenceMs, clientLivenessTimeoutMs, clientRequestTimeoutMs, clientStallMs,
-} from '../sds/limits.js';
+} from './limits.js';
 
 const EMPTY = Buffer.alloc(0);
 const SWEEP_INTERVAL_MS = 250;

@@ -2,8 +2,8 @@ import t from 'tap';
 import {
   decodeFrame, encodeFrame, encodeHead, FrameDecoder, FrameError, Flag, MsgType, REPLY_BIT, Status, HEADER_BYTES,
   replyHeader, requestHeader, payloadIntact, encodeTraceparent, decodeTraceparent, statusName, type Frame, type FrameHeader,
-} from '../../src/shared/dataproto.js';
-import { Rng } from './rng.js';
+} from '../../src/dataplane/proto.js';
+import { Rng } from '../sds/rng.js';
 
 const base = {
   requestId: 7, pgId: 12, epoch: 3, volumeId: 98, treeId: 99, chunkIndex: 4096, layerId: 2, offset: 4096, length: 5, flags: Flag.FUA,

@@ -1,13 +1,20 @@
 /**
  * TypeBox schemas of the MDM API: request validation, response
- * serialization and the OpenAPI document all come from these.
+ * serialization and the OpenAPI document all come from these, and the MDM
+ * client (src/shared/mdm-client.ts) takes its types from them.
  */
 import { Type, type Static } from '@fastify/type-provider-typebox';
-import { MDM_LIMITS } from './config.js';
+
+/** Limits that shape the API's schemas (the MDM's MDM_LIMITS includes them). */
+export const API_LIMITS = Object.freeze({
+  nameLengthMax: 64,
+  /** 2^53 - 1: sizes travel as JSON numbers. */
+  sizeBytesMax: Number.MAX_SAFE_INTEGER,
+});
 
 export const Id = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
-export const Name = Type.String({ minLength: 1, maxLength: MDM_LIMITS.nameLengthMax, pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' });
-export const Bytes = Type.Integer({ minimum: 0, maximum: MDM_LIMITS.sizeBytesMax });
+export const Name = Type.String({ minLength: 1, maxLength: API_LIMITS.nameLengthMax, pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' });
+export const Bytes = Type.Integer({ minimum: 0, maximum: API_LIMITS.sizeBytesMax });
 export const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 export const Ms = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 export const NullableInt = Type.Union([Type.Integer(), Type.Null()]);

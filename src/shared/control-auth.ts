@@ -9,7 +9,7 @@
  * (The "control|" prefix keeps these proofs apart from MDM login proofs.)
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { deriveKey } from '../shared/keys.js';
+import { deriveKey } from './keys.js';
 
 export const controlAuthSkewMs = 5 * 60_000;
 const SCHEME = 'PflexComponent ';
