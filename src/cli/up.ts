@@ -220,7 +220,7 @@ async function up(a: UpArgs): Promise<void> {
     say(`pflex is up (${created ? 'new cluster' : 'existing cluster'}; data in ${dataDir}, logs in ${logDir})`);
     say(`  MDM:    ${mdmUrl}   admin user "admin", password ${password}`);
     say(`          pflex login --mdm ${mdmUrl} --user admin   (then: pflex volume list, pflex sds list, pflex sdc list)`);
-    say(`  SDC:    nbd://127.0.0.1:${nbdPort}/  (mgmt http://127.0.0.1:${String(sdcUp.mgmtPort)}/health)`);
+    say(`  SDC:    nbd://127.0.0.1:${nbdPort}/  (mgmt http://127.0.0.1:${String(sdcUp.mgmtPort)}/health, with "authorization: Bearer <token of pflex login>")`);
     if (demo) say(`  volume: ${demo.name} (${demo.sizeBytes} bytes, two copies over ${SDS_NAMES.length} SDSs), the default export`);
     say('');
     say('Attach it (as root):');

@@ -1,18 +1,19 @@
 /**
  * The SDC's HTTP listeners.
  *
+ * Every route of both is authenticated (shared/listener-auth.ts): the
+ * cluster key (PflexComponent proof, as the SDS control listener) or an
+ * MDM-issued bearer token (any role for management, admin for control).
+ *
  * Management (8004), read-only, for the dashboard and people:
  *   GET /health    {status, problems, name, sdcId, registered, exports, volumes: [{name, id, readOnly, sizeBytes, mapEpoch}]}
  *   GET /metrics   {volumes: {<name>: VolumeStats JSON}}
  *
- * Control (8003), authenticated with the cluster key (PflexComponent header,
- * as the SDS control listener), for the MDM and operators' tools:
+ * Control (8003), for the MDM and operators' tools:
  *   GET  /exports  the exports this SDC serves now
  *   POST /rescan   re-reads the volumes mapped to this SDC from the MDM
  */
-import Fastify from 'fastify';
-import { checkControlAuthorization } from '../shared/control-auth.js';
-import { ERRORS } from '../shared/errors.js';
+import { buildListener } from '../shared/listener.js';
 import type { Logger } from '../shared/logger.js';
 import type { VolumeStats } from './stats.js';
 
@@ -34,8 +35,8 @@ export interface SdcView {
   rescan(): Promise<void>;
 }
 
-export function buildMgmtServer(log: Logger, view: SdcView) {
-  const app = Fastify({ loggerInstance: log.child({ listener: 'mgmt' }), logController: new Fastify.LogController({ disableRequestLogging: true }) });
+export function buildMgmtServer(log: Logger, clusterKey: Buffer, view: SdcView) {
+  const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log });
   app.get('/health', async () => {
     const problems = view.problems();
     return {
@@ -53,12 +54,7 @@ export function buildMgmtServer(log: Logger, view: SdcView) {
 }
 
 export function buildControlServer(log: Logger, clusterKey: Buffer, view: SdcView) {
-  const app = Fastify({ loggerInstance: log.child({ listener: 'control' }), logController: new Fastify.LogController({ disableRequestLogging: true }) });
-  app.addHook('onRequest', async (req, reply) => {
-    if (!checkControlAuthorization(clusterKey, req.headers.authorization)) {
-      await reply.code(401).send({ error: { code: 'PFLEX_ERR_UNAUTHENTICATED', message: ERRORS.PFLEX_ERR_UNAUTHENTICATED.message } });
-    }
-  });
+  const app = buildListener({ name: 'control', access: 'control', clusterKey, log });
   app.get('/exports', async () => view.exports().map((e) => ({ name: e.name, volumeId: e.volumeId, sizeBytes: e.sizeBytes, readOnly: e.readOnly, default: e.isDefault })));
   app.post('/rescan', async () => {
     await view.rescan();

@@ -16,6 +16,7 @@ import { heartbeatIntervalMs, ioTimeoutMsDefault, mapPollIntervalMs, mdmCallTime
 import { PoolMap } from './pool-map.js';
 import { VolumeToken } from './tokens.js';
 import { VolumeBackend } from './volume-backend.js';
+import type { FastifyInstance } from 'fastify';
 
 export interface SdcNodeOptions {
   name: string;
@@ -86,7 +87,7 @@ export class SdcNode {
     });
     const view = this.view();
     this.control = buildControlServer(this.log, this.clusterKey, view);
-    this.mgmt = buildMgmtServer(this.log, view);
+    this.mgmt = buildMgmtServer(this.log, this.clusterKey, view);
     this.ports.nbd = (await this.nbd.listen(o.port, o.host)).port;
     await this.control.listen({ port: o.controlPort, host: o.host });
     this.ports.control = portOf(this.control.server.address());
@@ -94,6 +95,11 @@ export class SdcNode {
     this.ports.mgmt = portOf(this.mgmt.server.address());
     this.log.info({ port: this.ports.nbd, controlPort: this.ports.control, mgmtPort: this.ports.mgmt, name: o.name }, 'sdc listening');
     void this.registerLoop();
+  }
+
+  /** The HTTP listeners by name (the route-walking test reads their routes). */
+  httpListeners(): Record<'control' | 'mgmt', FastifyInstance> {
+    return { control: this.control as unknown as FastifyInstance, mgmt: this.mgmt };
   }
 
   async stop(): Promise<void> {

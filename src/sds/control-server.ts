@@ -1,8 +1,9 @@
 /**
  * The SDS control listener (port 9100): commands from the MDM (and chunk
- * copies between SDSs) as JSON over HTTP, every route authenticated with the
- * cluster key (src/shared/control-auth.ts). Chunk bytes travel raw
- * (application/octet-stream), verified against their checksums when read.
+ * copies between SDSs) as JSON over HTTP, every route authenticated
+ * (shared/listener-auth.ts: the cluster key, or an admin's MDM token).
+ * Chunk bytes travel raw (application/octet-stream), verified against their
+ * checksums when read.
  *
  *   GET    /pgs                                   PGs held here: [{pg, chunks, bytes}]
  *   GET    /pgs/:pg/chunks                        chunks of a PG: [{treeId, chunkIndex, layerId, sizeBytes}]
@@ -10,12 +11,12 @@
  *   POST   /pgs/:pg/copy-chunk                    {from: {address, controlPort}, treeId, chunkIndex, layerId} -> {sizeBytes}
  *   DELETE /pgs/:pg                               drop all data of the PG -> {ok}
  */
-import Fastify from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../shared/logger.js';
-import { ERRORS, PflexError, isPflexError } from '../shared/errors.js';
+import { PflexError } from '../shared/errors.js';
+import { buildListener } from '../shared/listener.js';
 import type { ChunkStore } from './store/chunk-store.js';
-import { checkControlAuthorization, controlAuthorization } from '../shared/control-auth.js';
+import { controlAuthorization } from '../shared/control-auth.js';
 import { mdmCallTimeoutMs } from './limits.js';
 
 export interface ControlServerOptions {
@@ -41,23 +42,9 @@ const CopyBody = Type.Object({
 }, { additionalProperties: false });
 
 export function buildControlServer(o: ControlServerOptions) {
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 })
+  const app = buildListener({ name: 'control', access: 'control', clusterKey: o.clusterKey, log: o.log, bodyLimitBytes: 1024 * 1024 })
     .withTypeProvider<TypeBoxTypeProvider>();
   const { store } = o;
-
-  app.addHook('onRequest', async (req) => {
-    if (!checkControlAuthorization(o.clusterKey, req.headers.authorization)) {
-      throw new PflexError('PFLEX_ERR_UNAUTHENTICATED', 'control calls need a PflexComponent authorization made with the cluster key');
-    }
-  });
-  app.setErrorHandler((e, _req, reply) => {
-    const err = e as Error & { validation?: unknown };
-    const pe = isPflexError(err) ? err
-      : err.validation ? new PflexError('PFLEX_ERR_BAD_REQUEST', err.message)
-      : new PflexError('PFLEX_ERR_INTERNAL', err.message);
-    if (ERRORS[pe.code].httpStatus >= 500) o.log.error({ err: pe.message, url: _req.url }, 'control request failed');
-    void reply.status(ERRORS[pe.code].httpStatus).send({ error: { code: pe.code, message: pe.message } });
-  });
 
   app.get('/pgs', async () => {
     const out = [];

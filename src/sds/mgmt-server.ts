@@ -1,11 +1,14 @@
 /**
  * The SDS management listener (port 9200): health and metrics as JSON, for
  * the dashboard and for people. Read-only; nothing here changes the SDS.
+ * Every route is authenticated (shared/listener-auth.ts: the cluster key or
+ * any MDM-issued token).
  *
  *   GET /health   {status, name, sdsId, storagePoolId, registered, mapEpoch, pgs, capacity}
  *   GET /metrics  counters and latency histograms (see metrics.ts)
  */
-import Fastify from 'fastify';
+import { buildListener } from '../shared/listener.js';
+import type { Logger } from '../shared/logger.js';
 import type { SdsMetrics } from './metrics.js';
 import type { StoreCapacity } from './store/chunk-store.js';
 
@@ -22,8 +25,8 @@ export interface MgmtView {
   problems(): string[];
 }
 
-export function buildMgmtServer(view: () => MgmtView) {
-  const app = Fastify({ logger: false });
+export function buildMgmtServer(clusterKey: Buffer, log: Logger, view: () => MgmtView) {
+  const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log });
   app.get('/health', async () => {
     const v = view();
     const problems = v.problems();

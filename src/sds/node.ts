@@ -22,6 +22,7 @@ import { FileChunkStore } from './store/file-store.js';
 import { CachedVolumeTrees } from './volume-trees.js';
 import { currentBootId, previousStop, readRunState, writeRunState, type PreviousStop } from './clean-stop.js';
 import { forwardTimeoutMs, heartbeatIntervalMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from './limits.js';
+import type { FastifyInstance } from 'fastify';
 
 export interface SdsNodeOptions {
   name: string;
@@ -132,7 +133,7 @@ export class SdsNode {
       join: async (poolId, pg, sdsId, epoch, progress) => (await this.mdm.request<{ pg: PgEntry }>('POST', `/storage-pools/${poolId}/pgs/${pg}/join`, { body: { sdsId, epoch, progress } })).pg,
     });
     await this.control.register(rebuildRoutes({ selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, runner: this.rebuild, log: this.log }));
-    this.mgmt = buildMgmtServer(() => this.view());
+    this.mgmt = buildMgmtServer(this.clusterKey, this.log, () => this.view());
     this.ports.data = await this.data.listen(o.dataPort, o.host);
     await this.control.listen({ port: o.controlPort, host: o.host });
     this.ports.control = portOf(this.control.server.address());
@@ -140,6 +141,11 @@ export class SdsNode {
     this.ports.mgmt = portOf(this.mgmt.server.address());
     this.log.info({ port: this.ports.data, controlPort: this.ports.control, mgmtPort: this.ports.mgmt, name: o.name }, 'sds listening');
     void this.registerLoop();
+  }
+
+  /** The HTTP listeners by name (the route-walking test reads their routes). */
+  httpListeners(): Record<'control' | 'mgmt', FastifyInstance> {
+    return { control: this.control as unknown as FastifyInstance, mgmt: this.mgmt };
   }
 
   /** Graceful stop: listeners closed, every write flushed, then the run is marked stopped (a clean stop). */

@@ -18,6 +18,7 @@ import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestC
 import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
 import { freePort, PFLEX_BIN, tempDir } from '../helpers/proc.js';
 import { ensureImage } from './image.js';
+import { listenerJson } from '../helpers/listener.js';
 
 // No reaper container (it would need an image pull); teardown is ours.
 process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
@@ -225,15 +226,15 @@ export async function startContainerCluster(t: Test, o: ContainerClusterOptions 
       const v = await admin.createVolume({ name, storagePoolId: pool.id, sizeBytes });
       const mapped = await admin.mapVolume(v.id, sdcRecord.id);
       // The SDC learns its mappings with its heartbeat: wait until it serves the export.
-      await waitFor(async () => sdcServes(sdcMgmtPort, name), 30_000, `sdc1 to serve ${name}`);
+      await waitFor(async () => sdcServes(admin, sdcMgmtPort, name), 30_000, `sdc1 to serve ${name}`);
       return mapped;
     },
   };
 }
 
-async function sdcServes(mgmtPort: number, volume: string): Promise<boolean> {
+async function sdcServes(admin: MdmClient, mgmtPort: number, volume: string): Promise<boolean> {
   try {
-    const m = (await (await fetch(`http://127.0.0.1:${mgmtPort}/metrics`)).json()) as { volumes?: Record<string, unknown> };
+    const m = await listenerJson<{ volumes?: Record<string, unknown> }>({ token: admin.bearerToken ?? '' }, mgmtPort, '/metrics');
     return m.volumes !== undefined && volume in m.volumes;
   } catch {
     return false;

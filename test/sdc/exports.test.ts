@@ -14,6 +14,7 @@ import { controlAuthorization } from '../../src/shared/control-auth.js';
 import { missingClients } from '../helpers/nbd.js';
 import { tempDir } from '../helpers/proc.js';
 import { chunksOn, startCluster } from './cluster.js';
+import { listenerJson } from '../helpers/listener.js';
 
 const skip = missingClients('nbdinfo', 'qemu-io', 'nbdcopy');
 const MiB = 1024 * 1024;
@@ -150,11 +151,11 @@ t.test('SDC exports over a real cluster', { skip }, async (t) => {
   });
 
   await t.test('management listener: health and per-volume IO statistics', async (t) => {
-    const health = (await (await fetch(`http://127.0.0.1:${c.sdc.mgmtPort}/health`)).json()) as { status: string; registered: boolean; volumes: Array<{ name: string }> };
+    const health = await listenerJson<{ status: string; registered: boolean; volumes: Array<{ name: string }> }>(c.mdm, c.sdc.mgmtPort, '/health');
     t.equal(health.status, 'OK');
     t.equal(health.registered, true);
     t.same(health.volumes.map((v) => v.name).sort(), ['vol1', 'vol2']);
-    const metrics = (await (await fetch(`http://127.0.0.1:${c.sdc.mgmtPort}/metrics`)).json()) as { volumes: Record<string, { ops: Record<string, { count: number; bytes: number }> } | null> };
+    const metrics = await listenerJson<{ volumes: Record<string, { ops: Record<string, { count: number; bytes: number }> } | null> }>(c.mdm, c.sdc.mgmtPort, '/metrics');
     t.ok(metrics.volumes.vol1!.ops.write!.count > 0, 'writes counted');
     t.ok(metrics.volumes.vol1!.ops.read!.bytes >= 24 * MiB, 'read bytes counted');
     const control = await fetch(`http://127.0.0.1:${c.sdc.controlPort}/exports`);

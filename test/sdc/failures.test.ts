@@ -8,6 +8,7 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { missingClients } from '../helpers/nbd.js';
 import { startCluster } from './cluster.js';
+import { listenerJson } from '../helpers/listener.js';
 
 const skip = missingClients('nbdinfo', 'qemu-io');
 const MiB = 1024 * 1024;
@@ -41,7 +42,7 @@ t.test('tokens, unmapping and unreachable replicas', { skip }, async (t) => {
     }
     const r = await run('qemu-io', ['-f', 'raw', uri, '-c', 'read -P 0x30 0 1M', '-c', 'read -P 0x33 3M 1M']);
     t.equal(r.code, 0, 'every round reads back at the end');
-    const m = (await (await fetch(`http://127.0.0.1:${c.sdc.mgmtPort}/metrics`)).json()) as { volumes: Record<string, { ops: { write: { errors: number } } }> };
+    const m = await listenerJson<{ volumes: Record<string, { ops: { write: { errors: number } } }> }>(c.mdm, c.sdc.mgmtPort, '/metrics');
     t.equal(m.volumes.vol1!.ops.write.errors, 0, 'no write failed');
   });
 
@@ -66,7 +67,7 @@ t.test('tokens, unmapping and unreachable replicas', { skip }, async (t) => {
     t.not(r.code, 0, 'the read fails');
     t.match(r.out, /Input\/output error|failed/i, 'with an I/O error');
     // qemu asks BLOCK_STATUS before it reads: either may be the request that failed.
-    const h = (await (await fetch(`http://127.0.0.1:${c.sdc.mgmtPort}/metrics`)).json()) as { volumes: Record<string, { ops: Record<string, { errors: number }> }> };
+    const h = await listenerJson<{ volumes: Record<string, { ops: Record<string, { errors: number }> }> }>(c.mdm, c.sdc.mgmtPort, '/metrics');
     const ops = h.volumes.vol1!.ops;
     t.ok(ops.read!.errors + ops.blockStatus!.errors > 0, 'the SDC counted the failed request');
   });

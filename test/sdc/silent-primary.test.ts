@@ -22,6 +22,7 @@ import { pgOfChunk } from '../../src/shared/pg.js';
 import { missingClients } from '../helpers/nbd.js';
 import { ROOT } from '../helpers/proc.js';
 import { startCluster } from './cluster.js';
+import { listenerJson } from '../helpers/listener.js';
 
 // python3-libnbd lives in Debian's python; the default python3 may be another build.
 const PYTHON = '/usr/bin/python3';
@@ -77,8 +78,8 @@ function ioLoop(t: Test, uri: string) {
   };
 }
 
-async function sdsMapEpoch(mgmtPort: number): Promise<number | null> {
-  const h = (await (await fetch(`http://127.0.0.1:${mgmtPort}/health`)).json()) as { mapEpoch: number | null };
+async function sdsMapEpoch(clusterKey: Buffer, mgmtPort: number): Promise<number | null> {
+  const h = await listenerJson<{ mapEpoch: number | null }>({ clusterKey }, mgmtPort, '/health');
   return h.mapEpoch;
 }
 
@@ -123,7 +124,7 @@ for (const role of ['primary', 'secondary'] as const) {
     const now = fenced.pgs.find((p) => p.pg === pg)!;
     t.notOk(now.members.includes(victim.id), `SDS ${victim.id} is fenced from PG ${pg} (members ${now.members.join(',')}, epoch ${now.epoch})`);
     type Metrics = { volumes: Record<string, { primariesReported: number; ops: Record<string, { errors: number }> }> };
-    const m = (await (await fetch(`http://127.0.0.1:${c.sdc.mgmtPort}/metrics`)).json()) as Metrics;
+    const m = await listenerJson<Metrics>(c.mdm, c.sdc.mgmtPort, '/metrics');
     if (role === 'primary') {
       t.ok(m.volumes.vol1!.primariesReported >= 1, 'the SDC reported the silent primary');
     } else {
@@ -137,7 +138,7 @@ for (const role of ['primary', 'secondary'] as const) {
     await io.until((l) => l.some((x) => x.stopped), 30_000, 'the IO loop to stop');
     t.ok(victim.proc.child.kill('SIGCONT'), `${role} continued`);
     const deadline = Date.now() + 20_000;
-    while (((await sdsMapEpoch(victim.mgmtPort)) ?? 0) < fenced.epoch) {
+    while (((await sdsMapEpoch(c.mdm.clusterKey, victim.mgmtPort)) ?? 0) < fenced.epoch) {
       if (Date.now() > deadline) throw new Error(`SDS ${victim.id} did not learn map epoch ${fenced.epoch}`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -152,7 +153,7 @@ for (const role of ['primary', 'secondary'] as const) {
     io.send('verify');
     await io.until((l) => l.some((x) => x.verified !== undefined), 60_000, 'the read-back');
     t.equal(io.lines.find((x) => x.verified !== undefined)!.verified, BLOCKS, 'every block reads back as last written through the SDC');
-    const m2 = (await (await fetch(`http://127.0.0.1:${c.sdc.mgmtPort}/metrics`)).json()) as Metrics;
+    const m2 = await listenerJson<Metrics>(c.mdm, c.sdc.mgmtPort, '/metrics');
     t.equal(m2.volumes.vol1!.ops.write!.errors + m2.volumes.vol1!.ops.read!.errors, 0, 'no request failed');
     io.send('quit');
   });

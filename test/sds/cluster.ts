@@ -16,6 +16,7 @@ import { deriveKey } from '../../src/shared/keys.js';
 import { MdmClient, type PgMap } from '../../src/shared/mdm-client.js';
 import { pgOfChunk } from '../../src/shared/pg.js';
 import { PFLEX_BIN, spawnPflex, tempDir, type PflexProcess } from '../helpers/proc.js';
+import { listenerJson } from '../helpers/listener.js';
 
 const ADMIN_PASSWORD = 'sds-test-password';
 
@@ -70,7 +71,7 @@ export async function waitForMapEpoch(mdm: Mdm, poolId: number, sds: SdsProc[], 
   for (;;) {
     const map = await mdm.admin.getPgMap(poolId);
     const epochs = await Promise.all(sds.map(async (s) => {
-      const h = (await (await fetch(`http://127.0.0.1:${s.mgmtPort}/health`)).json()) as { mapEpoch: number | null };
+      const h = await listenerJson<{ mapEpoch: number | null }>(mdm, s.mgmtPort, '/health');
       return h.mapEpoch;
     }));
     if (map.ready && epochs.every((e) => e === map.epoch)) return map;

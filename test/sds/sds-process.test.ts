@@ -14,6 +14,7 @@ import { controlAuthorization } from '../../src/shared/control-auth.js';
 import { ZERO_BLOCK_CRC } from '../../src/sds/store/block-crc.js';
 import { Rng } from './rng.js';
 import { Router, startMdm, startSdsProc, waitForMapEpoch, type SdsProc } from './cluster.js';
+import { listenerJson } from '../helpers/listener.js';
 
 const CHUNK = 1024 * 1024;
 
@@ -109,11 +110,11 @@ t.test('SDS processes with a real MDM', async (t) => {
     t.equal(unauth.status, 401, 'control needs the cluster key');
     const pgs = (await (await fetch(`http://127.0.0.1:${s.controlPort}/pgs`, { headers: { authorization: controlAuthorization(mdm.clusterKey, 'mdm') } })).json()) as Array<{ pg: number; chunks: number }>;
     t.ok(pgs.length > 0 && pgs.every((p) => p.chunks > 0), 'lists the PGs it holds');
-    const health = (await (await fetch(`http://127.0.0.1:${s.mgmtPort}/health`)).json()) as { status: string; registered: boolean; capacity: { usedBytes: number } };
+    const health = await listenerJson<{ status: string; registered: boolean; capacity: { usedBytes: number } }>(mdm, s.mgmtPort, '/health');
     t.equal(health.status, 'OK');
     t.ok(health.registered);
     t.ok(health.capacity.usedBytes > 0);
-    const metrics = (await (await fetch(`http://127.0.0.1:${s.mgmtPort}/metrics`)).json()) as { ops: Record<string, { ops: number }> };
+    const metrics = await listenerJson<{ ops: Record<string, { ops: number }> }>(mdm, s.mgmtPort, '/metrics');
     t.ok((metrics.ops.write?.ops ?? 0) > 0, 'counts writes');
     // Heartbeats carry the capacity to the MDM.
     const deadline = Date.now() + 10_000;
@@ -209,7 +210,7 @@ t.test('SDS processes with a real MDM', async (t) => {
     t.equal(statusName(r.status), 'IO_ERROR');
     t.not(r.payload.equals(Buffer.alloc(4096, 0x42)), true);
     t.equal(statusName((await io.read(chunkIndex, 0, 4096)).status), 'OK', 'undamaged blocks still read');
-    const health = (await (await fetch(`http://127.0.0.1:${primary.mgmtPort}/health`)).json()) as { status: string; problems: string[] };
+    const health = await listenerJson<{ status: string; problems: string[] }>(mdm, primary.mgmtPort, '/health');
     t.equal(health.status, 'DEGRADED', 'the SDS reports the checksum error');
   });
 });
