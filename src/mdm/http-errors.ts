@@ -1,4 +1,4 @@
-import { ERRORS, PflexError, isPflexError, type ErrorCode } from '../shared/errors.js';
+import { codeOfHttpStatus, ERRORS, PflexError, isPflexError, type ErrorCode } from '../shared/errors.js';
 
 export interface HttpError { status: number; code: ErrorCode; body: { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } }
 
@@ -6,16 +6,6 @@ function statusCodeOf(err: unknown): number | undefined {
   const s = (err as { statusCode?: unknown }).statusCode;
   return typeof s === 'number' ? s : undefined;
 }
-
-const BY_STATUS: Record<number, ErrorCode> = {
-  400: 'PFLEX_ERR_BAD_REQUEST',
-  401: 'PFLEX_ERR_UNAUTHENTICATED',
-  403: 'PFLEX_ERR_FORBIDDEN',
-  404: 'PFLEX_ERR_NOT_FOUND',
-  409: 'PFLEX_ERR_CONFLICT',
-  413: 'PFLEX_ERR_PAYLOAD_TOO_LARGE',
-  415: 'PFLEX_ERR_UNSUPPORTED_MEDIA_TYPE',
-};
 
 /**
  * The one place where errors become HTTP answers: PflexErrors keep their
@@ -33,7 +23,7 @@ export function toHttpError(err: unknown): HttpError {
   } else {
     const status = statusCodeOf(err);
     if (status !== undefined && status >= 400 && status < 500) {
-      pe = new PflexError(BY_STATUS[status] ?? 'PFLEX_ERR_BAD_REQUEST', (err as Error).message);
+      pe = new PflexError(codeOfHttpStatus(status), (err as Error).message);
     } else {
       pe = new PflexError('PFLEX_ERR_INTERNAL');
     }

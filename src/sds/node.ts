@@ -71,7 +71,8 @@ export class SdsNode {
   readonly metrics = new SdsMetrics();
   sds: Sds | undefined;
   ports = { data: 0, control: 0, mgmt: 0 };
-  private readonly timers: NodeJS.Timeout[] = [];
+  /** The pending timer of each periodic loop (one per loop: a timer leaves the set when it fires). */
+  private readonly timers = new Set<NodeJS.Timeout>();
   private stopping = false;
   private store!: FileChunkStore;
   private data!: DataServer;
@@ -152,6 +153,7 @@ export class SdsNode {
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     // The data server first: requests still being forwarded keep their peer
     // connections (closing those first would fail the forwards), and a
     // closing server never fences a peer (DataServer.fence).
@@ -239,13 +241,17 @@ export class SdsNode {
 
   /** Runs fn every intervalMs (after it finishes), logging failures. */
   private loop(fn: () => Promise<void>, intervalMs: number): void {
-    const tick = (): void => {
-      if (this.stopping) return;
-      fn().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'periodic MDM call failed')).finally(() => {
-        if (!this.stopping) this.timers.push(setTimeout(tick, intervalMs));
-      });
+    const schedule = (): void => {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        if (this.stopping) return;
+        fn().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'periodic MDM call failed')).finally(() => {
+          if (!this.stopping) schedule();
+        });
+      }, intervalMs);
+      this.timers.add(timer);
     };
-    this.timers.push(setTimeout(tick, intervalMs));
+    schedule();
   }
 
   private view() {

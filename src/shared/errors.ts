@@ -37,6 +37,23 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/** Statuses no code of the table carries, and what they mean to a caller (a proxy or a gateway in front of the MDM). */
+const HTTP_STATUS_ALIASES: Readonly<Record<number, ErrorCode>> = { 502: 'PFLEX_ERR_UNAVAILABLE', 504: 'PFLEX_ERR_UNAVAILABLE' };
+
+/**
+ * The code a bare HTTP status stands for (an answer that carries no pflex
+ * code: fastify's own client errors, a proxy's 502): the first code of the
+ * table with that status (so 409 is CONFLICT, 500 INTERNAL), else any other
+ * 4xx is BAD_REQUEST and anything else INTERNAL. The inverse of ERRORS'
+ * httpStatus, derived from it: the table stays the only one.
+ */
+export function codeOfHttpStatus(status: number): ErrorCode {
+  for (const [code, spec] of Object.entries(ERRORS) as [ErrorCode, ErrorSpec][]) if (spec.httpStatus === status) return code;
+  const alias = HTTP_STATUS_ALIASES[status];
+  if (alias) return alias;
+  return status >= 400 && status < 500 ? 'PFLEX_ERR_BAD_REQUEST' : 'PFLEX_ERR_INTERNAL';
+}
+
 /** An expected operating error: handled at the edges, never a crash. */
 export class PflexError extends Error {
   readonly code: ErrorCode;

@@ -9,7 +9,7 @@
 import type { Static } from '@fastify/type-provider-typebox';
 import type * as S from './mdm-api.js';
 import { componentProof, type ComponentKind } from './component-auth.js';
-import { ERRORS, PflexError, type ErrorCode } from './errors.js';
+import { codeOfHttpStatus, ERRORS, PflexError, type ErrorCode } from './errors.js';
 
 // API types come from the MDM's own TypeBox schemas (type-only: no runtime import).
 export type ProtectionDomain = Static<typeof S.ProtectionDomain>;
@@ -116,16 +116,6 @@ export interface RequestOptions {
   headers?: Record<string, string>;
 }
 
-function statusCode(status: number): ErrorCode {
-  if (status === 400 || status === 413 || status === 415) return 'PFLEX_ERR_BAD_REQUEST';
-  if (status === 401) return 'PFLEX_ERR_UNAUTHENTICATED';
-  if (status === 403) return 'PFLEX_ERR_FORBIDDEN';
-  if (status === 404) return 'PFLEX_ERR_NOT_FOUND';
-  if (status === 409) return 'PFLEX_ERR_CONFLICT';
-  if (status === 502 || status === 503 || status === 504) return 'PFLEX_ERR_UNAVAILABLE';
-  return 'PFLEX_ERR_INTERNAL';
-}
-
 function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(ERRORS, code);
 }
@@ -133,7 +123,7 @@ function isErrorCode(code: unknown): code is ErrorCode {
 /** Turns an HTTP error answer into a PflexError, keeping the server's code and message. */
 export function errorFromResponse(status: number, body: unknown): PflexError {
   const err = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
-  const code = isErrorCode(err?.code) ? err.code : statusCode(status);
+  const code = isErrorCode(err?.code) ? err.code : codeOfHttpStatus(status);
   const message = typeof err?.message === 'string' ? err.message : `MDM answered HTTP ${status}`;
   const details = err?.details && typeof err.details === 'object' ? (err.details as Record<string, unknown>) : undefined;
   return new PflexError(code, message, { status, ...(details ?? {}) });

@@ -11,7 +11,7 @@ import readline from 'node:readline';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const PFLEX_BIN = join(ROOT, 'bin/pflex.js');
 
-interface Teardown {
+export interface Teardown {
   teardown(fn: () => unknown): void;
 }
 

@@ -3,20 +3,19 @@
  * timings and a fast rebuild loop (config file), SDS processes from
  * test/sds/cluster.ts, and a data model to check what was written.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { readClusterKey } from '../../src/shared/component-auth.js';
 import { Status } from '../../src/dataplane/proto.js';
-import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
-import { PFLEX_BIN, spawnPflex, tempDir } from '../helpers/proc.js';
-import { Router, waitForMapEpoch, type Mdm, type SdsProc } from '../sds/cluster.js';
+import { type PgMap, type Volume } from '../../src/shared/mdm-client.js';
+import { spawnPflex, tempDir } from '../helpers/proc.js';
+import { startMdm, type Mdm } from '../helpers/mdm.js';
+import { Router, waitForMapEpoch, type SdsProc } from '../sds/cluster.js';
 import type { SdsRebuildStatus } from '../../src/dataplane/rebuild-proto.js';
 import { controlAuthorization } from '../../src/shared/control-auth.js';
 
-export const ADMIN_PASSWORD = 'rebuild-test-password';
+export { ADMIN_PASSWORD } from '../helpers/mdm.js';
 
 /** Heartbeats every 2 s (the SDS's fixed period): STALE after 4 s, DOWN after 5 s. */
 export const FAST_CONFIG = {
@@ -24,21 +23,8 @@ export const FAST_CONFIG = {
   rebuildTickMs: 200, rebuildRetryDelayMs: 500, rebuildConcurrentPgsMax: 4,
 };
 
-export async function startFastMdm(t: Test, config: Record<string, number> = {}, port = 0, reuse?: Mdm): Promise<Mdm> {
-  const base = reuse ? join(reuse.dataDir, '..') : tempDir(t, 'pflex-rebuild-mdm-');
-  const dataDir = join(base, 'mdm');
-  const configFile = join(base, 'mdm.json');
-  if (!reuse) {
-    execFileSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', dataDir, '--admin-password', ADMIN_PASSWORD], { stdio: 'pipe' });
-    writeFileSync(configFile, JSON.stringify({ ...FAST_CONFIG, ...config }));
-  }
-  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', dataDir, '--port', String(port), '--config', configFile]);
-  const line = await proc.waitForLog((l) => l.msg === 'mdm listening', 30_000);
-  const url = `http://127.0.0.1:${String(line.port)}`;
-  const admin = new MdmClient({ url });
-  await admin.login('admin', ADMIN_PASSWORD);
-  const keyFile = join(dataDir, 'cluster.key');
-  return { url, dataDir, keyFile, clusterKey: readClusterKey(keyFile), admin, proc };
+export function startFastMdm(t: Test, config: Record<string, number> = {}, port = 0, reuse?: Mdm): Promise<Mdm> {
+  return startMdm(t, { config: { ...FAST_CONFIG, ...config }, port, prefix: 'pflex-rebuild-mdm-', ...(reuse ? { reuse } : {}) });
 }
 
 /** An SDS process in a fault set of pool1/pd1, on a given storage root (a restart reuses one). */

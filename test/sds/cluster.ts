@@ -4,42 +4,20 @@
  * that behaves like an SDC towards the SDSs (map from the MDM, retry on
  * STALE_EPOCH / NOT_PRIMARY, report a dead primary to the MDM).
  */
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import type { Test } from 'tap';
-import { readClusterKey } from '../../src/shared/component-auth.js';
 import { DataClientPool } from '../../src/dataplane/client.js';
 import { Status, statusName, type Frame } from '../../src/dataplane/proto.js';
 import { PflexError } from '../../src/shared/errors.js';
 import { issueIoToken } from '../../src/shared/iotoken.js';
 import { deriveKey } from '../../src/shared/keys.js';
-import { MdmClient, type PgMap } from '../../src/shared/mdm-client.js';
+import { type PgMap } from '../../src/shared/mdm-client.js';
 import { pgOfChunk } from '../../src/shared/pg.js';
-import { PFLEX_BIN, spawnPflex, tempDir, type PflexProcess } from '../helpers/proc.js';
+import { spawnPflex, tempDir, type PflexProcess } from '../helpers/proc.js';
 import { listenerJson } from '../helpers/listener.js';
 
-const ADMIN_PASSWORD = 'sds-test-password';
+import type { Mdm } from '../helpers/mdm.js';
 
-export interface Mdm {
-  url: string;
-  dataDir: string;
-  keyFile: string;
-  clusterKey: Buffer;
-  admin: MdmClient;
-  proc: PflexProcess;
-}
-
-export async function startMdm(t: Test): Promise<Mdm> {
-  const dataDir = join(tempDir(t, 'pflex-sds-mdm-'), 'mdm');
-  execFileSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', dataDir, '--admin-password', ADMIN_PASSWORD], { stdio: 'pipe' });
-  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', dataDir, '--port', '0']);
-  const line = await proc.waitForLog((l) => l.msg === 'mdm listening', 30_000);
-  const url = `http://127.0.0.1:${String(line.port)}`;
-  const admin = new MdmClient({ url });
-  await admin.login('admin', ADMIN_PASSWORD);
-  const keyFile = join(dataDir, 'cluster.key');
-  return { url, dataDir, keyFile, clusterKey: readClusterKey(keyFile), admin, proc };
-}
+export { startMdm, type Mdm } from '../helpers/mdm.js';
 
 export interface SdsProc {
   name: string;
