@@ -3,6 +3,7 @@
  * names. Every value can be overridden through build({config}) and the
  * `pflex mdm start` flags / PFLEX_MDM_* environment variables.
  */
+import { componentAuthSkewMs, heartbeatIntervalMs, mdmCallTimeoutMs } from '../shared/limits.js';
 import { API_LIMITS } from '../shared/mdm-api.js';
 
 export interface MdmConfig {
@@ -40,14 +41,14 @@ export interface MdmConfig {
 }
 
 export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
-  heartbeatIntervalMs: 2000,
+  heartbeatIntervalMs,
   staleAfterMissedBeats: 3,
   downAfterMs: 10_000,
   healthTickMs: 1000,
   ioTokenTtlMs: 5 * 60_000,
   userTokenTtlS: 3600,
   componentTokenTtlS: 3600,
-  componentAuthSkewMs: 5 * 60_000,
+  componentAuthSkewMs,
   requestBodyBytesMax: 1024 * 1024,
   poolChunkBytesDefault: 1024 * 1024,
   poolPgCountDefault: 128,
@@ -73,6 +74,12 @@ export const MDM_LIMITS = Object.freeze({
   chunkBytesMax: 64 * 1024 * 1024,
   /** How long a verified bearer token is trusted without checking its signature again (never past its expiry). */
   verifiedTokenCacheMs: 60_000,
+  /** Timeout of one MDM -> SDS control call. */
+  controlCallTimeoutMs: mdmCallTimeoutMs,
+  /** A rebuild job that could not be started for this long is given up (and retried later). */
+  rebuildStartGiveUpMs: 30_000,
+  /** Finished rebuild jobs kept in rebuild_jobs (history for status). */
+  rebuildJobHistoryMax: 2000,
   /** Bound of that cache (11,000 components of the benchmark fit). */
   verifiedTokenCacheEntriesMax: 50_000,
 });

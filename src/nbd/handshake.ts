@@ -135,8 +135,7 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
   if ((clientFlags & ~CLIENT_FLAGS_KNOWN) !== 0) throw new ProtocolError(`unknown client flags 0x${clientFlags.toString(16)}`);
   const noZeroes = (clientFlags & FLAG_C_NO_ZEROES) !== 0;
 
-  let structured = false;
-  let metaExportName: string | undefined; // export for which base:allocation was selected
+  const state: Haggle = { structured: false, metaExportName: undefined };
   let options = 0;
 
   for (;;) {
@@ -155,8 +154,7 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
           const exp = await ctx.findExport(data.toString('utf8')).catch(() => undefined);
           // EXPORT_NAME cannot carry an error: the spec says close.
           if (!exp) throw new ProtocolError(`unknown export "${data.toString('utf8').slice(0, 64)}" in EXPORT_NAME`);
-          const baseAllocation = structured && metaExportName === exp.name;
-          const session = makeSession(exp, structured, baseAllocation);
+          const session = makeSession(exp, state.structured, state.structured && state.metaExportName === exp.name);
           wire.write(encodeExportNameReply(session.size, session.transmissionFlags, noZeroes));
           return session;
         }
@@ -174,54 +172,19 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
         }
         case OPT.INFO:
         case OPT.GO: {
-          const r = new OptionReader(data);
-          const name = r.string(r.u32(), limits.stringBytesMax);
-          const count = r.u16();
-          const requests: number[] = [];
-          for (let i = 0; i < count; i++) requests.push(r.u16());
-          r.end();
-          const exp = await lookup(ctx, name);
-          if (!exp) {
-            replyError(REP.ERR_UNKNOWN, `no export named "${name.slice(0, 256)}"`);
-            break;
-          }
-          const baseAllocation = structured && metaExportName === exp.name;
-          const session = makeSession(exp, structured, baseAllocation);
-          reply(REP.INFO, encodeInfoExport(session.size, session.transmissionFlags));
-          if (requests.includes(INFO.NAME)) reply(REP.INFO, encodeInfoString(INFO.NAME, exp.name));
-          if (requests.includes(INFO.DESCRIPTION) && exp.description) reply(REP.INFO, encodeInfoString(INFO.DESCRIPTION, exp.description));
-          reply(REP.INFO, encodeInfoBlockSize(BLOCK_SIZE_MIN, BLOCK_SIZE_PREFERRED, limits.requestBytesMax));
-          reply(REP.ACK);
-          if (opt === OPT.GO) return session;
+          const session = await infoOrGo(ctx, state, data, reply, replyError);
+          if (opt === OPT.GO && session) return session;
           break;
         }
         case OPT.STRUCTURED_REPLY:
           if (data.length !== 0) throw new OptionInvalid('NBD_OPT_STRUCTURED_REPLY takes no data');
-          structured = true;
+          state.structured = true;
           reply(REP.ACK);
           break;
         case OPT.LIST_META_CONTEXT:
-        case OPT.SET_META_CONTEXT: {
-          const set = opt === OPT.SET_META_CONTEXT;
-          const r = new OptionReader(data);
-          const name = r.string(r.u32(), limits.stringBytesMax);
-          const count = r.u32();
-          if (count > limits.metaQueryCountMax) throw new OptionInvalid(`more than ${limits.metaQueryCountMax} queries`);
-          const queries: string[] = [];
-          for (let i = 0; i < count; i++) queries.push(r.string(r.u32(), limits.stringBytesMax));
-          r.end();
-          if (set && !structured) throw new OptionInvalid('NBD_OPT_SET_META_CONTEXT needs structured replies first');
-          const exp = await lookup(ctx, name);
-          if (!exp) {
-            replyError(REP.ERR_UNKNOWN, `no export named "${name.slice(0, 256)}"`);
-            break;
-          }
-          const matches = matchBaseAllocation(queries, set);
-          if (set) metaExportName = matches ? exp.name : undefined;
-          if (matches) reply(REP.META_CONTEXT, encodeMetaContext(set ? META_BASE_ALLOCATION_ID : 0, META_BASE_ALLOCATION));
-          reply(REP.ACK);
+        case OPT.SET_META_CONTEXT:
+          await metaContext(ctx, state, opt === OPT.SET_META_CONTEXT, data, reply, replyError);
           break;
-        }
         default:
           replyError(REP.ERR_UNSUP, `option ${opt} is not supported`);
       }
@@ -230,6 +193,61 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
       replyError(err.reply, err.message);
     }
   }
+}
+
+/** What the options so far selected. */
+interface Haggle {
+  structured: boolean;
+  /** The export for which base:allocation was selected. */
+  metaExportName: string | undefined;
+}
+
+type Reply = (type: number, payload?: Buffer) => void;
+type ReplyError = (type: number, message: string) => void;
+
+/** NBD_OPT_INFO / NBD_OPT_GO: the export's info replies; the session (GO enters transmission with it), or undefined for an unknown export. */
+async function infoOrGo(ctx: HandshakeContext, state: Haggle, data: Buffer, reply: Reply, replyError: ReplyError): Promise<Session | undefined> {
+  const { limits } = ctx;
+  const r = new OptionReader(data);
+  const name = r.string(r.u32(), limits.stringBytesMax);
+  const count = r.u16();
+  const requests: number[] = [];
+  for (let i = 0; i < count; i++) requests.push(r.u16());
+  r.end();
+  const exp = await lookup(ctx, name);
+  if (!exp) {
+    replyError(REP.ERR_UNKNOWN, `no export named "${name.slice(0, 256)}"`);
+    return undefined;
+  }
+  const session = makeSession(exp, state.structured, state.structured && state.metaExportName === exp.name);
+  reply(REP.INFO, encodeInfoExport(session.size, session.transmissionFlags));
+  if (requests.includes(INFO.NAME)) reply(REP.INFO, encodeInfoString(INFO.NAME, exp.name));
+  if (requests.includes(INFO.DESCRIPTION) && exp.description) reply(REP.INFO, encodeInfoString(INFO.DESCRIPTION, exp.description));
+  reply(REP.INFO, encodeInfoBlockSize(BLOCK_SIZE_MIN, BLOCK_SIZE_PREFERRED, limits.requestBytesMax));
+  reply(REP.ACK);
+  return session;
+}
+
+/** NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT: only base:allocation exists. */
+async function metaContext(ctx: HandshakeContext, state: Haggle, set: boolean, data: Buffer, reply: Reply, replyError: ReplyError): Promise<void> {
+  const { limits } = ctx;
+  const r = new OptionReader(data);
+  const name = r.string(r.u32(), limits.stringBytesMax);
+  const count = r.u32();
+  if (count > limits.metaQueryCountMax) throw new OptionInvalid(`more than ${limits.metaQueryCountMax} queries`);
+  const queries: string[] = [];
+  for (let i = 0; i < count; i++) queries.push(r.string(r.u32(), limits.stringBytesMax));
+  r.end();
+  if (set && !state.structured) throw new OptionInvalid('NBD_OPT_SET_META_CONTEXT needs structured replies first');
+  const exp = await lookup(ctx, name);
+  if (!exp) {
+    replyError(REP.ERR_UNKNOWN, `no export named "${name.slice(0, 256)}"`);
+    return;
+  }
+  const matches = matchBaseAllocation(queries, set);
+  if (set) state.metaExportName = matches ? exp.name : undefined;
+  if (matches) reply(REP.META_CONTEXT, encodeMetaContext(set ? META_BASE_ALLOCATION_ID : 0, META_BASE_ALLOCATION));
+  reply(REP.ACK);
 }
 
 /** Does a meta-context query list select base:allocation? (LIST with no query lists everything.) */

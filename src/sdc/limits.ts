@@ -17,10 +17,8 @@ export const retryDelayMsMax = 500;
 
 /** The PG map is polled this often even when no request says it is stale. */
 export const mapPollIntervalMs = 2_000;
-/** Heartbeat period towards the MDM (also re-reads the mapped volumes). */
-export const heartbeatIntervalMs = 2_000;
-/** Timeout of one MDM call. */
-export const mdmCallTimeoutMs = 5_000;
+/** Heartbeat period towards the MDM (also re-reads the mapped volumes), and the timeout of one MDM call: src/shared/limits.ts. */
+export { heartbeatIntervalMs, mdmCallTimeoutMs } from '../shared/limits.js';
 
 /** An IO token is renewed when less than this fraction of its lifetime is left. */
 export const tokenRenewFraction = 0.5;

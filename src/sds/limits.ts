@@ -42,10 +42,8 @@ export const openChunksMax = 256;
 export const refreshShareMsMax = 1_000;
 /** How often the SDS polls the MDM for PG map changes. */
 export const pgMapPollIntervalMs = 1_000;
-/** Heartbeat period towards the MDM. */
-export const heartbeatIntervalMs = 2_000;
-/** Timeout of one MDM call from the SDS. */
-export const mdmCallTimeoutMs = 5_000;
+/** Heartbeat period towards the MDM and the timeout of one MDM call: src/shared/limits.ts. */
+export { heartbeatIntervalMs, mdmCallTimeoutMs } from '../shared/limits.js';
 
 /** Default listening ports. */
 export const defaultDataPort = 9700;

@@ -11,7 +11,10 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { deriveKey } from './keys.js';
 
-export const controlAuthSkewMs = 5 * 60_000;
+import { componentAuthSkewMs } from './limits.js';
+
+/** The same bound as for component logins at the MDM (src/shared/limits.ts). */
+export const controlAuthSkewMs = componentAuthSkewMs;
 const SCHEME = 'PflexComponent ';
 
 function proof(clusterKey: Buffer, caller: string, tsMs: number): Buffer {

@@ -13,9 +13,18 @@ const Address = Type.String({ minLength: 1, maxLength: 255 });
 const Guid = Type.String({ minLength: 1, maxLength: MDM_LIMITS.nameLengthMax, pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' });
 
 export function topologyRoutes(app: MdmApp, s: Services): void {
-  const t = s.topology;
+  protectionDomainRoutes(app, s);
+  storagePoolRoutes(app, s);
+  pgRoutes(app, s);
+  faultSetRoutes(app, s);
+  sdsRoutes(app, s);
+  sdcRoutes(app, s);
+  discoveryRoutes(app, s);
+}
 
-  // protection domains
+/** Protection domains. */
+function protectionDomainRoutes(app: MdmApp, s: Services): void {
+  const t = s.topology;
   app.get('/protection-domains', {
     config: { access: 'read' },
     schema: { tags: ['topology'], response: { 200: Type.Array(ProtectionDomain), ...ERROR_ANSWERS } },
@@ -39,8 +48,11 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
     t.deletePd(req.params.id);
     return { ok: true };
   });
+}
 
-  // storage pools
+/** Storage pools. */
+function storagePoolRoutes(app: MdmApp, s: Services): void {
+  const t = s.topology;
   app.get('/storage-pools', {
     config: { access: 'read' },
     schema: {
@@ -82,8 +94,10 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
     t.deletePool(req.params.id);
     return { ok: true };
   });
+}
 
-  // placement groups
+/** Placement groups: the map, fencing. */
+function pgRoutes(app: MdmApp, s: Services): void {
   app.get('/storage-pools/:id/pg-map', {
     config: { access: 'read' },
     schema: {
@@ -104,8 +118,11 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
     const r = s.pgmaps.fence(req.params.id, req.params.pg, req.body.sdsId, req.body.epoch);
     return { fenced: r.fenced, pg: r.entry, map: r.map };
   });
+}
 
-  // fault sets
+/** Fault sets. */
+function faultSetRoutes(app: MdmApp, s: Services): void {
+  const t = s.topology;
   app.get('/fault-sets', {
     config: { access: 'read' },
     schema: { tags: ['topology'], querystring: obj({ protectionDomainId: Type.Optional(Id) }), response: { 200: Type.Array(FaultSet), ...ERROR_ANSWERS } },
@@ -125,8 +142,11 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
     t.deleteFaultSet(req.params.id);
     return { ok: true };
   });
+}
 
-  // SDS
+/** SDS: registration, removal, heartbeat. */
+function sdsRoutes(app: MdmApp, s: Services): void {
+  const t = s.topology;
   app.get('/sds', {
     config: { access: 'read' },
     schema: {
@@ -180,8 +200,11 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
     requireSelf(req, 'sds', sds.name);
     return s.health.sdsHeartbeat(req.params.id, req.body, sds);
   });
+}
 
-  // SDC
+/** SDC: registration, removal, heartbeat. */
+function sdcRoutes(app: MdmApp, s: Services): void {
+  const t = s.topology;
   app.get('/sdcs', {
     config: { access: 'read' },
     schema: { tags: ['sdc'], querystring: obj({ guid: Type.Optional(Guid), name: Type.Optional(Name) }), response: { 200: Type.Array(Sdc), ...ERROR_ANSWERS } },
@@ -221,7 +244,11 @@ export function topologyRoutes(app: MdmApp, s: Services): void {
     requireSelf(req, 'sdc', sdc.guid);
     return s.health.sdcHeartbeat(req.params.id, sdc);
   });
+}
 
+/** The whole tree. */
+function discoveryRoutes(app: MdmApp, s: Services): void {
+  const t = s.topology;
   app.get('/discovery/topology', {
     config: { access: 'read' },
     schema: {

@@ -1,3 +1,4 @@
+import { MDM_LIMITS } from '../config.js';
 import { PflexError } from '../../shared/errors.js';
 import { controlAuthorization } from '../../shared/control-auth.js';
 import type { SdsRebuildStatus, StartRebuild } from '../../dataplane/rebuild-proto.js';
@@ -11,8 +12,6 @@ export interface SdsControl {
   releasePg(former: ControlEndpoint, pg: number): Promise<void>;
 }
 
-/** Timeout of one MDM -> SDS control call. */
-export const controlCallTimeoutMs = 5_000;
 
 /** SdsControl over HTTP with the cluster-key authorization of src/shared/control-auth.ts. */
 export class HttpSdsControl implements SdsControl {
@@ -35,7 +34,7 @@ export class HttpSdsControl implements SdsControl {
         method,
         headers: { authorization: controlAuthorization(this.clusterKey, 'mdm'), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(controlCallTimeoutMs),
+        signal: AbortSignal.timeout(MDM_LIMITS.controlCallTimeoutMs),
       });
     } catch (err) {
       throw new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS control ${ep.address}:${ep.controlPort} unreachable: ${(err as Error).message}`);

@@ -20,7 +20,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify';
 import { isPflexError, PflexError } from '../../shared/errors.js';
-import type { MdmConfig } from '../config.js';
+import { MDM_LIMITS, type MdmConfig } from '../config.js';
 import { tx, type Db } from '../db.js';
 import type { PgEntry, PgRepo } from '../repos/pg-repo.js';
 import type { RebuildJob, RebuildKind, RebuildRepo } from '../repos/rebuild-repo.js';
@@ -32,10 +32,6 @@ import type { ControlEndpoint, SdsControl } from './rebuild-control.js';
 import type { TopologyService } from './topology.js';
 
 export const degradedAlertKey = (poolId: number): string => `pool-degraded:${poolId}`;
-/** Finished jobs kept in rebuild_jobs (history for status). */
-const jobHistoryMax = 2000;
-/** A job that could not be started for this long is given up (and retried later). */
-const startGiveUpMs = 30_000;
 
 export interface RebuildProgress {
   chunksDone: number; chunksTotal: number; bytesDone: number; bytesTotal: number;
@@ -134,7 +130,7 @@ export class RebuildService {
       await this.drive();
       this.finishDrains();
       this.updateAlerts();
-      this.jobs.prune(jobHistoryMax);
+      this.jobs.prune(MDM_LIMITS.rebuildJobHistoryMax);
     } finally {
       this.ticking = false;
     }
@@ -239,7 +235,7 @@ export class RebuildService {
           });
           this.jobs.setRunning(job.id, this.clock());
         } catch (err) {
-          if (this.clock() - job.createdAtMs > startGiveUpMs) this.abort(job, `could not start: ${(err as Error).message}`);
+          if (this.clock() - job.createdAtMs > MDM_LIMITS.rebuildStartGiveUpMs) this.abort(job, `could not start: ${(err as Error).message}`);
         }
         return;
       }
