@@ -12,7 +12,8 @@ t.test('error answers become PflexErrors with the server code', async (t) => {
   const e = errorFromResponse(409, { error: { code: 'PFLEX_ERR_STALE_EPOCH', message: 'old', details: { epoch: 7 } } });
   t.match(e, { code: 'PFLEX_ERR_STALE_EPOCH', message: 'old', details: { status: 409, epoch: 7 } });
   t.match(errorFromResponse(404, 'not json'), { code: 'PFLEX_ERR_NOT_FOUND', message: /HTTP 404/ }, 'falls back to the status');
-  t.match(errorFromResponse(418, { error: { code: 'NOT_OURS', message: 'x' } }), { code: 'PFLEX_ERR_INTERNAL' }, 'unknown codes are not trusted');
+  t.match(errorFromResponse(418, { error: { code: 'NOT_OURS', message: 'x' } }), { code: 'PFLEX_ERR_BAD_REQUEST' }, 'unknown codes are not trusted: the status decides (another 4xx is a bad request)');
+  t.match(errorFromResponse(502, 'bad gateway'), { code: 'PFLEX_ERR_UNAVAILABLE' }, 'a gateway error means unavailable');
 });
 
 t.test('an unreachable MDM is PFLEX_ERR_UNAVAILABLE', async (t) => {
