@@ -28,6 +28,7 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
   { noun: 'sds-server', load: async () => (await import('./sds-server.js')).sdsServerCommand },
   { noun: 'sdc', load: async () => (await import('./sdc.js')).sdcCommand },
   { noun: 'sdc-server', load: async () => (await import('./sdc-server.js')).sdcServerCommand },
+  { noun: 'certs', load: async () => (await import('./certs.js')).certsCommand },
   { noun: 'up', load: async () => (await import('./up.js')).upCommand },
   { noun: 'volume', load: async () => (await import('./volume.js')).volumeCommand },
   { noun: 'alert', load: async () => (await import('./alert.js')).alertCommand },

@@ -11,12 +11,14 @@ import { clientFor } from './session.js';
 
 export interface CommonArgs {
   mdm?: string;
+  ca?: string;
   json?: boolean;
 }
 
 export function withCommon<T>(y: Argv<T>): Argv<T & CommonArgs> {
   return y
     .option('mdm', { type: 'string', describe: 'MDM URL (default: $PFLEX_MDM_URL, the URL of the last login, http://127.0.0.1:8001)' })
+    .option('ca', { type: 'string', describe: 'PEM CA the MDM certificate is checked against, for an https:// MDM (default: $PFLEX_CA, the CA of the last login)' })
     .option('json', { type: 'boolean', default: false, describe: 'print JSON for scripts instead of tables' });
 }
 
@@ -36,7 +38,7 @@ export function reportError(err: unknown): void {
 export function action<A extends CommonArgs>(fn: (args: A, client: MdmClient) => Promise<void>): (args: A) => Promise<void> {
   return async (args: A) => {
     try {
-      await fn(args, clientFor(args.mdm));
+      await fn(args, clientFor(args.mdm, process.env, args.ca));
     } catch (err) {
       reportError(err);
     }

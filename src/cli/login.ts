@@ -5,6 +5,8 @@ import { MdmClient } from '../shared/mdm-client.js';
 import { reportError, withCommon, type CommonArgs } from './common.js';
 import { keyValues, time } from './format.js';
 import { clientFor, credentialsPath, readCredentials, removeCredentials, resolveMdmUrl, writeCredentials } from './session.js';
+import { resolve } from 'node:path';
+import { readPem } from '../shared/tls.js';
 
 interface LoginArgs extends CommonArgs {
   user: string;
@@ -36,9 +38,12 @@ export const loginCommand: CommandModule<CommonArgs, LoginArgs> = {
   handler: async (args) => {
     try {
       const mdmUrl = resolveMdmUrl(args.mdm);
-      const client = new MdmClient({ url: mdmUrl });
+      const caPath = args.ca || process.env.PFLEX_CA || undefined;
+      const client = new MdmClient({ url: mdmUrl, ...(caPath ? { ca: readPem(caPath) } : {}) });
       const issued = await client.login(args.user, await readPassword(args));
-      const path = writeCredentials({ mdmUrl, user: args.user, role: issued.role, token: issued.token, expiresAtMs: issued.expiresAtMs });
+      const path = writeCredentials({
+        mdmUrl, user: args.user, role: issued.role, token: issued.token, expiresAtMs: issued.expiresAtMs, ...(caPath ? { ca: resolve(caPath) } : {}),
+      });
       if (args.json) process.stdout.write(`${JSON.stringify({ mdmUrl, user: args.user, role: issued.role, expiresAtMs: issued.expiresAtMs, credentials: path })}\n`);
       else process.stdout.write(`logged in to ${mdmUrl} as ${args.user} (${issued.role}) until ${time(issued.expiresAtMs)}\n`);
     } catch (err) {
@@ -64,7 +69,7 @@ export const whoamiCommand: CommandModule<CommonArgs, CommonArgs> = {
   handler: async (args) => {
     try {
       const creds = readCredentials();
-      const client = clientFor(args.mdm);
+      const client = clientFor(args.mdm, process.env, args.ca);
       const me = await client.whoami();
       if (args.json) process.stdout.write(`${JSON.stringify(me)}\n`);
       else process.stdout.write(`${keyValues([['user', me.sub], ['role', me.role], ['mdm', client.url], ['credentials', credentialsPath()], ['expires', time(creds?.expiresAtMs)]])}\n`);

@@ -6,7 +6,7 @@ import { ERRORS, PflexError, isPflexError } from '../shared/errors.js';
 
 interface InitArgs { 'data-dir': string; 'admin-password'?: string; 'admin-name': string; force: boolean }
 interface StartArgs {
-  'data-dir': string; host?: string; port?: number; 'cluster-key'?: string; config?: string; 'tls-cert'?: string; 'tls-key'?: string;
+  'data-dir': string; host?: string; port?: number; 'cluster-key'?: string; config?: string; 'tls-cert'?: string; 'tls-key'?: string; 'tls-ca'?: string;
   'heartbeat-interval-ms'?: number; 'stale-after-missed-beats'?: number; 'down-after-ms'?: number; 'io-token-ttl-ms'?: number;
 }
 
@@ -18,7 +18,7 @@ const TUNABLES: ReadonlyArray<{ key: keyof MdmConfig; flag: keyof StartArgs; env
   { key: 'ioTokenTtlMs', flag: 'io-token-ttl-ms', env: 'PFLEX_MDM_IO_TOKEN_TTL_MS' },
 ];
 
-interface ConfigFile extends Partial<MdmConfig> { host?: string; port?: number; clusterKey?: string; tlsCert?: string; tlsKey?: string }
+interface ConfigFile extends Partial<MdmConfig> { host?: string; port?: number; clusterKey?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string }
 
 function readConfigFile(path: string): ConfigFile {
   let parsed: unknown;
@@ -28,7 +28,7 @@ function readConfigFile(path: string): ConfigFile {
     fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `cannot read config file ${path}: ${(err as Error).message}`));
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${path}: not a JSON object`));
-  const known = new Set<string>([...Object.keys(MDM_CONFIG_DEFAULTS), 'host', 'port', 'clusterKey', 'tlsCert', 'tlsKey']);
+  const known = new Set<string>([...Object.keys(MDM_CONFIG_DEFAULTS), 'host', 'port', 'clusterKey', 'tlsCert', 'tlsKey', 'tlsCa']);
   for (const k of Object.keys(parsed)) if (!known.has(k)) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${path}: unknown setting "${k}"`));
   return parsed as ConfigFile;
 }
@@ -74,15 +74,16 @@ const startCommand: CommandModule<object, StartArgs> = {
     .option('host', { type: 'string', describe: 'listen address (PFLEX_MDM_HOST; default 127.0.0.1)' })
     .option('port', { type: 'number', describe: `listen port, 0 picks a free one (PFLEX_MDM_PORT; default ${MDM_DEFAULT_PORT})` })
     .option('cluster-key', { type: 'string', describe: 'cluster key file (default DATA_DIR/cluster.key)' })
-    .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain): serve HTTPS (PFLEX_MDM_TLS_CERT)' })
+    .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain): serve HTTPS, TLS 1.3 (PFLEX_MDM_TLS_CERT)' })
     .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert (PFLEX_MDM_TLS_KEY)' })
+    .option('tls-ca', { type: 'string', describe: 'PEM cluster CA the SDS control listeners are checked against (PFLEX_MDM_TLS_CA, PFLEX_CA)' })
     .option('heartbeat-interval-ms', { type: 'number' })
     .option('stale-after-missed-beats', { type: 'number' })
     .option('down-after-ms', { type: 'number' })
     .option('io-token-ttl-ms', { type: 'number' }) as Argv<StartArgs>,
   handler: async (a) => {
     const file = a.config ? readConfigFile(a.config) : {};
-    const { host: fileHost, port: filePort, clusterKey: fileKey, tlsCert: fileCert, tlsKey: fileTlsKey, ...fileConfig } = file;
+    const { host: fileHost, port: filePort, clusterKey: fileKey, tlsCert: fileCert, tlsKey: fileTlsKey, tlsCa: fileCa, ...fileConfig } = file;
     const config: Partial<MdmConfig> = { ...fileConfig };
     for (const t of TUNABLES) {
       const v = (a[t.flag] as number | undefined) ?? envInt(t.env);
@@ -97,10 +98,11 @@ const startCommand: CommandModule<object, StartArgs> = {
     const clusterKeyPath = a['cluster-key'] ?? process.env.PFLEX_CLUSTER_KEY ?? fileKey;
     const tlsCertPath = a['tls-cert'] ?? (process.env.PFLEX_MDM_TLS_CERT || undefined) ?? fileCert;
     const tlsKeyPath = a['tls-key'] ?? (process.env.PFLEX_MDM_TLS_KEY || undefined) ?? fileTlsKey;
+    const tlsCaPath = a['tls-ca'] ?? (process.env.PFLEX_MDM_TLS_CA || process.env.PFLEX_CA || undefined) ?? fileCa;
     try {
       const { app } = await startServer({
         dataDir: a['data-dir'], host, port, config, ...(clusterKeyPath ? { clusterKeyPath } : {}),
-        ...(tlsCertPath ? { tlsCertPath } : {}), ...(tlsKeyPath ? { tlsKeyPath } : {}),
+        tls: { cert: tlsCertPath, key: tlsKeyPath, ca: tlsCaPath },
       });
       const stop = (): void => {
         void app.close().then(() => process.exit(0));

@@ -3,8 +3,10 @@ import { ERRORS, isPflexError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { defaultControlPort, defaultMgmtPort, defaultNbdPort, ioTimeoutMsDefault } from '../sdc/limits.js';
 import { SdcNode } from '../sdc/node.js';
+import { loadTls } from '../shared/tls.js';
+import { tlsFiles, withTlsOptions, type TlsArgs } from './tls-options.js';
 
-interface Args {
+interface Args extends TlsArgs {
   mdm: string; 'cluster-key-file': string; name: string; guid?: string; host: string; address?: string;
   port: number; 'control-port': number; 'mgmt-port': number; 'default-volume'?: string; 'io-timeout-ms': number;
 }
@@ -16,7 +18,7 @@ const envInt = (name: string): number | undefined => (env[name] ? Number(env[nam
 export const sdcServerCommand: CommandModule<object, Args> = {
   command: 'sdc-server',
   describe: 'run a storage data client: serves the volumes mapped to it over NBD (8005; control 8003, mgmt 8004)',
-  builder: (y: Argv<object>) => y
+  builder: (y: Argv<object>) => withTlsOptions(y, 'SDC')
     .option('mdm', { type: 'string', default: env.PFLEX_MDM_URL ?? 'http://127.0.0.1:8001', describe: 'MDM URL' })
     .option('cluster-key-file', { type: 'string', demandOption: !env.PFLEX_CLUSTER_KEY_FILE, default: env.PFLEX_CLUSTER_KEY_FILE })
     .option('name', { type: 'string', default: env.PFLEX_SDC_NAME ?? 'sdc1', describe: 'SDC name' })
@@ -32,10 +34,11 @@ export const sdcServerCommand: CommandModule<object, Args> = {
     const log = createLogger('sdc').child({ sdc: a.name });
     let node: SdcNode;
     try {
+      const tls = loadTls(tlsFiles(a));
       node = new SdcNode({
         name: a.name, ...(a.guid ? { guid: a.guid } : {}), mdmUrl: a.mdm, clusterKeyFile: a['cluster-key-file'], host: a.host,
         ...(a.address ? { address: a.address } : {}), port: a.port, controlPort: a['control-port'], mgmtPort: a['mgmt-port'],
-        ...(a['default-volume'] ? { defaultVolume: a['default-volume'] } : {}), ioTimeoutMs: a['io-timeout-ms'], log,
+        ...(a['default-volume'] ? { defaultVolume: a['default-volume'] } : {}), ioTimeoutMs: a['io-timeout-ms'], ...(tls ? { tls } : {}), log,
       });
       await node.start();
     } catch (err) {

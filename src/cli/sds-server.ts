@@ -4,8 +4,10 @@ import { ERRORS, isPflexError } from '../shared/errors.js';
 import { parseSize } from '../shared/units.js';
 import { SdsNode } from '../sds/node.js';
 import { defaultControlPort, defaultDataPort, defaultMgmtPort } from '../sds/limits.js';
+import { loadTls } from '../shared/tls.js';
+import { tlsFiles, withTlsOptions, type TlsArgs } from './tls-options.js';
 
-interface StartArgs {
+interface StartArgs extends TlsArgs {
   'data-dir': string; mdm: string; 'cluster-key-file': string; name: string; pd: string; pool: string; 'fault-set'?: string;
   address: string; host: string; port: number; 'control-port': number; 'mgmt-port': number; capacity?: string;
 }
@@ -20,7 +22,7 @@ const envInt = (name: string): number | undefined => (env[name] ? Number(env[nam
 export const sdsStartCommand: CommandModule<object, StartArgs> = {
   command: 'start',
   describe: 'run a storage data server (data 9700, control 9100, mgmt 9200)',
-  builder: (y: Argv<object>) => y
+  builder: (y: Argv<object>) => withTlsOptions(y, 'SDS')
     .option('data-dir', { type: 'string', demandOption: !env.PFLEX_SDS_DATA_DIR, default: env.PFLEX_SDS_DATA_DIR, describe: 'storage root (chunks under DIR/chunks)' })
     .option('mdm', { type: 'string', default: env.PFLEX_MDM_URL ?? 'http://127.0.0.1:8001', describe: 'MDM URL' })
     .option('cluster-key-file', { type: 'string', demandOption: !env.PFLEX_CLUSTER_KEY_FILE, default: env.PFLEX_CLUSTER_KEY_FILE })
@@ -38,11 +40,12 @@ export const sdsStartCommand: CommandModule<object, StartArgs> = {
     const log = createLogger('sds').child({ sds: a.name });
     let node: SdsNode;
     try {
+      const tls = loadTls(tlsFiles(a));
       node = new SdsNode({
         name: a.name, dataDir: a['data-dir'], mdmUrl: a.mdm, clusterKeyFile: a['cluster-key-file'], protectionDomain: a.pd,
         storagePool: a.pool, ...(a['fault-set'] ? { faultSet: a['fault-set'] } : {}), address: a.address, host: a.host,
         dataPort: a.port, controlPort: a['control-port'], mgmtPort: a['mgmt-port'],
-        ...(a.capacity ? { capacityBytes: parseSize(a.capacity) } : {}), log,
+        ...(a.capacity ? { capacityBytes: parseSize(a.capacity) } : {}), ...(tls ? { tls } : {}), log,
       });
       await node.start();
     } catch (err) {

@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { PflexError } from '../shared/errors.js';
 import { MdmClient } from '../shared/mdm-client.js';
+import { readPem } from '../shared/tls.js';
 
 export const CREDENTIALS_FILE = 'credentials.json';
 export const MDM_URL_DEFAULT = 'http://127.0.0.1:8001';
@@ -18,6 +19,8 @@ export interface Credentials {
   role?: string;
   token: string;
   expiresAtMs?: number;
+  /** Path of the PEM CA used at login (an https:// MDM). */
+  ca?: string;
 }
 
 export function configDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -77,10 +80,17 @@ export function resolveMdmUrl(flag: string | undefined, env: NodeJS.ProcessEnv =
   return url.replace(/\/+$/, '');
 }
 
+/** --ca, then $PFLEX_CA, then the CA saved at login against the same MDM. */
+export function resolveCaPath(url: string, flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const creds = readCredentials(env);
+  return flag || env.PFLEX_CA || (creds && creds.mdmUrl === url ? creds.ca : undefined) || undefined;
+}
+
 /** A client for the MDM with the saved login (if it was made against the same MDM). */
-export function clientFor(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): MdmClient {
+export function clientFor(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, caFlag?: string): MdmClient {
   const url = resolveMdmUrl(flag, env);
   const creds = readCredentials(env);
   const token = env.PFLEX_TOKEN || (creds && creds.mdmUrl === url ? creds.token : undefined);
-  return new MdmClient({ url, ...(token ? { token } : {}) });
+  const ca = resolveCaPath(url, caFlag, env);
+  return new MdmClient({ url, ...(token ? { token } : {}), ...(ca ? { ca: readPem(ca) } : {}) });
 }

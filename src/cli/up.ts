@@ -7,6 +7,9 @@
  *   data/admin-password  the first admin's password (0600), made on first run
  *   data/sds1..3/        SDS storage roots
  *   data/logs/*.log      each child's JSON log
+ *   data/certs/          with --tls: the cluster CA and a certificate per
+ *                        component (made on the first --tls run), and
+ *                        nbd-client/ for NBD clients (GnuTLS file names)
  *
  * On first run it creates protection domain pd1 and pool pool1 (two copies);
  * with --demo a volume "demo" mapped to the SDC. It prints how to attach,
@@ -22,7 +25,9 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { MdmClient, type Volume } from '../shared/mdm-client.js';
+import { readPem } from '../shared/tls.js';
 import { parseSize } from '../shared/units.js';
+import { ensureCa, gnutlsClientDir, issueCert } from './certs.js';
 
 interface UpArgs {
   'data-dir': string;
@@ -34,6 +39,7 @@ interface UpArgs {
   'sdc-mgmt-port': number;
   'sds-port-base': number;
   'sdc-host': string;
+  tls: boolean;
 }
 
 const PFLEX_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/pflex.js');
@@ -154,6 +160,21 @@ async function waitForPool(admin: MdmClient, poolId: number): Promise<void> {
   }
 }
 
+/** Certificates for every component (and an NBD client), made once under DATA/certs; the flags each component gets. */
+function ensureCerts(dataDir: string): { dir: string; args: (name: string) => string[]; ca: string; nbdClientDir: string } {
+  const dir = join(dataDir, 'certs');
+  const ca = ensureCa(dir);
+  const sans = { ips: ['127.0.0.1'], dns: ['localhost'] };
+  for (const name of ['mdm', ...SDS_NAMES, SDC_NAME, 'nbd-client']) {
+    if (ca.created || !existsSync(join(dir, `${name}.crt`))) issueCert(dir, name, sans);
+  }
+  const nbdClientDir = gnutlsClientDir(dir, 'nbd-client', join(dir, 'nbd-client'));
+  return {
+    dir, ca: ca.cert, nbdClientDir,
+    args: (name) => ['--tls-cert', join(dir, `${name}.crt`), '--tls-key', join(dir, `${name}.key`), '--tls-ca', ca.cert],
+  };
+}
+
 async function up(a: UpArgs): Promise<void> {
   const dataDir = resolve(a['data-dir']);
   const mdmDir = join(dataDir, 'mdm');
@@ -161,6 +182,8 @@ async function up(a: UpArgs): Promise<void> {
   mkdirSync(logDir, { recursive: true });
   const { password, created } = initCluster(dataDir, mdmDir);
   const keyFile = join(mdmDir, 'cluster.key');
+  const certs = a.tls ? ensureCerts(dataDir) : undefined;
+  const tlsArgs = (name: string): string[] => certs?.args(name) ?? [];
   const children: Child[] = [];
   let stopping = false;
   const stopAll = async (code: number): Promise<never> => {
@@ -182,11 +205,11 @@ async function up(a: UpArgs): Promise<void> {
   process.on('SIGTERM', () => void stopAll(0));
 
   try {
-    const mdm = new Child('mdm', ['mdm', 'start', '--data-dir', mdmDir, '--port', String(a['mdm-port'])], logDir);
+    const mdm = new Child('mdm', ['mdm', 'start', '--data-dir', mdmDir, '--port', String(a['mdm-port']), ...tlsArgs('mdm')], logDir);
     children.push(mdm);
     const listening = await mdm.waitFor((l) => l.msg === 'mdm listening', 'mdm listening');
-    const mdmUrl = `http://127.0.0.1:${String(listening.port)}`;
-    const admin = new MdmClient({ url: mdmUrl });
+    const mdmUrl = `${certs ? 'https' : 'http'}://127.0.0.1:${String(listening.port)}`;
+    const admin = new MdmClient({ url: mdmUrl, ...(certs ? { ca: readPem(certs.ca) } : {}) });
     await admin.login('admin', password);
     const poolId = await ensurePool(admin);
 
@@ -196,7 +219,7 @@ async function up(a: UpArgs): Promise<void> {
       const c = new Child(name, [
         'sds-server', 'start', '--data-dir', join(dataDir, name), '--mdm', mdmUrl, '--cluster-key-file', keyFile, '--name', name,
         '--pd', PD, '--pool', POOL, '--host', '127.0.0.1', '--address', '127.0.0.1',
-        '--port', port(0), '--control-port', port(-600), '--mgmt-port', port(-500),
+        '--port', port(0), '--control-port', port(-600), '--mgmt-port', port(-500), ...tlsArgs(name),
       ], logDir);
       children.push(c);
       return c;
@@ -204,6 +227,7 @@ async function up(a: UpArgs): Promise<void> {
     const sdcArgs = [
       'sdc-server', '--mdm', mdmUrl, '--cluster-key-file', keyFile, '--name', SDC_NAME, '--host', a['sdc-host'],
       '--port', String(a['sdc-port']), '--control-port', String(a['sdc-control-port']), '--mgmt-port', String(a['sdc-mgmt-port']),
+      ...tlsArgs(SDC_NAME),
     ];
     if (a.demo) sdcArgs.push('--default-volume', DEMO_VOLUME);
     const sdc = new Child(SDC_NAME, sdcArgs, logDir);
@@ -219,8 +243,8 @@ async function up(a: UpArgs): Promise<void> {
     say('');
     say(`pflex is up (${created ? 'new cluster' : 'existing cluster'}; data in ${dataDir}, logs in ${logDir})`);
     say(`  MDM:    ${mdmUrl}   admin user "admin", password ${password}`);
-    say(`          pflex login --mdm ${mdmUrl} --user admin   (then: pflex volume list, pflex sds list, pflex sdc list)`);
-    say(`  SDC:    nbd://127.0.0.1:${nbdPort}/  (mgmt http://127.0.0.1:${String(sdcUp.mgmtPort)}/health, with "authorization: Bearer <token of pflex login>")`);
+    say(`          pflex login --mdm ${mdmUrl}${certs ? ` --ca ${certs.ca}` : ''} --user admin   (then: pflex volume list, pflex sds list, pflex sdc list)`);
+    say(`  SDC:    nbd://127.0.0.1:${nbdPort}/  (mgmt ${certs ? "https" : "http"}://127.0.0.1:${String(sdcUp.mgmtPort)}/health, with "authorization: Bearer <token of pflex login>")`);
     if (demo) say(`  volume: ${demo.name} (${demo.sizeBytes} bytes, two copies over ${SDS_NAMES.length} SDSs), the default export`);
     say('');
     say('Attach it (as root):');
@@ -229,7 +253,8 @@ async function up(a: UpArgs): Promise<void> {
     say(`  mkdir -p /tmp/pflex-fuse && nbdfuse /tmp/pflex-fuse/ nbd://127.0.0.1:${nbdPort}/${demo ? demo.name : ''} &`);
     say('  losetup -f --show /tmp/pflex-fuse/nbd   # then mkfs.ext4 / mount the loop device');
     say('Ctrl-C stops everything; the next `pflex up` reuses the data.');
-    say(JSON.stringify({ msg: 'pflex up', mdmUrl, nbdPort: Number(nbdPort), sdcMgmtPort: sdcUp.mgmtPort, sdcId: sdcReg.sdcId, volume: demo?.name ?? null, dataDir }));
+    if (certs) say(`  TLS:    certificates in ${certs.dir}; NBD clients: nbdinfo 'nbds://127.0.0.1:${nbdPort}/?tls-certificates=${certs.nbdClientDir}'`);
+    say(JSON.stringify({ msg: 'pflex up', tls: certs !== undefined, ...(certs ? { ca: certs.ca, nbdClientDir: certs.nbdClientDir } : {}), mdmUrl, nbdPort: Number(nbdPort), sdcMgmtPort: sdcUp.mgmtPort, sdcId: sdcReg.sdcId, volume: demo?.name ?? null, dataDir }));
 
     const mdmExit = once(mdm.proc, 'exit');
     await mdmExit;
@@ -255,6 +280,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
     .option('sdc-control-port', { type: 'number', default: 8003 })
     .option('sdc-mgmt-port', { type: 'number', default: 8004 })
     .option('sdc-host', { type: 'string', default: '0.0.0.0', describe: 'address the SDC listens on' })
+    .option('tls', { type: 'boolean', default: false, describe: 'TLS 1.3 on every listener, certificates made under DATA/certs on the first run (docs/security.md)' })
     .option('sds-port-base', { type: 'number', default: 9700, describe: 'data port of sds1 (control = base-600, mgmt = base-500; 0 = any free ports)' }) as Argv<UpArgs>,
   handler: up,
 };

@@ -14,6 +14,7 @@ import type { Claims, Role } from './services/auth.js';
 import type { Clock } from './services/events.js';
 import { createServices, type Services } from './services/index.js';
 import type { PlaceFn } from './services/pgmap.js';
+import { peerHttp, serverTlsOptions, type TlsMaterial } from '../shared/tls.js';
 
 /**
  * Who may call a route: public (no token), read (admin, monitor,
@@ -71,8 +72,8 @@ export interface BuildOptions {
   /** A ready pino logger (the server's); wins over `logger`. */
   loggerInstance?: FastifyBaseLogger;
   place?: PlaceFn;
-  /** Serve HTTPS with this PEM key and certificate (chain). */
-  https?: { key: Buffer; cert: Buffer };
+  /** Serve HTTPS with this PEM key and certificate (chain), TLS 1.3; SDS control calls then go over HTTPS trusting `ca`. */
+  https?: TlsMaterial;
   /** Re-evaluate component health every config.healthTickMs (the server; tests call health.tick()). */
   healthTimer?: boolean;
 }
@@ -120,7 +121,7 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   };
   // With TLS the raw server is an https.Server; routes and hooks do not care, so one app type serves both.
-  if (opts.https) Object.assign(serverOptions, { https: opts.https });
+  if (opts.https) Object.assign(serverOptions, { https: serverTlsOptions(opts.https) });
   const app: MdmApp = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>();
   // Beat times kept in memory are written before the database closes (services exist once build() has run).
   let flushBeats = (): void => {};
@@ -142,7 +143,7 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
   await app.register(fastifyJwt, { secret: deriveKey(opts.clusterKey, 'jwt') });
 
   const services = createServices({
-    db, clusterKey: opts.clusterKey, config, clock, place: opts.place ?? computePlacement,
+    db, clusterKey: opts.clusterKey, config, clock, place: opts.place ?? computePlacement, peer: peerHttp(opts.https),
     sign: (claims, ttlS) => app.jwt.sign(claims, { expiresIn: `${ttlS}s` }),
   });
   services.rebuild.logger = app.log;

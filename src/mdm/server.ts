@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { encodeClusterKey, generateClusterKey, readClusterKey } from '../shared/component-auth.js';
@@ -9,6 +9,7 @@ import { CLUSTER_KEY_FILE, MDM_DB_FILE, type MdmConfig } from './config.js';
 import { openDb, tx } from './db.js';
 import { SecurityRepo } from './repos/security-repo.js';
 import { hashPassword } from './services/auth.js';
+import { loadTls, type TlsFiles } from '../shared/tls.js';
 
 export interface InitOptions { dataDir: string; adminPassword: string; adminName?: string; force?: boolean }
 export interface InitResult { dbPath: string; clusterKeyPath: string; adminName: string }
@@ -52,9 +53,8 @@ export interface StartOptions {
   port: number;
   clusterKeyPath?: string;
   config?: Partial<MdmConfig>;
-  /** PEM files: serve HTTPS when both are given. */
-  tlsCertPath?: string;
-  tlsKeyPath?: string;
+  /** PEM files: serve HTTPS when cert and key are given; ca: the cluster CA the SDS certificates are checked against. */
+  tls?: TlsFiles;
 }
 
 /** Opens the cluster in dataDir and listens; health is evaluated on a timer. */
@@ -62,10 +62,7 @@ export async function startServer(o: StartOptions): Promise<{ app: MdmApp; port:
   const dbPath = join(o.dataDir, MDM_DB_FILE);
   if (!existsSync(dbPath)) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no cluster in ${o.dataDir}: run pflex mdm init first`);
   const clusterKey = readClusterKey(o.clusterKeyPath ?? join(o.dataDir, CLUSTER_KEY_FILE));
-  if ((o.tlsCertPath === undefined) !== (o.tlsKeyPath === undefined)) {
-    throw new PflexError('PFLEX_ERR_BAD_REQUEST', 'TLS needs both a certificate and a key');
-  }
-  const https = o.tlsCertPath && o.tlsKeyPath ? { cert: readPem(o.tlsCertPath), key: readPem(o.tlsKeyPath) } : undefined;
+  const https = loadTls(o.tls ?? {});
   const logger = createLogger('mdm');
   const app = await build({ db: dbPath, clusterKey, ...(o.config ? { config: o.config } : {}), loggerInstance: logger, healthTimer: true, ...(https ? { https } : {}) });
   app.mdm.services.events.on('transition', (t) => logger.info({ transition: t }, `${t.kind} ${t.name} ${t.from} -> ${t.to}`));
@@ -73,12 +70,4 @@ export async function startServer(o: StartOptions): Promise<{ app: MdmApp; port:
   const port = (app.server.address() as AddressInfo).port;
   logger.info({ port, host: o.host, dataDir: o.dataDir, tls: https !== undefined }, 'mdm listening');
   return { app, port };
-}
-
-function readPem(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new PflexError('PFLEX_ERR_NOT_FOUND', `cannot read ${path}: ${(err as Error).message}`);
-  }
 }

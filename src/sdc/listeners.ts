@@ -16,6 +16,7 @@
 import { buildListener } from '../shared/listener.js';
 import type { Logger } from '../shared/logger.js';
 import type { VolumeStats } from './stats.js';
+import type { TlsMaterial } from '../shared/tls.js';
 
 export interface ExportView {
   name: string;
@@ -35,8 +36,8 @@ export interface SdcView {
   rescan(): Promise<void>;
 }
 
-export function buildMgmtServer(log: Logger, clusterKey: Buffer, view: SdcView) {
-  const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log });
+export function buildMgmtServer(log: Logger, clusterKey: Buffer, tls: TlsMaterial | undefined, view: SdcView) {
+  const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log, tls });
   app.get('/health', async () => {
     const problems = view.problems();
     return {
@@ -53,8 +54,8 @@ export function buildMgmtServer(log: Logger, clusterKey: Buffer, view: SdcView) 
   return app;
 }
 
-export function buildControlServer(log: Logger, clusterKey: Buffer, view: SdcView) {
-  const app = buildListener({ name: 'control', access: 'control', clusterKey, log });
+export function buildControlServer(log: Logger, clusterKey: Buffer, tls: TlsMaterial | undefined, view: SdcView) {
+  const app = buildListener({ name: 'control', access: 'control', clusterKey, log, tls });
   app.get('/exports', async () => view.exports().map((e) => ({ name: e.name, volumeId: e.volumeId, sizeBytes: e.sizeBytes, readOnly: e.readOnly, default: e.isDefault })));
   app.post('/rescan', async () => {
     await view.rescan();

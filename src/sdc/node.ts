@@ -17,6 +17,7 @@ import { PoolMap } from './pool-map.js';
 import { VolumeToken } from './tokens.js';
 import { VolumeBackend } from './volume-backend.js';
 import type { FastifyInstance } from 'fastify';
+import type { TlsMaterial } from '../shared/tls.js';
 
 export interface SdcNodeOptions {
   name: string;
@@ -34,6 +35,8 @@ export interface SdcNodeOptions {
   /** Volume served for the empty export name; default the only mapped volume. */
   defaultVolume?: string;
   ioTimeoutMs?: number;
+  /** TLS: HTTPS listeners, the MDM called over TLS trusting tls.ca. */
+  tls?: TlsMaterial;
   log: Logger;
 }
 
@@ -75,7 +78,7 @@ export class SdcNode {
     this.guid = o.guid ?? o.name;
     this.ioTimeoutMs = o.ioTimeoutMs ?? ioTimeoutMsDefault;
     this.clusterKey = readClusterKey(o.clusterKeyFile);
-    this.mdm = new MdmClient({ url: o.mdmUrl, componentAuth: componentAuth('sdc', this.guid, this.clusterKey), timeoutMs: mdmCallTimeoutMs });
+    this.mdm = new MdmClient({ url: o.mdmUrl, componentAuth: componentAuth('sdc', this.guid, this.clusterKey), timeoutMs: mdmCallTimeoutMs, ...(o.tls?.ca ? { ca: o.tls.ca } : {}) });
   }
 
   async start(): Promise<void> {
@@ -86,8 +89,8 @@ export class SdcNode {
       logger: this.log,
     });
     const view = this.view();
-    this.control = buildControlServer(this.log, this.clusterKey, view);
-    this.mgmt = buildMgmtServer(this.log, this.clusterKey, view);
+    this.control = buildControlServer(this.log, this.clusterKey, o.tls, view);
+    this.mgmt = buildMgmtServer(this.log, this.clusterKey, o.tls, view);
     this.ports.nbd = (await this.nbd.listen(o.port, o.host)).port;
     await this.control.listen({ port: o.controlPort, host: o.host });
     this.ports.control = portOf(this.control.server.address());

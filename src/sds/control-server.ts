@@ -17,6 +17,7 @@ import { PflexError } from '../shared/errors.js';
 import { buildListener } from '../shared/listener.js';
 import type { ChunkStore } from './store/chunk-store.js';
 import { controlAuthorization } from '../shared/control-auth.js';
+import { peerHttp, type PeerHttp, type TlsMaterial } from '../shared/tls.js';
 import { mdmCallTimeoutMs } from './limits.js';
 
 export interface ControlServerOptions {
@@ -25,6 +26,10 @@ export interface ControlServerOptions {
   /** Our name as a caller of peers' control listeners ("sds:<name>"). */
   caller: string;
   log: Logger;
+  /** Serve HTTPS with this certificate. */
+  tls?: TlsMaterial | undefined;
+  /** How peers' control listeners are called (chunk copies); default plain HTTP. */
+  peer?: PeerHttp;
 }
 
 const PgParams = Type.Object({ pg: Type.Integer({ minimum: 0, maximum: 0xffffffff }) });
@@ -42,9 +47,10 @@ const CopyBody = Type.Object({
 }, { additionalProperties: false });
 
 export function buildControlServer(o: ControlServerOptions) {
-  const app = buildListener({ name: 'control', access: 'control', clusterKey: o.clusterKey, log: o.log, bodyLimitBytes: 1024 * 1024 })
+  const app = buildListener({ name: 'control', access: 'control', clusterKey: o.clusterKey, log: o.log, bodyLimitBytes: 1024 * 1024, tls: o.tls })
     .withTypeProvider<TypeBoxTypeProvider>();
   const { store } = o;
+  const peer = o.peer ?? peerHttp(undefined);
 
   app.get('/pgs', async () => {
     const out = [];
@@ -70,10 +76,10 @@ export function buildControlServer(o: ControlServerOptions) {
   app.post('/pgs/:pg/copy-chunk', { schema: { params: PgParams, body: CopyBody } }, async (req) => {
     const { pg } = req.params;
     const { from, treeId, chunkIndex, layerId } = req.body;
-    const url = `http://${from.address}:${from.controlPort}/pgs/${pg}/chunks/${treeId}/${chunkIndex}/${layerId}`;
+    const url = `${peer.scheme}://${from.address}:${from.controlPort}/pgs/${pg}/chunks/${treeId}/${chunkIndex}/${layerId}`;
     let res: Response;
     try {
-      res = await fetch(url, { headers: { authorization: controlAuthorization(o.clusterKey, o.caller) }, signal: AbortSignal.timeout(mdmCallTimeoutMs * 6) });
+      res = await peer.fetch(url, { headers: { authorization: controlAuthorization(o.clusterKey, o.caller) }, signal: AbortSignal.timeout(mdmCallTimeoutMs * 6) });
     } catch (err) {
       throw new PflexError('PFLEX_ERR_UNAVAILABLE', `cannot reach ${from.address}:${from.controlPort}: ${(err as Error).message}`);
     }

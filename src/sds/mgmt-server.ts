@@ -9,6 +9,7 @@
  */
 import { buildListener } from '../shared/listener.js';
 import type { Logger } from '../shared/logger.js';
+import type { TlsMaterial } from '../shared/tls.js';
 import type { SdsMetrics } from './metrics.js';
 import type { StoreCapacity } from './store/chunk-store.js';
 
@@ -25,8 +26,8 @@ export interface MgmtView {
   problems(): string[];
 }
 
-export function buildMgmtServer(clusterKey: Buffer, log: Logger, view: () => MgmtView) {
-  const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log });
+export function buildMgmtServer(clusterKey: Buffer, log: Logger, tls: TlsMaterial | undefined, view: () => MgmtView) {
+  const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log, tls });
   app.get('/health', async () => {
     const v = view();
     const problems = v.problems();

@@ -23,6 +23,7 @@ import { CachedVolumeTrees } from './volume-trees.js';
 import { currentBootId, previousStop, readRunState, writeRunState, type PreviousStop } from './clean-stop.js';
 import { forwardTimeoutMs, heartbeatIntervalMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from './limits.js';
 import type { FastifyInstance } from 'fastify';
+import { peerHttp, type TlsMaterial } from '../shared/tls.js';
 
 export interface SdsNodeOptions {
   name: string;
@@ -41,6 +42,8 @@ export interface SdsNodeOptions {
   mgmtPort: number;
   /** Capacity offered to the pool; default the size of the file system. */
   capacityBytes?: number;
+  /** TLS: HTTPS listeners, peers and the MDM called over TLS trusting tls.ca. */
+  tls?: TlsMaterial;
   log: Logger;
 }
 
@@ -94,7 +97,7 @@ export class SdsNode {
   constructor(private readonly o: SdsNodeOptions) {
     this.log = o.log;
     this.clusterKey = readClusterKey(o.clusterKeyFile);
-    this.mdm = new MdmClient({ url: o.mdmUrl, componentAuth: componentAuth('sds', o.name, this.clusterKey), timeoutMs: mdmCallTimeoutMs });
+    this.mdm = new MdmClient({ url: o.mdmUrl, componentAuth: componentAuth('sds', o.name, this.clusterKey), timeoutMs: mdmCallTimeoutMs, ...(o.tls?.ca ? { ca: o.tls.ca } : {}) });
     this.source = new MdmPgMapSource(this.mdm);
     this.pgs = new PgTable(this.source);
   }
@@ -128,13 +131,14 @@ export class SdsNode {
       trees, peers: this.peers, log: this.log, metrics: this.metrics,
       onJoinerFailure: (pg, sdsId) => this.rebuild.onJoinerFailure(pg, sdsId),
     });
-    this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log });
+    const peer = peerHttp(o.tls);
+    this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log, tls: o.tls, peer });
     this.rebuild = new RebuildRunner({
-      selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log,
+      selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, clusterKey: this.clusterKey, caller: `sds:${o.name}`, peer, log: this.log,
       join: async (poolId, pg, sdsId, epoch, progress) => (await this.mdm.request<{ pg: PgEntry }>('POST', `/storage-pools/${poolId}/pgs/${pg}/join`, { body: { sdsId, epoch, progress } })).pg,
     });
     await this.control.register(rebuildRoutes({ selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, runner: this.rebuild, log: this.log }));
-    this.mgmt = buildMgmtServer(this.clusterKey, this.log, () => this.view());
+    this.mgmt = buildMgmtServer(this.clusterKey, this.log, o.tls, () => this.view());
     this.ports.data = await this.data.listen(o.dataPort, o.host);
     await this.control.listen({ port: o.controlPort, host: o.host });
     this.ports.control = portOf(this.control.server.address());

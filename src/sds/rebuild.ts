@@ -32,6 +32,7 @@ import {
   rebuildYieldInflightBytes, rebuildYieldMs,
 } from './rebuild-limits.js';
 import { chunkName, type ChunkInfo, type ChunkKey, type ChunkStore } from './store/chunk-store.js';
+import { peerHttp, type PeerHttp } from '../shared/tls.js';
 
 export const pgLockKey = (pg: number): string => `p${pg}`;
 export const chunkLockKey = (pg: number, k: ChunkKey): string => `c${pg}/${k.treeId}-${k.chunkIndex}-${k.layerId}`;
@@ -77,6 +78,8 @@ export interface RebuildRunnerOptions {
   clusterKey: Buffer;
   /** Our name as a caller of peers' control listeners ("sds:<name>"). */
   caller: string;
+  /** How the joining member's control listener is called; default plain HTTP. */
+  peer?: PeerHttp;
   /** Makes the joining member a member at the MDM (POST .../pgs/:pg/join); resolves with the new entry. */
   join: (poolId: number, pg: number, sdsId: number, epoch: number, progress: Progress) => Promise<PgEntry>;
   log: Logger;
@@ -93,9 +96,11 @@ type ChunkOutcome = { kind: 'pushed'; bytes: number } | { kind: 'same' } | { kin
 export class RebuildRunner {
   private readonly jobs = new Map<number, Job>();
   private readonly bucket: TokenBucket;
+  private readonly peer: PeerHttp;
 
   constructor(private readonly o: RebuildRunnerOptions) {
     this.bucket = new TokenBucket(64 * 1024 * 1024);
+    this.peer = o.peer ?? peerHttp(undefined);
   }
 
   /** Starts a copy (a repeated start of a known job is a no-op). */
@@ -291,7 +296,7 @@ export class RebuildRunner {
   /** One control call to the joining member; rejects only when it cannot be reached. */
   private async request(target: StartRebuild['target'], method: string, path: string, body?: Buffer | string, type?: string, timeoutMs = rebuildPushTimeoutMs): Promise<Answer> {
     try {
-      const res = await fetch(`http://${target.address}:${target.controlPort}${path}`, {
+      const res = await this.peer.fetch(`${this.peer.scheme}://${target.address}:${target.controlPort}${path}`, {
         method, ...(body !== undefined ? { body } : {}),
         headers: { authorization: controlAuthorization(this.o.clusterKey, this.o.caller), ...(type ? { 'content-type': type } : {}) },
         signal: AbortSignal.timeout(timeoutMs),

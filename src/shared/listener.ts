@@ -2,7 +2,8 @@
  * The HTTP listeners of SDS and SDC (control and management) come from this
  * one factory, so that each authenticates every route (listener-auth.ts),
  * answers errors as {error: {code, message}} with the status of the error
- * table, and records its routes (listenerRoutes) for the test that walks them.
+ * table, serves HTTPS (TLS 1.3) when given a certificate, and records its
+ * routes (listenerRoutes) for the test that walks them.
  *
  * A route that authenticates its callers itself (e.g. a scrape token) says so
  * with `config: { ownAuth: true }`; the listener then leaves it alone.
@@ -11,6 +12,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { ERRORS, PflexError, isPflexError } from './errors.js';
 import { ListenerAuth, type ListenerAccess } from './listener-auth.js';
 import type { Logger } from './logger.js';
+import { serverTlsOptions, type TlsMaterial } from './tls.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -26,6 +28,8 @@ export interface ListenerOptions {
   clusterKey: Buffer;
   log: Logger;
   bodyLimitBytes?: number;
+  /** Serve HTTPS with this certificate. */
+  tls?: TlsMaterial | undefined;
 }
 
 export interface ListenerRoute { method: string; url: string; ownAuth: boolean }
@@ -45,6 +49,8 @@ export function buildListener(o: ListenerOptions): FastifyInstance {
     loggerInstance: log,
     logController: new Fastify.LogController({ disableRequestLogging: true }),
     ...(o.bodyLimitBytes !== undefined ? { bodyLimit: o.bodyLimitBytes } : {}),
+    // With TLS the raw server is an https.Server; routes and hooks do not care, so one app type serves both.
+    ...(o.tls ? { https: serverTlsOptions(o.tls) } : {}),
   }) as unknown as FastifyInstance;
   const routes: ListenerRoute[] = [];
   routesOf.set(app, routes);

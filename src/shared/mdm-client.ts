@@ -10,6 +10,7 @@ import type { Static } from '@fastify/type-provider-typebox';
 import type * as S from './mdm-api.js';
 import { componentProof, type ComponentKind } from './component-auth.js';
 import { codeOfHttpStatus, ERRORS, PflexError, type ErrorCode } from './errors.js';
+import { tlsFetch, type Fetch } from './tls.js';
 
 // API types come from the MDM's own TypeBox schemas (type-only: no runtime import).
 export type ProtectionDomain = Static<typeof S.ProtectionDomain>;
@@ -87,6 +88,8 @@ export interface MdmClientOptions {
   timeoutMs?: number;
   /** Headers added to every request, computed per request (e.g. W3C traceparent of the current span). */
   headers?: () => Record<string, string>;
+  /** PEM CA the MDM's certificate is checked against (an https:// URL; default the system's trust store). */
+  ca?: Buffer;
 }
 
 /** How a component logs in; called again whenever its token is refused or about to expire. */
@@ -135,6 +138,7 @@ export class MdmClient {
   private tokenExpiresAtMs = Number.POSITIVE_INFINITY;
   private readonly componentAuth: ComponentAuth | undefined;
   private readonly timeoutMs: number;
+  private readonly fetch: Fetch;
   private readonly extraHeaders: (() => Record<string, string>) | undefined;
   private loggingIn: Promise<IssuedToken> | null = null;
 
@@ -143,6 +147,7 @@ export class MdmClient {
     this.token = options.token;
     this.componentAuth = options.componentAuth;
     this.timeoutMs = options.timeoutMs ?? mdmRequestTimeoutMsDefault;
+    this.fetch = tlsFetch(options.ca);
     this.extraHeaders = options.headers;
   }
 
@@ -167,7 +172,7 @@ export class MdmClient {
     }
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs) });
+      res = await this.fetch(url, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs) });
     } catch (err) {
       const cause = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
       const why = cause.name === 'TimeoutError' ? 'timed out' : (cause.cause?.code ?? cause.cause?.message ?? cause.message ?? 'failed');

@@ -3,61 +3,14 @@
  * volume is the SDC's default export; data written through it survives a
  * clean stop (Ctrl-C) and a second `pflex up` on the same data directory.
  */
-import t, { type Test } from 'tap';
-import { execFile } from 'node:child_process';
-import { once } from 'node:events';
+import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { missingClients } from '../helpers/nbd.js';
-import { spawnPflex, tempDir, type PflexProcess } from '../helpers/proc.js';
+import { tempDir } from '../helpers/proc.js';
+import { interrupt, refused, run, up } from '../helpers/up.js';
 
 const skip = missingClients('nbdinfo', 'qemu-io');
-
-interface Run { code: number; out: string }
-
-function run(cmd: string, args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, out: stdout + stderr });
-    });
-  });
-}
-
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    s.once('connect', () => { s.destroy(); resolve(false); });
-    s.once('error', () => resolve(true));
-  });
-}
-
-/** Ctrl-C, then waits (pflex up stops each child, up to 10 s apiece, before it exits). */
-async function interrupt(proc: PflexProcess): Promise<number | null> {
-  const child = proc.child;
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-  const done = once(child, 'exit');
-  child.kill('SIGINT');
-  const killer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  const [code] = (await done) as [number | null];
-  clearTimeout(killer);
-  return code;
-}
-
-/** Starts pflex up; at teardown it gets Ctrl-C first (its children are in their own process group). */
-async function up(t: Test, dataDir: string): Promise<{ proc: PflexProcess; port: number; mgmtPort: number; text: string }> {
-  const kills: Array<() => unknown> = [];
-  const proc = spawnPflex({ teardown: (fn) => kills.push(fn) }, [
-    'up', '--demo', '--demo-size', '64M', '--data-dir', dataDir, '--mdm-port', '0', '--sdc-port', '0',
-    '--sdc-control-port', '0', '--sdc-mgmt-port', '0', '--sds-port-base', '0', '--sdc-host', '127.0.0.1',
-  ]);
-  t.teardown(async () => {
-    await interrupt(proc);
-    for (const k of kills) await k();
-  });
-  const line = await proc.waitForLog((l) => l.msg === 'pflex up', 120_000);
-  return { proc, port: line.nbdPort as number, mgmtPort: line.sdcMgmtPort as number, text: proc.logs.map((l) => String(l.msg)).join('\n') };
-}
 
 t.test('pflex up --demo', { skip }, async (t) => {
   const dataDir = join(tempDir(t, 'pflex-up-'), 'data');

@@ -18,6 +18,7 @@ import { HttpSdsControl, type SdsControl } from './rebuild-control.js';
 import { TokenService } from './tokens.js';
 import { TopologyService } from './topology.js';
 import { VolumeService } from './volumes.js';
+import type { PeerHttp } from '../../shared/tls.js';
 
 export interface Services {
   events: MdmEvents;
@@ -41,6 +42,8 @@ export interface ServiceDeps {
   sign: SignFn;
   /** How the MDM reaches SDS control listeners (rebuild); default HTTP. */
   sdsControl?: SdsControl;
+  /** How the default SdsControl reaches the SDSs (HTTPS with the cluster CA when TLS is on). */
+  peer?: PeerHttp;
 }
 
 /** Wires repositories into services (the only place that knows them all). */
@@ -64,7 +67,7 @@ export function createServices(d: ServiceDeps): Services {
     alerts,
     tokens: new TokenService(d.clusterKey, topoRepo, volRepo, d.config, d.clock),
     rebuild: new RebuildService(d.db, pgRepo, new RebuildRepo(d.db), topoRepo, topology, alerts, d.place, d.config, d.clock, events,
-      d.sdsControl ?? new HttpSdsControl(d.clusterKey)),
+      d.sdsControl ?? new HttpSdsControl(d.clusterKey, d.peer)),
   };
   installAlertRules(events, alerts, topology);
   return services;

@@ -1,6 +1,7 @@
 import { MDM_LIMITS } from '../config.js';
 import { PflexError } from '../../shared/errors.js';
 import { controlAuthorization } from '../../shared/control-auth.js';
+import { peerHttp, type PeerHttp } from '../../shared/tls.js';
 import type { SdsRebuildStatus, StartRebuild } from '../../dataplane/rebuild-proto.js';
 
 export interface ControlEndpoint { address: string; controlPort: number }
@@ -15,7 +16,7 @@ export interface SdsControl {
 
 /** SdsControl over HTTP with the cluster-key authorization of src/shared/control-auth.ts. */
 export class HttpSdsControl implements SdsControl {
-  constructor(private readonly clusterKey: Buffer) {}
+  constructor(private readonly clusterKey: Buffer, private readonly peer: PeerHttp = peerHttp(undefined)) {}
 
   async startRebuild(primary: ControlEndpoint, cmd: StartRebuild): Promise<void> {
     await this.call(primary, 'POST', '/rebuilds', cmd);
@@ -30,7 +31,7 @@ export class HttpSdsControl implements SdsControl {
   private async call(ep: ControlEndpoint, method: string, path: string, body?: unknown): Promise<unknown> {
     let res: Response;
     try {
-      res = await fetch(`http://${ep.address}:${ep.controlPort}${path}`, {
+      res = await this.peer.fetch(`${this.peer.scheme}://${ep.address}:${ep.controlPort}${path}`, {
         method,
         headers: { authorization: controlAuthorization(this.clusterKey, 'mdm'), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),

@@ -1,0 +1,67 @@
+/**
+ * TLS for every pflex listener and client, in one place: PEM files named by
+ * --tls-cert/--tls-key/--tls-ca (docs/security.md), TLS 1.3 only.
+ *
+ * A component with a certificate and key serves HTTPS on its HTTP listeners
+ * and calls its peers over HTTPS, trusting the cluster CA (--tls-ca; without
+ * it, the system's trust store). A cluster is all TLS or all plain text.
+ */
+import { readFileSync } from 'node:fs';
+import type { SecureContextOptions } from 'node:tls';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { PflexError } from './errors.js';
+
+export const tlsMinVersion = 'TLSv1.3' as const;
+
+/** Paths of PEM files, as given on the command line or in the environment. */
+export interface TlsFiles { cert?: string | undefined; key?: string | undefined; ca?: string | undefined }
+
+/** What a TLS endpoint presents (cert, key) and trusts (ca). */
+export interface TlsMaterial { cert: Buffer; key: Buffer; ca?: Buffer }
+
+export function readPem(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new PflexError('PFLEX_ERR_NOT_FOUND', `cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** The material of a listener: undefined (plain text) when no certificate is given; cert and key go together. */
+export function loadTls(files: TlsFiles): TlsMaterial | undefined {
+  if ((files.cert === undefined) !== (files.key === undefined)) {
+    throw new PflexError('PFLEX_ERR_BAD_REQUEST', 'TLS needs both a certificate (--tls-cert) and its key (--tls-key)');
+  }
+  if (files.cert === undefined || files.key === undefined) return undefined;
+  return { cert: readPem(files.cert), key: readPem(files.key), ...(files.ca !== undefined ? { ca: readPem(files.ca) } : {}) };
+}
+
+/** Options of an HTTPS (or TLS) server presenting this material. */
+export function serverTlsOptions(m: TlsMaterial): SecureContextOptions {
+  return { cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca } : {}), minVersion: tlsMinVersion };
+}
+
+export type Fetch = typeof globalThis.fetch;
+
+/**
+ * fetch for our HTTP clients: the global one when ca is undefined, else one
+ * that trusts ca (TLS 1.3 only) and presents cert/key when given.
+ */
+export function tlsFetch(ca: Buffer | undefined, client?: { cert: Buffer; key: Buffer }): Fetch {
+  if (ca === undefined) return globalThis.fetch;
+  const dispatcher = new Agent({ connect: { ca, minVersion: tlsMinVersion, ...(client ?? {}) } });
+  return ((url: Parameters<Fetch>[0], init?: RequestInit) =>
+    undiciFetch(url as Parameters<typeof undiciFetch>[0], { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as Fetch;
+}
+
+/** The URL scheme of our HTTP listeners in a cluster with or without TLS. */
+export function httpScheme(tls: boolean): 'https' | 'http' {
+  return tls ? 'https' : 'http';
+}
+
+/** How a component calls its peers' HTTP listeners: over HTTPS trusting the CA when its own TLS is on. */
+export interface PeerHttp { scheme: 'http' | 'https'; fetch: Fetch }
+
+export function peerHttp(m: TlsMaterial | undefined): PeerHttp {
+  return { scheme: httpScheme(m !== undefined), fetch: tlsFetch(m?.ca) };
+}
