@@ -36,6 +36,7 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
   { noun: 'health', load: async () => (await import('./health.js')).healthCommand },
   { noun: 'rebuild', load: async () => (await import('./rebuild.js')).rebuildCommand },
   { noun: 'user', load: async () => (await import('./user.js')).userCommand },
+  { noun: 'metrics', load: async () => (await import('./metrics.js')).metricsCommand },
 ];
 
 /** The modules a command line needs: its noun's, or all of them (help, typos, options first). */

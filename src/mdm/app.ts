@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PflexError } from '../shared/errors.js';
 import { deriveKey } from '../shared/keys.js';
+import { scrapeAuthChecker } from '../shared/scrape-auth.js';
 import { MDM_LIMITS, resolveConfig, type MdmConfig } from './config.js';
 import { openDb, type Db } from './db.js';
 import { toHttpError } from './http-errors.js';
@@ -18,14 +19,16 @@ import { peerHttp, serverTlsOptions, type TlsMaterial } from '../shared/tls.js';
 
 /**
  * Who may call a route: public (no token), read (admin, monitor,
- * component), admin, component (admin and components).
+ * component), admin, component (admin and components), metrics (the
+ * Prometheus scrape token, admin, monitor).
  */
-export type Access = 'public' | 'read' | 'admin' | 'component';
+export type Access = 'public' | 'read' | 'admin' | 'component' | 'metrics';
 
 const ALLOWED: Record<Exclude<Access, 'public'>, readonly Role[]> = {
   read: ['admin', 'monitor', 'component'],
   admin: ['admin'],
   component: ['admin', 'component'],
+  metrics: ['admin', 'monitor'],
 };
 
 declare module 'fastify' {
@@ -76,6 +79,8 @@ export interface BuildOptions {
   https?: TlsMaterial;
   /** Re-evaluate component health every config.healthTickMs (the server; tests call health.tick()). */
   healthTimer?: boolean;
+  /** Export prom-client's process metrics on /metrics (the server: once per process). */
+  processMetrics?: boolean;
 }
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -145,6 +150,7 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
   const services = createServices({
     db, clusterKey: opts.clusterKey, config, clock, place: opts.place ?? computePlacement, peer: peerHttp(opts.https),
     sign: (claims, ttlS) => app.jwt.sign(claims, { expiresIn: `${ttlS}s` }),
+    processMetrics: opts.processMetrics ?? false,
   });
   services.rebuild.logger = app.log;
   flushBeats = () => services.health.flushBeats();
@@ -161,9 +167,11 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
   });
 
   const verified = new VerifiedTokens();
+  const scrapeToken = scrapeAuthChecker(opts.clusterKey);
   app.addHook('onRequest', async (req) => {
     const access = req.routeOptions.config.access ?? 'read';
     if (access === 'public') return;
+    if (access === 'metrics' && scrapeToken(req.headers.authorization)) return;
     let claims: Claims;
     const header = req.headers.authorization;
     const cached = header === undefined ? undefined : verified.get(header);

@@ -64,7 +64,7 @@ export async function startServer(o: StartOptions): Promise<{ app: MdmApp; port:
   const clusterKey = readClusterKey(o.clusterKeyPath ?? join(o.dataDir, CLUSTER_KEY_FILE));
   const https = loadTls(o.tls ?? {});
   const logger = createLogger('mdm');
-  const app = await build({ db: dbPath, clusterKey, ...(o.config ? { config: o.config } : {}), loggerInstance: logger, healthTimer: true, ...(https ? { https } : {}) });
+  const app = await build({ db: dbPath, clusterKey, ...(o.config ? { config: o.config } : {}), loggerInstance: logger, healthTimer: true, processMetrics: true, ...(https ? { https } : {}) });
   app.mdm.services.events.on('transition', (t) => logger.info({ transition: t }, `${t.kind} ${t.name} ${t.from} -> ${t.to}`));
   await app.listen({ host: o.host, port: o.port });
   const port = (app.server.address() as AddressInfo).port;

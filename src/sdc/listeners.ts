@@ -1,13 +1,15 @@
 /**
  * The SDC's HTTP listeners.
  *
- * Every route of both is authenticated (shared/listener-auth.ts): the
+ * Every route of both but /metrics (the Prometheus scrape token,
+ * shared/scrape-auth.ts) is authenticated (shared/listener-auth.ts): the
  * cluster key (PflexComponent proof, as the SDS control listener) or an
  * MDM-issued bearer token (any role for management, admin for control).
  *
  * Management (8004), read-only, for the dashboard and people:
  *   GET /health    {status, problems, name, sdcId, registered, exports, volumes: [{name, id, readOnly, sizeBytes, mapEpoch}]}
- *   GET /metrics   {volumes: {<name>: VolumeStats JSON}}
+ *   GET /stats     {volumes: {<name>: VolumeStats JSON}}
+ *   GET /metrics   the Prometheus text format (prom-metrics.ts); needs the scrape token
  *
  * Control (8003), for the MDM and operators' tools:
  *   GET  /exports  the exports this SDC serves now
@@ -15,6 +17,7 @@
  */
 import { buildListener } from '../shared/listener.js';
 import type { Logger } from '../shared/logger.js';
+import { metricsHandler, requireScrapeAuth, type MetricsEndpoint } from '../shared/prom.js';
 import type { VolumeStats } from './stats.js';
 import type { TlsMaterial } from '../shared/tls.js';
 
@@ -36,7 +39,7 @@ export interface SdcView {
   rescan(): Promise<void>;
 }
 
-export function buildMgmtServer(log: Logger, clusterKey: Buffer, tls: TlsMaterial | undefined, view: SdcView) {
+export function buildMgmtServer(log: Logger, clusterKey: Buffer, tls: TlsMaterial | undefined, view: SdcView, metrics: MetricsEndpoint) {
   const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log, tls });
   app.get('/health', async () => {
     const problems = view.problems();
@@ -46,11 +49,12 @@ export function buildMgmtServer(log: Logger, clusterKey: Buffer, tls: TlsMateria
       volumes: view.exports().map((e) => ({ name: e.name, id: e.volumeId, sizeBytes: e.sizeBytes, readOnly: e.readOnly, default: e.isDefault, mapEpoch: e.mapEpoch })),
     };
   });
-  app.get('/metrics', async () => {
+  app.get('/stats', async () => {
     const volumes: Record<string, unknown> = {};
     for (const e of view.exports()) volumes[e.name] = e.stats ? e.stats.toJSON() : null;
     return { volumes };
   });
+  app.get('/metrics', { config: { ownAuth: true }, onRequest: requireScrapeAuth(metrics.authorized) }, metricsHandler(metrics.registry));
   return app;
 }
 

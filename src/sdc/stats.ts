@@ -1,4 +1,9 @@
-/** IO statistics of one exported volume, as the management listener shows them. */
+/**
+ * IO statistics of one exported volume: the management listener shows them
+ * as JSON (/stats) and the Prometheus exposition reads them at scrape time
+ * (prom-metrics.ts). Recording is a few field updates: the SDC is CPU-bound.
+ */
+import { LatencyHistogram } from '../shared/latency.js';
 
 export type OpName = 'read' | 'write' | 'flush' | 'trim' | 'zero' | 'blockStatus';
 
@@ -6,12 +11,12 @@ interface OpStats {
   count: number;
   bytes: number;
   errors: number;
-  latencyMsTotal: number;
   latencyMsMax: number;
+  latency: LatencyHistogram;
 }
 
 function empty(): OpStats {
-  return { count: 0, bytes: 0, errors: 0, latencyMsTotal: 0, latencyMsMax: 0 };
+  return { count: 0, bytes: 0, errors: 0, latencyMsMax: 0, latency: new LatencyHistogram() };
 }
 
 export class VolumeStats {
@@ -33,8 +38,8 @@ export class VolumeStats {
     s.count++;
     if (failed) s.errors++;
     else s.bytes += bytes;
-    s.latencyMsTotal += ms;
     if (ms > s.latencyMsMax) s.latencyMsMax = ms;
+    s.latency.observeMs(ms);
   }
 
   toJSON(): Record<string, unknown> {
@@ -42,7 +47,7 @@ export class VolumeStats {
     for (const [name, s] of Object.entries(this.ops)) {
       ops[name] = {
         count: s.count, bytes: s.bytes, errors: s.errors,
-        latencyMsAvg: s.count > 0 ? Number((s.latencyMsTotal / s.count).toFixed(3)) : 0,
+        latencyMsAvg: s.count > 0 ? Number((s.latency.sumSeconds * 1000 / s.count).toFixed(3)) : 0,
         latencyMsMax: Number(s.latencyMsMax.toFixed(3)),
       };
     }

@@ -1,21 +1,16 @@
 /**
- * Counters of one SDS, served as JSON by the management listener. Latency is
- * kept as a log2 histogram of microseconds per operation type, so recording
- * costs an increment and percentiles can be read off later.
+ * Counters of one SDS, served as JSON by the management listener (/stats)
+ * and read by the Prometheus exposition at scrape time (prom-metrics.ts).
+ * Latency is kept as a log2 histogram of microseconds per operation type, so
+ * recording costs an increment and percentiles can be read off later.
  */
 import { MsgType } from '../dataplane/proto.js';
-
-const BUCKETS = 32;
+import { LatencyHistogram } from '../shared/latency.js';
 
 export interface OpStats {
   ops: number;
   bytes: number;
-  /** Count per bucket b: latency in [2^(b-1), 2^b) microseconds (bucket 0: below 1 µs). */
-  latencyUsLog2: number[];
-}
-
-function newOp(): OpStats {
-  return { ops: 0, bytes: 0, latencyUsLog2: new Array<number>(BUCKETS).fill(0) };
+  latency: LatencyHistogram;
 }
 
 const OP_NAMES: Record<number, string> = {
@@ -33,23 +28,31 @@ export class SdsMetrics {
   checksumMismatchRequests = 0;
   /** Stored blocks that failed their checksum on read (each also raised an alert). */
   checksumErrors = 0;
+  /** Rebuild copies this SDS ran as the primary: bytes sent to joining members, and bytes a delta copy found identical. */
+  rebuildBytesPushed = 0;
+  rebuildBytesSkipped = 0;
+  rebuildChunksPushed = 0;
   readonly ops: Record<string, OpStats> = {};
 
   record(type: number, bytes: number, latencyMs: number): void {
     const name = OP_NAMES[type] ?? `type${type}`;
-    const op = (this.ops[name] ??= newOp());
+    const op = (this.ops[name] ??= { ops: 0, bytes: 0, latency: new LatencyHistogram() });
     op.ops++;
     op.bytes += bytes;
-    const us = latencyMs * 1000;
-    const b = us < 1 ? 0 : Math.min(BUCKETS - 1, 1 + Math.floor(Math.log2(us)));
-    op.latencyUsLog2[b]!++;
+    op.latency.observeMs(latencyMs);
   }
 
   toJSON(): Record<string, unknown> {
+    const ops: Record<string, unknown> = {};
+    for (const [name, op] of Object.entries(this.ops)) {
+      ops[name] = { ops: op.ops, bytes: op.bytes, latencyUsLog2: op.latency.counts, latencySecondsTotal: op.latency.sumSeconds };
+    }
     return {
       connections: this.connections, forwarded: this.forwarded, forwardFailures: this.forwardFailures, fences: this.fences,
       errorReplies: this.errorReplies, protocolErrors: this.protocolErrors,
-      checksumMismatchRequests: this.checksumMismatchRequests, checksumErrors: this.checksumErrors, ops: this.ops,
+      checksumMismatchRequests: this.checksumMismatchRequests, checksumErrors: this.checksumErrors,
+      rebuild: { bytesPushed: this.rebuildBytesPushed, bytesSkipped: this.rebuildBytesSkipped, chunksPushed: this.rebuildChunksPushed },
+      ops,
     };
   }
 }

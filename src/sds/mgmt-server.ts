@@ -1,15 +1,17 @@
 /**
- * The SDS management listener (port 9200): health and metrics as JSON, for
- * the dashboard and for people. Read-only; nothing here changes the SDS.
- * Every route is authenticated (shared/listener-auth.ts: the cluster key or
- * any MDM-issued token).
+ * The SDS management listener (port 9200), read-only; nothing here changes the SDS.
+ * Every route but /metrics is authenticated by the listener
+ * (shared/listener-auth.ts: the cluster key or any MDM-issued token);
+ * /metrics wants the Prometheus scrape token (shared/scrape-auth.ts).
  *
- *   GET /health   {status, name, sdsId, storagePoolId, registered, mapEpoch, pgs, capacity}
- *   GET /metrics  counters and latency histograms (see metrics.ts)
+ *   GET /health   {status, name, sdsId, storagePoolId, registered, mapEpoch, pgs, capacity} (JSON, for people and the dashboard)
+ *   GET /stats    counters and latency histograms as JSON (see metrics.ts)
+ *   GET /metrics  the same and more in the Prometheus text format (prom-metrics.ts)
  */
 import { buildListener } from '../shared/listener.js';
 import type { Logger } from '../shared/logger.js';
 import type { TlsMaterial } from '../shared/tls.js';
+import { metricsHandler, requireScrapeAuth, type MetricsEndpoint } from '../shared/prom.js';
 import type { SdsMetrics } from './metrics.js';
 import type { StoreCapacity } from './store/chunk-store.js';
 
@@ -26,7 +28,7 @@ export interface MgmtView {
   problems(): string[];
 }
 
-export function buildMgmtServer(clusterKey: Buffer, log: Logger, tls: TlsMaterial | undefined, view: () => MgmtView) {
+export function buildMgmtServer(clusterKey: Buffer, log: Logger, tls: TlsMaterial | undefined, view: () => MgmtView, metrics: MetricsEndpoint) {
   const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log, tls });
   app.get('/health', async () => {
     const v = view();
@@ -37,6 +39,7 @@ export function buildMgmtServer(clusterKey: Buffer, log: Logger, tls: TlsMateria
       pgs: v.pgs, capacity: await v.capacity(),
     };
   });
-  app.get('/metrics', async () => view().metrics.toJSON());
+  app.get('/stats', async () => view().metrics.toJSON());
+  app.get('/metrics', { config: { ownAuth: true }, onRequest: requireScrapeAuth(metrics.authorized) }, metricsHandler(metrics.registry));
   return app;
 }

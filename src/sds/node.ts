@@ -9,11 +9,13 @@ import { DataClientPool } from '../dataplane/client.js';
 import { PflexError, isPflexError } from '../shared/errors.js';
 import { IoTokenVerifier } from '../shared/iotoken.js';
 import { deriveKey } from '../shared/keys.js';
+import { scrapeAuthChecker } from '../shared/scrape-auth.js';
 import type { Logger } from '../shared/logger.js';
 import { MdmClient, componentAuth, type Sds } from '../shared/mdm-client.js';
 import { DataServer } from './data-server.js';
 import { buildControlServer } from './control-server.js';
-import { buildMgmtServer } from './mgmt-server.js';
+import { buildMgmtServer, type MgmtView } from './mgmt-server.js';
+import { sdsPromMetrics } from './prom-metrics.js';
 import { SdsMetrics } from './metrics.js';
 import { PgTable, type FenceResult, type PgEntry, type PgMapSource, type PgMapUpdate } from './pg-table.js';
 import { RebuildRunner } from './rebuild.js';
@@ -138,7 +140,8 @@ export class SdsNode {
       join: async (poolId, pg, sdsId, epoch, progress) => (await this.mdm.request<{ pg: PgEntry }>('POST', `/storage-pools/${poolId}/pgs/${pg}/join`, { body: { sdsId, epoch, progress } })).pg,
     });
     await this.control.register(rebuildRoutes({ selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, runner: this.rebuild, log: this.log }));
-    this.mgmt = buildMgmtServer(this.clusterKey, this.log, o.tls, () => this.view());
+    const view = (): MgmtView => this.view();
+    this.mgmt = buildMgmtServer(this.clusterKey, this.log, o.tls, view, { registry: sdsPromMetrics(view, { processMetrics: true }), authorized: scrapeAuthChecker(this.clusterKey) });
     this.ports.data = await this.data.listen(o.dataPort, o.host);
     await this.control.listen({ port: o.controlPort, host: o.host });
     this.ports.control = portOf(this.control.server.address());
@@ -258,7 +261,7 @@ export class SdsNode {
     schedule();
   }
 
-  private view() {
+  private view(): MgmtView {
     const id = this.sds?.id;
     let primary = 0;
     let secondary = 0;

@@ -177,11 +177,14 @@ export class RebuildRunner {
       if (r.kind === 'pushed') {
         job.chunksPushed++;
         job.bytesPushed += r.bytes;
+        this.o.server.metrics.rebuildChunksPushed++;
+        this.o.server.metrics.rebuildBytesPushed += r.bytes;
         // Delta: charged after the fact (outside the chunk lock), so only what is sent is throttled.
         if (job.mode === 'delta') await this.bucket.take(r.bytes);
       } else if (r.kind === 'same') {
         job.chunksSkipped++;
         job.bytesSkipped += c.sizeBytes;
+        this.o.server.metrics.rebuildBytesSkipped += c.sizeBytes;
       } else if (r.removed) {
         job.chunksRemoved++;
       }

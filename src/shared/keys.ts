@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 
 /** What a derived key is for; each purpose gets an independent key. */
-export type KeyPurpose = 'io-token' | 'component-auth' | 'jwt';
+export type KeyPurpose = 'io-token' | 'component-auth' | 'jwt' | 'metrics-scrape';
 
 /**
  * Derives a per-purpose key from the cluster key, so that e.g. an IO token

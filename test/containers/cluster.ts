@@ -234,7 +234,7 @@ export async function startContainerCluster(t: Test, o: ContainerClusterOptions 
 
 async function sdcServes(admin: MdmClient, mgmtPort: number, volume: string): Promise<boolean> {
   try {
-    const m = await listenerJson<{ volumes?: Record<string, unknown> }>({ token: admin.bearerToken ?? '' }, mgmtPort, '/metrics');
+    const m = await listenerJson<{ volumes?: Record<string, unknown> }>({ token: admin.bearerToken ?? '' }, mgmtPort, '/stats');
     return m.volumes !== undefined && volume in m.volumes;
   } catch {
     return false;

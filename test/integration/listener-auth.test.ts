@@ -62,9 +62,9 @@ t.test('every route of the SDS and SDC listeners is authenticated', async (t) =>
 
   const listeners = [
     { name: 'SDS control', app: sds.httpListeners().control, port: sds.ports.control, access: 'control', expect: ['/pgs', '/rebuilds'] },
-    { name: 'SDS mgmt', app: sds.httpListeners().mgmt, port: sds.ports.mgmt, access: 'read', expect: ['/health', '/metrics'] },
+    { name: 'SDS mgmt', app: sds.httpListeners().mgmt, port: sds.ports.mgmt, access: 'read', expect: ['/health', '/stats', '/metrics'] },
     { name: 'SDC control', app: sdc.httpListeners().control, port: sdc.ports.control, access: 'control', expect: ['/exports', '/rescan'] },
-    { name: 'SDC mgmt', app: sdc.httpListeners().mgmt, port: sdc.ports.mgmt, access: 'read', expect: ['/health', '/metrics'] },
+    { name: 'SDC mgmt', app: sdc.httpListeners().mgmt, port: sdc.ports.mgmt, access: 'read', expect: ['/health', '/stats', '/metrics'] },
   ] as const;
 
   for (const l of listeners) {

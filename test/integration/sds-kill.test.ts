@@ -16,7 +16,7 @@ const skip = missingClients('fio');
 const MiB = 1024 * 1024;
 
 async function writesSoFar(clusterKey: Buffer, mgmtPort: number): Promise<number> {
-  const m = await listenerJson<{ volumes: Record<string, { ops: { write: { count: number } } } | null> }>({ clusterKey }, mgmtPort, '/metrics');
+  const m = await listenerJson<{ volumes: Record<string, { ops: { write: { count: number } } } | null> }>({ clusterKey }, mgmtPort, '/stats');
   return m.volumes.vol1?.ops.write.count ?? 0;
 }
 
@@ -47,7 +47,7 @@ t.test('SIGKILL of an SDS during a fio verify write workload', { skip }, async (
   t.equal(again.jobs[0]?.error, 0, 'no verify error on read-back');
   t.ok((again.jobs[0]?.read.io_bytes ?? 0) >= 96 * MiB, 'the whole workload was read back');
 
-  const health = await listenerJson<{ volumes: Record<string, { primariesReported: number; ops: { write: { errors: number } } }> }>(c.mdm, c.sdc.mgmtPort, '/metrics');
+  const health = await listenerJson<{ volumes: Record<string, { primariesReported: number; ops: { write: { errors: number } } }> }>(c.mdm, c.sdc.mgmtPort, '/stats');
   t.equal(health.volumes.vol1!.ops.write.errors, 0, 'the SDC failed no write');
   t.ok(health.volumes.vol1!.primariesReported > 0, 'the SDC reported the dead primary to the MDM');
   const survivors = c.sds.filter((s) => s !== victim).map((s) => chunksOn(s, vol.volumeTreeId));

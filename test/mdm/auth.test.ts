@@ -1,5 +1,6 @@
 import t from 'tap';
 import { componentProof } from '../../src/shared/component-auth.js';
+import { metricsScrapeToken } from '../../src/shared/scrape-auth.js';
 import { call, componentToken, login, seedPool, testMdm } from './helpers.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -43,6 +44,22 @@ t.test('every route refuses the unauthenticated, monitors mutating and component
     t.not(res.status, 403, `admin ${r.method} ${r.url}`);
     t.ok(res.status < 500, `admin ${r.method} ${r.url} -> ${res.status}`);
   }
+});
+
+t.test('GET /metrics: the scrape token, admins and monitors, not components; the scrape token opens nothing else', async (t) => {
+  const m = await testMdm(t);
+  const scrape = metricsScrapeToken(m.clusterKey);
+  for (const [who, token, status] of [
+    ['scrape token', scrape, 200], ['admin', m.admin, 200], ['monitor', m.monitor, 200],
+    ['component', await componentToken(m, 'sds', 'sds-x'), 403], ['nobody', undefined, 401], ['a forged scrape token', `${scrape.slice(0, -4)}0000`, 401],
+  ] as const) {
+    const r = await call<string>(m.app, token, 'GET', '/metrics');
+    t.equal(r.status, status, `${who}: ${status}`);
+    if (status === 200) t.match(r.body, /^# HELP pflex_mdm_/m, `${who} gets the text format`);
+  }
+  const routes = m.app.mdm.routes.filter((r) => r.access === 'metrics').map((r) => `${r.method} ${r.url}`);
+  t.same(routes, ['GET /metrics'], 'only /metrics takes the scrape token');
+  for (const url of ['/health', '/volumes', '/sds', '/alerts']) t.equal((await call(m.app, scrape, 'GET', url)).status, 401, `the scrape token does not open GET ${url}`);
 });
 
 t.test('login: wrong password, unknown user, token of a deleted user', async (t) => {

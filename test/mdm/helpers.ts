@@ -77,7 +77,7 @@ export async function componentToken(m: TestMdm, kind: 'sds' | 'sdc', name: stri
 
 export interface CallResult<B = any> { status: number; body: B }
 
-/** One JSON call with a bearer token. */
+/** One call with a bearer token; a JSON answer is parsed. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test convenience: answers are checked field by field
 export async function call<B = any>(app: MdmApp, token: string | undefined, method: string, url: string, payload?: unknown): Promise<CallResult<B>> {
   const r = await app.inject({
@@ -86,7 +86,9 @@ export async function call<B = any>(app: MdmApp, token: string | undefined, meth
     headers: token ? { authorization: `Bearer ${token}` } : {},
     ...(payload === undefined ? {} : { payload: payload as object }),
   });
-  return { status: r.statusCode, body: r.body ? (r.json() as B) : (undefined as B) };
+  const json = String(r.headers['content-type'] ?? '').startsWith('application/json');
+  // A text answer (GET /metrics) is kept as text.
+  return { status: r.statusCode, body: r.body ? (json ? (r.json() as B) : (r.body as B)) : (undefined as B) };
 }
 
 /** A protection domain, a pool and (optionally) registered SDSs of the given capacities. */

@@ -155,7 +155,7 @@ t.test('SDC exports over a real cluster', { skip }, async (t) => {
     t.equal(health.status, 'OK');
     t.equal(health.registered, true);
     t.same(health.volumes.map((v) => v.name).sort(), ['vol1', 'vol2']);
-    const metrics = await listenerJson<{ volumes: Record<string, { ops: Record<string, { count: number; bytes: number }> } | null> }>(c.mdm, c.sdc.mgmtPort, '/metrics');
+    const metrics = await listenerJson<{ volumes: Record<string, { ops: Record<string, { count: number; bytes: number }> } | null> }>(c.mdm, c.sdc.mgmtPort, '/stats');
     t.ok(metrics.volumes.vol1!.ops.write!.count > 0, 'writes counted');
     t.ok(metrics.volumes.vol1!.ops.read!.bytes >= 24 * MiB, 'read bytes counted');
     const control = await fetch(`http://127.0.0.1:${c.sdc.controlPort}/exports`);

@@ -42,7 +42,7 @@ t.test('tokens, unmapping and unreachable replicas', { skip }, async (t) => {
     }
     const r = await run('qemu-io', ['-f', 'raw', uri, '-c', 'read -P 0x30 0 1M', '-c', 'read -P 0x33 3M 1M']);
     t.equal(r.code, 0, 'every round reads back at the end');
-    const m = await listenerJson<{ volumes: Record<string, { ops: { write: { errors: number } } }> }>(c.mdm, c.sdc.mgmtPort, '/metrics');
+    const m = await listenerJson<{ volumes: Record<string, { ops: { write: { errors: number } } }> }>(c.mdm, c.sdc.mgmtPort, '/stats');
     t.equal(m.volumes.vol1!.ops.write.errors, 0, 'no write failed');
   });
 
@@ -67,7 +67,7 @@ t.test('tokens, unmapping and unreachable replicas', { skip }, async (t) => {
     t.not(r.code, 0, 'the read fails');
     t.match(r.out, /Input\/output error|failed/i, 'with an I/O error');
     // qemu asks BLOCK_STATUS before it reads: either may be the request that failed.
-    const h = await listenerJson<{ volumes: Record<string, { ops: Record<string, { errors: number }> }> }>(c.mdm, c.sdc.mgmtPort, '/metrics');
+    const h = await listenerJson<{ volumes: Record<string, { ops: Record<string, { errors: number }> }> }>(c.mdm, c.sdc.mgmtPort, '/stats');
     const ops = h.volumes.vol1!.ops;
     t.ok(ops.read!.errors + ops.blockStatus!.errors > 0, 'the SDC counted the failed request');
   });

@@ -124,7 +124,7 @@ for (const role of ['primary', 'secondary'] as const) {
     const now = fenced.pgs.find((p) => p.pg === pg)!;
     t.notOk(now.members.includes(victim.id), `SDS ${victim.id} is fenced from PG ${pg} (members ${now.members.join(',')}, epoch ${now.epoch})`);
     type Metrics = { volumes: Record<string, { primariesReported: number; ops: Record<string, { errors: number }> }> };
-    const m = await listenerJson<Metrics>(c.mdm, c.sdc.mgmtPort, '/metrics');
+    const m = await listenerJson<Metrics>(c.mdm, c.sdc.mgmtPort, '/stats');
     if (role === 'primary') {
       t.ok(m.volumes.vol1!.primariesReported >= 1, 'the SDC reported the silent primary');
     } else {
@@ -153,7 +153,7 @@ for (const role of ['primary', 'secondary'] as const) {
     io.send('verify');
     await io.until((l) => l.some((x) => x.verified !== undefined), 60_000, 'the read-back');
     t.equal(io.lines.find((x) => x.verified !== undefined)!.verified, BLOCKS, 'every block reads back as last written through the SDC');
-    const m2 = await listenerJson<Metrics>(c.mdm, c.sdc.mgmtPort, '/metrics');
+    const m2 = await listenerJson<Metrics>(c.mdm, c.sdc.mgmtPort, '/stats');
     t.equal(m2.volumes.vol1!.ops.write!.errors + m2.volumes.vol1!.ops.read!.errors, 0, 'no request failed');
     io.send('quit');
   });

@@ -114,7 +114,7 @@ t.test('SDS processes with a real MDM', async (t) => {
     t.equal(health.status, 'OK');
     t.ok(health.registered);
     t.ok(health.capacity.usedBytes > 0);
-    const metrics = await listenerJson<{ ops: Record<string, { ops: number }> }>(mdm, s.mgmtPort, '/metrics');
+    const metrics = await listenerJson<{ ops: Record<string, { ops: number }> }>(mdm, s.mgmtPort, '/stats');
     t.ok((metrics.ops.write?.ops ?? 0) > 0, 'counts writes');
     // Heartbeats carry the capacity to the MDM.
     const deadline = Date.now() + 10_000;

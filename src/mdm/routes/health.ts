@@ -17,6 +17,14 @@ export function healthRoutes(app: MdmApp, s: Services): void {
     schema: { tags: ['health'], summary: 'Cluster health summary', response: { 200: HealthSummary, ...ERROR_ANSWERS } },
   }, async () => s.health.summary());
 
+  app.get('/metrics', {
+    config: { access: 'metrics' },
+    schema: {
+      tags: ['health'], summary: 'Prometheus metrics (text format): scrape token, admin or monitor token', produces: ['text/plain'],
+      response: { 200: Type.String({ description: 'Prometheus text exposition format 0.0.4' }), ...ERROR_ANSWERS },
+    },
+  }, async (_req, reply) => reply.type(s.metrics.contentType).send(await s.metrics.render()));
+
   app.get('/alerts', {
     config: { access: 'read' },
     schema: {

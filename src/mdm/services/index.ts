@@ -12,6 +12,7 @@ import { AuditService } from './audit.js';
 import { AuthService, type SignFn } from './auth.js';
 import { MdmEvents, type Clock } from './events.js';
 import { HealthService } from './health.js';
+import { MetricsService } from './metrics.js';
 import { PgMapService, type PlaceFn } from './pgmap.js';
 import { RebuildService } from './rebuild.js';
 import { HttpSdsControl, type SdsControl } from './rebuild-control.js';
@@ -31,6 +32,7 @@ export interface Services {
   alerts: AlertService;
   tokens: TokenService;
   rebuild: RebuildService;
+  metrics: MetricsService;
 }
 
 export interface ServiceDeps {
@@ -44,6 +46,8 @@ export interface ServiceDeps {
   sdsControl?: SdsControl;
   /** How the default SdsControl reaches the SDSs (HTTPS with the cluster CA when TLS is on). */
   peer?: PeerHttp;
+  /** Export prom-client's process metrics (once per process: the server). */
+  processMetrics?: boolean;
 }
 
 /** Wires repositories into services (the only place that knows them all). */
@@ -56,18 +60,21 @@ export function createServices(d: ServiceDeps): Services {
   const pgmaps = new PgMapService(d.db, pgRepo, topoRepo, d.place, events);
   const topology = new TopologyService(d.db, topoRepo, volRepo, pgmaps, d.config, d.clock, events);
   const alerts = new AlertService(d.db, new AlertRepo(d.db), d.clock);
+  const volumes = new VolumeService(d.db, volRepo, topoRepo, topology, d.clock, events);
+  const rebuild = new RebuildService(d.db, pgRepo, new RebuildRepo(d.db), topoRepo, topology, alerts, d.place, d.config, d.clock, events,
+    d.sdsControl ?? new HttpSdsControl(d.clusterKey, d.peer));
   const services: Services = {
     events,
     auth: new AuthService(d.db, secRepo, d.clusterKey, d.config, d.clock, d.sign),
     audit: new AuditService(secRepo),
     topology,
-    volumes: new VolumeService(d.db, volRepo, topoRepo, topology, d.clock, events),
+    volumes,
     pgmaps,
     health: new HealthService(d.db, topoRepo, topology, alerts, d.config, d.clock, events),
     alerts,
     tokens: new TokenService(d.clusterKey, topoRepo, volRepo, d.config, d.clock),
-    rebuild: new RebuildService(d.db, pgRepo, new RebuildRepo(d.db), topoRepo, topology, alerts, d.place, d.config, d.clock, events,
-      d.sdsControl ?? new HttpSdsControl(d.clusterKey, d.peer)),
+    rebuild,
+    metrics: new MetricsService({ topology, volumes, rebuild, alerts, pgs: pgRepo, clock: d.clock, processMetrics: d.processMetrics ?? false }),
   };
   installAlertRules(events, alerts, topology);
   return services;
