@@ -119,8 +119,8 @@ export class DataClient {
     return this.request(MsgType.WRITE, { ...addr, offset, length: data.length, flags }, token, data);
   }
 
-  read(addr: ChunkAddress, offset: number, length: number, token: Buffer): Promise<Frame> {
-    return this.request(MsgType.READ, { ...addr, offset, length, flags: 0 }, token);
+  read(addr: ChunkAddress, offset: number, length: number, token: Buffer, flags = 0): Promise<Frame> {
+    return this.request(MsgType.READ, { ...addr, offset, length, flags }, token);
   }
 
   zero(addr: ChunkAddress, offset: number, length: number, token: Buffer, flags = 0): Promise<Frame> {

@@ -56,8 +56,10 @@ export const Flag = {
   FUA: 1 << 0,
   /** Sent by a PG primary to a secondary: apply locally, do not forward. */
   FORWARDED: 1 << 1,
+  /** A READ the client sends to an acting secondary: served there if its map is confirmed current (docs/sds.md "Replica reads"), else NOT_PRIMARY. */
+  REPLICA_READ: 1 << 2,
 } as const;
-const KNOWN_FLAGS = Flag.FUA | Flag.FORWARDED;
+const KNOWN_FLAGS = Flag.FUA | Flag.FORWARDED | Flag.REPLICA_READ;
 
 /** Reply status codes; each failure has its own code so a client can react to it. */
 export const Status = {

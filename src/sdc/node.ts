@@ -39,6 +39,8 @@ export interface SdcNodeOptions {
   ioTimeoutMs?: number;
   /** TLS: HTTPS listeners, the MDM called over TLS trusting tls.ca. */
   tls?: TlsMaterial;
+  /** Reads spread over every acting member (VolumeBackendDeps.replicaReads). */
+  replicaReads?: boolean;
   log: Logger;
 }
 
@@ -220,7 +222,7 @@ export class SdcNode {
     if (!token) this.tokens.set(v.id, (token = new VolumeToken(this.mdm, () => this.sdc?.id, v.id, this.log)));
     const backend = new VolumeBackend(
       { id: v.id, name: v.name, treeId: v.volumeTreeId, poolId: v.storagePoolId, sizeBytes: v.sizeBytes, chunkBytes: v.layout.chunkBytes, readOnly: m.readOnly },
-      { map, token, clients: this.clients, log: this.log.child({ volume: v.name }), ioTimeoutMs: this.ioTimeoutMs },
+      { map, token, clients: this.clients, log: this.log.child({ volume: v.name }), ioTimeoutMs: this.ioTimeoutMs, replicaReads: this.o.replicaReads ?? false },
     );
     const served: Served = { key, backend, exp: { name: v.name, description: `pflex volume ${v.name}`, readOnly: m.readOnly, backend } };
     this.served.set(v.id, served);

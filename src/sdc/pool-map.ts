@@ -72,6 +72,18 @@ export class PoolMap {
     return { pg, epoch: e.epoch, primary };
   }
 
+  /** The acting members of a PG (primary first) that have a known endpoint. */
+  members(pg: number): Endpoint[] {
+    const e = this.byPg[pg];
+    if (!e) return [];
+    const out: Endpoint[] = [];
+    for (const id of e.members) {
+      const ep = this.endpoints.get(id);
+      if (ep) out.push(ep);
+    }
+    return out;
+  }
+
   /** Fetches the whole map; concurrent callers share one fetch. */
   refresh(): Promise<void> {
     this.refreshing ??= this.mdm.getPgMap(this.poolId).then(

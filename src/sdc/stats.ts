@@ -31,6 +31,10 @@ export class VolumeStats {
   piecesAbandoned = 0;
   /** Token renewals forced by an SDS refusing ours. */
   tokenRefusals = 0;
+  /** Reads served by an acting secondary (replica reads). */
+  replicaReads = 0;
+  /** Replica reads refused or not answered, and sent to the primary instead. */
+  replicaFallbacks = 0;
 
   record(op: OpName, bytes: number, startedMs: number, failed: boolean): void {
     const s = this.ops[op];
@@ -51,6 +55,6 @@ export class VolumeStats {
         latencyMsMax: Number(s.latencyMsMax.toFixed(3)),
       };
     }
-    return { ops, retries: this.retries, primariesReported: this.primariesReported, piecesAbandoned: this.piecesAbandoned, tokenRefusals: this.tokenRefusals };
+    return { ops, retries: this.retries, primariesReported: this.primariesReported, piecesAbandoned: this.piecesAbandoned, tokenRefusals: this.tokenRefusals, replicaReads: this.replicaReads, replicaFallbacks: this.replicaFallbacks };
   }
 }

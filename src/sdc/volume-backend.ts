@@ -46,6 +46,8 @@ export interface VolumeBackendDeps {
   clients: DataClientPool;
   log: Logger;
   ioTimeoutMs: number;
+  /** Spread reads over every acting member of a PG, not only its primary (docs/sdc.md "Replica reads"). */
+  replicaReads?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -75,6 +77,8 @@ export class VolumeBackend implements BlockBackend {
   readonly stats = new VolumeStats();
   /** SDSs that acknowledged non-FUA writes since the last flush (by id). */
   private dirty = new Map<number, Endpoint>();
+  /** Turn of the member the next replica read goes to. */
+  private nextReplica = 0;
   /**
    * Chunks known to exist (written here, or probed), so BLOCK_STATUS need not
    * probe them again; a TRIM or WRITE_ZEROES of a whole chunk frees it on the
@@ -315,6 +319,11 @@ export class VolumeBackend implements BlockBackend {
         delay = Math.min(delay * 2, retryDelayMsMax);
         continue;
       }
+      if (attempt === 0 && type === MsgType.READ && this.d.replicaReads) {
+        const f = await this.replicaRead(route, p, flags, token);
+        if (f) return f;
+        this.stats.replicaFallbacks++;
+      }
       let f: Frame;
       try {
         f = await this.send(route, type, p, payload, flags, token);
@@ -415,6 +424,32 @@ export class VolumeBackend implements BlockBackend {
       });
       reply.then((f) => { unwatch(); resolve(f); }, (err: unknown) => { unwatch(); reject(err); });
     });
+  }
+
+  /**
+   * A read sent to one acting member chosen in turn (the primary included,
+   * which spreads the load evenly). A secondary serves it only while its map
+   * is confirmed current (DataServer.route); the answer (OK, NO_CHUNK) is
+   * kept, anything else (refusal, no answer) sends the piece to the primary:
+   * undefined.
+   */
+  private async replicaRead(route: Route, p: Piece, flags: number, token: Buffer): Promise<Frame | undefined> {
+    const members = this.d.map.members(route.pg);
+    if (members.length < 2) return undefined;
+    const ep = members[this.nextReplica++ % members.length]!;
+    if (ep.id === route.primary.id) return undefined;
+    try {
+      const f = await this.d.clients.get(ep.address, ep.dataPort).request(MsgType.READ, {
+        pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: 0,
+        offset: p.offset, length: p.length, flags: flags | Flag.REPLICA_READ,
+      }, token, EMPTY);
+      if (f.status !== Status.OK && f.status !== Status.NO_CHUNK) return undefined;
+      this.stats.replicaReads++;
+      if (f.status === Status.OK) this.remember(p.chunk);
+      return f;
+    } catch {
+      return undefined;
+    }
   }
 
   private statusError(f: Frame, what: string): Error {

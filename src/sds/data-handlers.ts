@@ -55,6 +55,8 @@ async function handleWriteLocked(s: DataServer, conn: DataConnection, f: Frame, 
     }
     // Fencing a secondary may just have left us alone: then flush before acknowledging.
     if (!fua) await s.replication.secureSole(f.pgId, true);
+    // A member that just left the acting set may still serve replica reads until its lease runs out.
+    await s.replication.holdForRemoval(f.pgId, s.leaseMs);
   }
   s.metrics.record(f.type, f.length, performance.now() - started);
   conn.reply(f, Status.OK, EMPTY, s.opts.pgs.get(f.pgId)?.epoch ?? f.epoch);

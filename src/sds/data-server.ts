@@ -13,7 +13,7 @@ import { Flag, MsgType, payloadIntact, REPLY_BIT, Status, type Frame, type Statu
 import type { DataClientPool } from '../dataplane/client.js';
 import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
-import { connectionsMax } from './limits.js';
+import { connectionsMax, replicaReadLeaseMs } from './limits.js';
 import { SdsMetrics } from './metrics.js';
 import { blockAligned, blockCrcs, CRC_BLOCK_BYTES } from '../shared/crc32.js';
 import type { VolumeTrees } from './volume-trees.js';
@@ -44,6 +44,8 @@ export interface DataServerOptions {
   onJoinerFailure?: (pg: number, sdsId: number) => void;
   /** Timer for forward retries (the simulation passes its virtual clock's). */
   sleep?: (ms: number) => Promise<void>;
+  /** Replica reads and the write-acknowledgement hold after a member removal; default replicaReadLeaseMs. */
+  replicaReadLeaseMs?: number;
   /** How long a secondary whose map lags (EPOCH_AHEAD, UNKNOWN_PG) is given to catch up before it is fenced; default forwardTimeoutMs. */
   forwardCatchUpMs?: number;
 }
@@ -55,6 +57,7 @@ export class DataServer {
   private closing = false;
   readonly now: () => number;
   readonly replication: Replication;
+  readonly leaseMs: number;
   /** Bytes of partial frames buffered by all connections. */
   bufferedBytes = 0;
   /** Payload bytes of requests being served on all connections. */
@@ -74,6 +77,7 @@ export class DataServer {
     this.metrics = opts.metrics ?? new SdsMetrics();
     this.now = opts.now ?? Date.now;
     // unref: a pending retry timer never holds the process open.
+    this.leaseMs = opts.replicaReadLeaseMs ?? replicaReadLeaseMs;
     const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((resolve) => { setTimeout(resolve, ms).unref(); }));
     this.replication = new Replication({
       selfId: opts.selfId, store: opts.store, pgs: opts.pgs, peers: opts.peers, log: opts.log, metrics: this.metrics,
@@ -183,7 +187,14 @@ export class DataServer {
     const self = this.opts.selfId();
     if (forwarded && self !== undefined && entry.joining?.includes(self)) return entry;
     if (self === undefined || !entry.members.includes(self)) return forwarded ? Status.NOT_MEMBER : Status.NOT_PRIMARY;
-    if (!forwarded && entry.members[0] !== self) return Status.NOT_PRIMARY;
+    if (!forwarded && entry.members[0] !== self) {
+      const replicaRead = f.type === MsgType.READ && (f.flags & Flag.REPLICA_READ) !== 0;
+      if (replicaRead && this.opts.pgs.replicaReadable(f.pgId, f.epoch, self, this.leaseMs)) {
+        this.metrics.replicaReads++;
+        return entry;
+      }
+      return Status.NOT_PRIMARY;
+    }
     if (forwarded && entry.members[0] === self) return Status.NOT_MEMBER;
     return entry;
   }

@@ -31,6 +31,14 @@ export const forwardTimeoutMs = 5_000;
 export const forwardCatchUpDelayMsMin = 20;
 export const forwardCatchUpDelayMsMax = 500;
 
+/**
+ * Replica reads: an acting secondary serves a read only while its PG map was
+ * confirmed by the MDM less than this long ago (it polls every
+ * pgMapPollIntervalMs), and a primary that learns of a member's removal holds
+ * the PG's write acknowledgements this long (docs/sds.md "Replica reads").
+ */
+export const replicaReadLeaseMs = 3_000;
+
 /** Open chunk files (data + checksum pairs) kept cached. */
 export const openChunksMax = 256;
 

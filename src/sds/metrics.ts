@@ -23,6 +23,8 @@ export class SdsMetrics {
   forwarded = 0;
   forwardFailures = 0;
   fences = 0;
+  /** READs served as an acting secondary (replica reads). */
+  replicaReads = 0;
   errorReplies = 0;
   protocolErrors = 0;
   checksumMismatchRequests = 0;
@@ -48,7 +50,7 @@ export class SdsMetrics {
       ops[name] = { ops: op.ops, bytes: op.bytes, latencyUsLog2: op.latency.counts, latencySecondsTotal: op.latency.sumSeconds };
     }
     return {
-      connections: this.connections, forwarded: this.forwarded, forwardFailures: this.forwardFailures, fences: this.fences,
+      connections: this.connections, forwarded: this.forwarded, forwardFailures: this.forwardFailures, fences: this.fences, replicaReads: this.replicaReads,
       errorReplies: this.errorReplies, protocolErrors: this.protocolErrors,
       checksumMismatchRequests: this.checksumMismatchRequests, checksumErrors: this.checksumErrors,
       rebuild: { bytesPushed: this.rebuildBytesPushed, bytesSkipped: this.rebuildBytesSkipped, chunksPushed: this.rebuildChunksPushed },

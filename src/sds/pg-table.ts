@@ -50,6 +50,10 @@ export class PgTable {
   private mapEpoch: number | undefined;
   private refreshing: Promise<void> | null = null;
   private refreshStartedMs = 0;
+  /** Start time of the latest fetch that succeeded: the map was current at least then (replica reads). */
+  private confirmedAtMs: number | undefined;
+  /** When this SDS learned that a PG lost an acting member (fence, eviction, move), by PG. */
+  private readonly removedAtMs = new Map<number, number>();
 
   constructor(private readonly source: PgMapSource, private readonly now: () => number = Date.now) {}
 
@@ -79,7 +83,7 @@ export class PgTable {
     for (const s of update.sds) this.endpoints.set(s.id, s);
     for (const e of update.pgs) {
       const known = this.entries.get(e.pg);
-      if (!known || known.epoch <= e.epoch) this.entries.set(e.pg, { pg: e.pg, members: [...e.members], epoch: e.epoch, joining: [...(e.joining ?? [])] });
+      if (!known || known.epoch <= e.epoch) this.put(e);
     }
     if (this.mapEpoch === undefined || update.epoch > this.mapEpoch) this.mapEpoch = update.epoch;
   }
@@ -91,8 +95,13 @@ export class PgTable {
    */
   refresh(): Promise<void> {
     if (!this.refreshing || this.now() - this.refreshStartedMs >= refreshShareMsMax) {
+      const startedMs = this.now();
       const p: Promise<void> = this.source.fetch(this.mapEpoch).then(
-        (u) => { if (this.refreshing === p) this.refreshing = null; this.apply(u); },
+        (u) => {
+          if (this.refreshing === p) this.refreshing = null;
+          this.apply(u);
+          if (this.confirmedAtMs === undefined || startedMs > this.confirmedAtMs) this.confirmedAtMs = startedMs;
+        },
         (err: unknown) => { if (this.refreshing === p) this.refreshing = null; throw err; },
       );
       this.refreshing = p;
@@ -104,7 +113,7 @@ export class PgTable {
   /** One entry learned outside a map fetch (a fence or join answer); the map epoch stays, like fence(). */
   setEntry(e: PgEntry): void {
     const known = this.entries.get(e.pg);
-    if (!known || known.epoch <= e.epoch) this.entries.set(e.pg, { pg: e.pg, members: [...e.members], epoch: e.epoch, joining: [...(e.joining ?? [])] });
+    if (!known || known.epoch <= e.epoch) this.put(e);
   }
 
   async fence(pg: number, sdsId: number, epoch: number): Promise<FenceResult> {
@@ -112,7 +121,36 @@ export class PgTable {
     // Only this entry: the map epoch stays, so the next poll still fetches
     // every other PG that changed in between.
     const known = this.entries.get(pg);
-    if (!known || known.epoch <= result.entry.epoch) this.entries.set(pg, { ...result.entry, members: [...result.entry.members], joining: [...(result.entry.joining ?? [])] });
+    if (!known || known.epoch <= result.entry.epoch) this.put(result.entry);
     return result;
+  }
+
+  private put(e: PgEntry): void {
+    const known = this.entries.get(e.pg);
+    if (known && known.members.some((m) => !e.members.includes(m))) this.removedAtMs.set(e.pg, this.now());
+    this.entries.set(e.pg, { pg: e.pg, members: [...e.members], epoch: e.epoch, joining: [...(e.joining ?? [])] });
+  }
+
+  /**
+   * May this SDS, an acting secondary of the PG, serve a read routed at
+   * epoch? Only while its map was confirmed by the MDM less than leaseMs ago:
+   * a member removed from the acting set learns it within that time or stops
+   * serving, and a primary holds its write acknowledgements for leaseMs after
+   * it learns of a removal (removalPendingMs), so no acknowledged write can be
+   * missing from a replica that still serves reads.
+   */
+  replicaReadable(pg: number, epoch: number, self: number, leaseMs: number): boolean {
+    const e = this.entries.get(pg);
+    if (!e || e.epoch !== epoch || !e.members.includes(self)) return false;
+    return this.confirmedAtMs !== undefined && this.now() - this.confirmedAtMs < leaseMs;
+  }
+
+  /** How long writes of this PG must still wait before their acknowledgement (0 when no member left it within leaseMs). */
+  removalPendingMs(pg: number, leaseMs: number): number {
+    const at = this.removedAtMs.get(pg);
+    if (at === undefined) return 0;
+    const left = at + leaseMs - this.now();
+    if (left <= 0) this.removedAtMs.delete(pg);
+    return Math.max(0, left);
   }
 }

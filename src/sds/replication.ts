@@ -215,6 +215,16 @@ export class Replication {
     return p;
   }
 
+  /**
+   * Replica reads (PgTable.replicaReadable): after this SDS learned that a
+   * member left the PG, a write is acknowledged only once that member's read
+   * lease has run out, so it cannot serve a read that misses the write.
+   */
+  async holdForRemoval(pg: number, leaseMs: number): Promise<void> {
+    const ms = this.o.pgs.removalPendingMs(pg, leaseMs);
+    if (ms > 0) await this.o.sleep(ms);
+  }
+
   /** After a map change: secures every PG we are now alone in (the node's poll calls this). */
   async secureSolePgs(): Promise<void> {
     for (const key of [...this.soleFlushed.keys()]) {

@@ -102,6 +102,21 @@ t.test('VolumeBackend over in-process SDSs', async (t) => {
     t.equal(clients.flushes.size, 0, 'a FUA write needs no later FLUSH');
   });
 
+  await t.test('replica reads: spread over both members of each PG, same bytes as written', async (t) => {
+    const spread = new VolumeBackend(
+      { id: TREE, name: 'v', treeId: TREE, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
+      { map: new PoolMap(1, mdm, log), token: new VolumeToken(mdm, () => 1, TREE, log), clients, log, ioTimeoutMs: 4000, replicaReads: true },
+    );
+    const data = randomBytes(12 * CHUNK);
+    await backend.write(16 * CHUNK, data, { fua: false });
+    for (const s of sds) await s.server.opts.pgs.refresh();
+    const before = sds.map((s) => s.server.metrics.replicaReads);
+    for (let i = 0; i < 2; i++) t.ok((await spread.read(16 * CHUNK, data.length)).equals(data), `pass ${i + 1}: every byte as written`);
+    const served = sds.map((s, i) => s.server.metrics.replicaReads - before[i]!);
+    t.ok(spread.stats.replicaReads > 0, `${spread.stats.replicaReads} pieces served by secondaries (${spread.stats.replicaFallbacks} sent on to the primary)`);
+    t.equal(served.reduce((a, b) => a + b, 0), spread.stats.replicaReads, 'the SDSs counted the same replica reads');
+  });
+
   await t.test('a map change the SDC has not seen: refreshed and retried', async (t) => {
     const chunk = 5;
     const pg = pgOfChunk(TREE, chunk, PG_COUNT);

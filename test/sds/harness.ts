@@ -4,7 +4,7 @@
  */
 import type { Test } from 'tap';
 import { pino } from 'pino';
-import { DataServer } from '../../src/sds/data-server.js';
+import { DataServer, type DataServerOptions } from '../../src/sds/data-server.js';
 import { FileChunkStore } from '../../src/sds/store/file-store.js';
 import { IdentityVolumeTrees } from '../../src/sds/volume-trees.js';
 import { PgTable } from '../../src/sds/pg-table.js';
@@ -31,7 +31,7 @@ export interface TestSds {
   stop(): Promise<void>;
 }
 
-export async function startSds(t: Test, id: number, map: StaticPgMap, forwardTimeoutMs = 4000): Promise<TestSds> {
+export async function startSds(t: Test, id: number, map: StaticPgMap, forwardTimeoutMs = 4000, extra: Partial<DataServerOptions> = {}): Promise<TestSds> {
   const root = tempDir(t, `pflex-sds${id}-`);
   const store = await FileChunkStore.open({ root });
   const pgs = new PgTable(map);
@@ -39,6 +39,7 @@ export async function startSds(t: Test, id: number, map: StaticPgMap, forwardTim
   const peers = new DataClientPool({ requestTimeoutMs: forwardTimeoutMs });
   const server = new DataServer({
     selfId: () => id, store, pgs, tokens: new IoTokenVerifier(IO_KEY), trees: new IdentityVolumeTrees(), peers, log: pino({ level: process.env.PFLEX_LOG_LEVEL ?? 'silent' }),
+    ...extra,
   });
   const port = await server.listen(0, '127.0.0.1');
   map.sds.set(id, { id, address: '127.0.0.1', dataPort: port });
