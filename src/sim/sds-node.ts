@@ -107,6 +107,8 @@ export class SimSds {
       now: this.sched.now,
       sleep: (ms) => this.sched.sleep(ms, `fwd retry ${this.name}`),
       ...(this.o.forwardCatchUpMs !== undefined ? { forwardCatchUpMs: this.o.forwardCatchUpMs } : {}),
+      // The simulated SDC sends no replica reads: without the acknowledgement hold they need, the seeds keep their schedules.
+      replicaReadLeaseMs: 0,
     });
     void this.start(this.net.incarnation(this.name), running);
   }
