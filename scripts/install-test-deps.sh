@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives (real NBD clients, QEMU, fio,
-# docker). As root it uses apt; otherwise it only says what is missing.
+# docker; vagrant, ansible and debootstrap for test/deploy). As root it uses
+# apt; otherwise it only says what is missing.
 set -euo pipefail
 
 # command -> package that provides it
@@ -29,9 +30,12 @@ declare -A NEEDS=(
   [nsenter]=util-linux
   [dockerd]=docker.io
   [openssl]=openssl
+  [vagrant]=vagrant
+  [ansible-playbook]=ansible
+  [debootstrap]=debootstrap
 )
 # packages without a command to probe for
-EXTRA_PKGS=(python3-libnbd busybox-static)
+EXTRA_PKGS=(python3-libnbd busybox-static vagrant-libvirt)
 
 missing=()
 for cmd in "${!NEEDS[@]}"; do
@@ -39,6 +43,8 @@ for cmd in "${!NEEDS[@]}"; do
 done
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || missing+=(python3-libnbd)
+# `vagrant validate` of the libvirt provider's settings needs the plugin.
+dpkg -s vagrant-libvirt >/dev/null 2>&1 || missing+=(vagrant-libvirt)
 : "${EXTRA_PKGS[@]}"
 
 # Whichever way this script ends, the container tests want a docker engine.
