@@ -3,19 +3,24 @@
 // machine) and, in the same run, against `nbdkit memory`, printing MB/s,
 // IOPS, QD1 latency percentiles and the ratio SDC/nbdkit.
 //
-//   npx tsc -p . && node dist/bench/sdc.js [--runtime 10] [--size 512M] [--match 'seq write'] [--profile DIR] [--json]
+//   npx tsc -p . && node dist/bench/sdc.js [--runtime 10] [--size 512M] [--match 'seq write'] [--profile DIR] [--json] [--trace-ratio R]
+//
+// --trace-ratio R turns tracing on in every process (MDM, SDS, SDC) with
+// that sample ratio, exporting to an OTLP/HTTP receiver started here
+// (docs/observability.md); the spans received are counted and printed.
 //
 // --profile DIR runs the SDC under `node --cpu-prof` and leaves its
 // .cpuprofile in DIR (summarise with node dist/bench/profile-top.js FILE).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { Test } from 'tap';
 import { parseSize } from '../src/shared/units.js';
+import { startOtlpReceiver } from '../test/helpers/otlp-receiver.js';
 import { freePort, PFLEX_BIN } from '../test/helpers/proc.js';
 import { startMdm, startSdsProc, waitForMapEpoch } from '../test/sds/cluster.js';
 
@@ -153,6 +158,7 @@ async function main(): Promise<void> {
       profile: { type: 'string' },
       json: { type: 'boolean', default: false },
       match: { type: 'string' },
+      'trace-ratio': { type: 'string' },
     },
   });
   const workloads = WORKLOADS.filter((w) => !values.match || w.name.includes(values.match));
@@ -161,7 +167,13 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'pflex-bench-sdc-'));
   const cleanups: Array<() => unknown> = [];
   const results: Array<{ workload: string; sdc: Figure; nbdkit: Figure }> = [];
+  let traced: Awaited<ReturnType<typeof startOtlpReceiver>> | undefined;
   try {
+    if (values['trace-ratio'] !== undefined) {
+      traced = await startOtlpReceiver({ teardown: (fn) => cleanups.push(fn) });
+      // Every process the benchmark starts inherits these.
+      Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: traced.url, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: values['trace-ratio'] });
+    }
     const sdc = await startCluster(parseSize(size), cleanups, values.profile);
     const nbdkit = await startNbdkit(size, cleanups);
     await prefill(sdc.uri, size, dir);
@@ -185,8 +197,10 @@ async function main(): Promise<void> {
         console.log(`${w.name.padEnd(20)} sdc ${s.mbps.toFixed(0).padStart(6)} MB/s ${s.iops.toFixed(0).padStart(7)} IOPS (cpu ${s.cpu.toFixed(2)} cores, sdc+sds)  nbdkit ${k.mbps.toFixed(0).padStart(6)} MB/s ${k.iops.toFixed(0).padStart(7)} IOPS  ratio ${(s.iops / k.iops).toFixed(2)}${lat}  ${want}`);
       }
     }
-    if (values.json) console.log(JSON.stringify({ machine: machine(), runtimeS, size, results }, null, 2));
-    else console.log(`machine: ${machine()}; runtime ${runtimeS} s per workload, ${size} volume, two copies over 3 SDS on one file system`);
+    const tracing = traced ? { ratio: Number(values['trace-ratio']), spansReceived: traced.spans.length, roots: traced.spans.filter((s) => s.parentSpanId === '').length } : undefined;
+    if (values.json) console.log(JSON.stringify({ machine: machine(), runtimeS, size, tracing, results }, null, 2));
+    else console.log(`machine: ${machine()}; runtime ${runtimeS} s per workload, ${size} volume, two copies over 3 SDS on one file system; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    if (tracing && !values.json) console.log(`tracing: ratio ${tracing.ratio}, ${tracing.spansReceived} spans received (${tracing.roots} traces)`);
   } finally {
     for (const c of cleanups.reverse()) await c();
     rmSync(dir, { recursive: true, force: true });

@@ -3,9 +3,11 @@ import { MDM_CONFIG_DEFAULTS, MDM_DEFAULT_PORT, type MdmConfig } from '../mdm/co
 import { initDataDir, startServer } from '../mdm/server.js';
 import { readFileSync } from 'node:fs';
 import { ERRORS, PflexError, isPflexError } from '../shared/errors.js';
+import { createLogger } from '../shared/logger.js';
+import { shutdownTracing, startTracing, withTracing, type TracingArgs } from './tracing.js';
 
 interface InitArgs { 'data-dir': string; 'admin-password'?: string; 'admin-name': string; force: boolean }
-interface StartArgs {
+interface StartArgs extends TracingArgs {
   'data-dir': string; host?: string; port?: number; 'cluster-key'?: string; config?: string; 'tls-cert'?: string; 'tls-key'?: string; 'tls-ca'?: string;
   'heartbeat-interval-ms'?: number; 'stale-after-missed-beats'?: number; 'down-after-ms'?: number; 'io-token-ttl-ms'?: number;
 }
@@ -68,7 +70,7 @@ const initCommand: CommandModule<object, InitArgs> = {
 const startCommand: CommandModule<object, StartArgs> = {
   command: 'start',
   describe: 'run the MDM (HTTP API) on an initialized data dir',
-  builder: (y: Argv<object>) => y
+  builder: (y: Argv<object>) => withTracing(y)
     .option('data-dir', { type: 'string', demandOption: true })
     .option('config', { type: 'string', describe: 'JSON config file (flags > PFLEX_MDM_* env > file > defaults)' })
     .option('host', { type: 'string', describe: 'listen address (PFLEX_MDM_HOST; default 127.0.0.1)' })
@@ -100,12 +102,13 @@ const startCommand: CommandModule<object, StartArgs> = {
     const tlsKeyPath = a['tls-key'] ?? (process.env.PFLEX_MDM_TLS_KEY || undefined) ?? fileTlsKey;
     const tlsCaPath = a['tls-ca'] ?? (process.env.PFLEX_MDM_TLS_CA || process.env.PFLEX_CA || undefined) ?? fileCa;
     try {
+      await startTracing(a, 'pflex-mdm', undefined, createLogger('mdm'));
       const { app } = await startServer({
         dataDir: a['data-dir'], host, port, config, ...(clusterKeyPath ? { clusterKeyPath } : {}),
         tls: { cert: tlsCertPath, key: tlsKeyPath, ca: tlsCaPath },
       });
       const stop = (): void => {
-        void app.close().then(() => process.exit(0));
+        void app.close().then(shutdownTracing).finally(() => process.exit(0));
       };
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);

@@ -5,8 +5,9 @@ import { defaultControlPort, defaultMgmtPort, defaultNbdPort, ioTimeoutMsDefault
 import { SdcNode } from '../sdc/node.js';
 import { loadTls } from '../shared/tls.js';
 import { tlsFiles, withTlsOptions, type TlsArgs } from './tls-options.js';
+import { shutdownTracing, startTracing, withTracing, type TracingArgs } from './tracing.js';
 
-interface Args extends TlsArgs {
+interface Args extends TlsArgs, TracingArgs {
   mdm: string; 'cluster-key-file': string; name: string; guid?: string; host: string; address?: string;
   port: number; 'control-port': number; 'mgmt-port': number; 'default-volume'?: string; 'io-timeout-ms': number; 'replica-reads': boolean;
 }
@@ -18,7 +19,7 @@ const envInt = (name: string): number | undefined => (env[name] ? Number(env[nam
 export const sdcServerCommand: CommandModule<object, Args> = {
   command: 'sdc-server',
   describe: 'run a storage data client: serves the volumes mapped to it over NBD (8005; control 8003, mgmt 8004)',
-  builder: (y: Argv<object>) => withTlsOptions(y, 'SDC')
+  builder: (y: Argv<object>) => withTlsOptions(withTracing(y), 'SDC')
     .option('mdm', { type: 'string', default: env.PFLEX_MDM_URL ?? 'http://127.0.0.1:8001', describe: 'MDM URL' })
     .option('cluster-key-file', { type: 'string', demandOption: !env.PFLEX_CLUSTER_KEY_FILE, default: env.PFLEX_CLUSTER_KEY_FILE })
     .option('name', { type: 'string', default: env.PFLEX_SDC_NAME ?? 'sdc1', describe: 'SDC name' })
@@ -35,6 +36,7 @@ export const sdcServerCommand: CommandModule<object, Args> = {
     const log = createLogger('sdc').child({ sdc: a.name });
     let node: SdcNode;
     try {
+      await startTracing(a, 'pflex-sdc', a.name, log);
       const tls = loadTls(tlsFiles(a));
       node = new SdcNode({
         name: a.name, ...(a.guid ? { guid: a.guid } : {}), mdmUrl: a.mdm, clusterKeyFile: a['cluster-key-file'], host: a.host,
@@ -48,7 +50,7 @@ export const sdcServerCommand: CommandModule<object, Args> = {
     }
     const shutdown = (signal: string): void => {
       log.info({ signal }, 'sdc stopping');
-      void node.stop().finally(() => process.exit(0));
+      void node.stop().then(shutdownTracing).finally(() => process.exit(0));
     };
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));

@@ -6,8 +6,9 @@ import { SdsNode } from '../sds/node.js';
 import { defaultControlPort, defaultDataPort, defaultMgmtPort } from '../sds/limits.js';
 import { loadTls } from '../shared/tls.js';
 import { tlsFiles, withTlsOptions, type TlsArgs } from './tls-options.js';
+import { shutdownTracing, startTracing, withTracing, type TracingArgs } from './tracing.js';
 
-interface StartArgs extends TlsArgs {
+interface StartArgs extends TlsArgs, TracingArgs {
   'data-dir': string; mdm: string; 'cluster-key-file': string; name: string; pd: string; pool: string; 'fault-set'?: string;
   address: string; host: string; port: number; 'control-port': number; 'mgmt-port': number; capacity?: string;
 }
@@ -22,7 +23,7 @@ const envInt = (name: string): number | undefined => (env[name] ? Number(env[nam
 export const sdsStartCommand: CommandModule<object, StartArgs> = {
   command: 'start',
   describe: 'run a storage data server (data 9700, control 9100, mgmt 9200)',
-  builder: (y: Argv<object>) => withTlsOptions(y, 'SDS')
+  builder: (y: Argv<object>) => withTlsOptions(withTracing(y), 'SDS')
     .option('data-dir', { type: 'string', demandOption: !env.PFLEX_SDS_DATA_DIR, default: env.PFLEX_SDS_DATA_DIR, describe: 'storage root (chunks under DIR/chunks)' })
     .option('mdm', { type: 'string', default: env.PFLEX_MDM_URL ?? 'http://127.0.0.1:8001', describe: 'MDM URL' })
     .option('cluster-key-file', { type: 'string', demandOption: !env.PFLEX_CLUSTER_KEY_FILE, default: env.PFLEX_CLUSTER_KEY_FILE })
@@ -40,6 +41,7 @@ export const sdsStartCommand: CommandModule<object, StartArgs> = {
     const log = createLogger('sds').child({ sds: a.name });
     let node: SdsNode;
     try {
+      await startTracing(a, 'pflex-sds', a.name, log);
       const tls = loadTls(tlsFiles(a));
       node = new SdsNode({
         name: a.name, dataDir: a['data-dir'], mdmUrl: a.mdm, clusterKeyFile: a['cluster-key-file'], protectionDomain: a.pd,
@@ -54,7 +56,7 @@ export const sdsStartCommand: CommandModule<object, StartArgs> = {
     }
     const shutdown = (signal: string): void => {
       log.info({ signal }, 'sds stopping');
-      void node.stop().finally(() => process.exit(0));
+      void node.stop().then(shutdownTracing).finally(() => process.exit(0));
     };
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));

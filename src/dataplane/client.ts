@@ -131,8 +131,9 @@ export class DataClient {
     return this.request(MsgType.TRIM, { ...addr, offset, length, flags }, token);
   }
 
-  flush(addr: ChunkAddress, token: Buffer, flags = 0): Promise<Frame> {
-    return this.request(MsgType.FLUSH, { ...addr, offset: 0, length: 0, flags }, token);
+  /** trace: the binary traceparent of a traced flush (src/shared/tracing.ts). */
+  flush(addr: ChunkAddress, token: Buffer, flags = 0, trace: Buffer = EMPTY): Promise<Frame> {
+    return this.request(MsgType.FLUSH, { ...addr, offset: 0, length: 0, flags }, token, EMPTY, trace);
   }
 
   ping(): Promise<Frame> {

@@ -27,7 +27,7 @@
  *   54   1   trace context length R (0 = none)
  *   55   1   reserved (0)
  *   56   T   IO token
- *  56+T  R   trace context (binary W3C traceparent, see encodeTraceparent)
+ *  56+T  R   trace context (binary W3C traceparent: traceBytes in tracing.ts, encodeTraceparent here)
  *  ...       payload (WRITE data, READ reply data, UTF-8 error text)
  */
 import zlib from 'node:zlib';

@@ -16,6 +16,7 @@ import type { Clock } from './services/events.js';
 import { createServices, type Services } from './services/index.js';
 import type { PlaceFn } from './services/pgmap.js';
 import { peerHttp, serverTlsOptions, type TlsMaterial } from '../shared/tls.js';
+import { addTracingHooks } from './tracing-hooks.js';
 
 /**
  * Who may call a route: public (no token), read (admin, monitor,
@@ -128,6 +129,8 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
   // With TLS the raw server is an https.Server; routes and hooks do not care, so one app type serves both.
   if (opts.https) Object.assign(serverOptions, { https: serverTlsOptions(opts.https) });
   const app: MdmApp = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>();
+  // First hook of all: a refused request (401, 403) is part of the trace too.
+  addTracingHooks(app);
   // Beat times kept in memory are written before the database closes (services exist once build() has run).
   let flushBeats = (): void => {};
   app.addHook('onClose', async () => {

@@ -8,7 +8,7 @@
  *
  * Management (8004), read-only, for the dashboard and people:
  *   GET /health    {status, problems, name, sdcId, registered, exports, volumes: [{name, id, readOnly, sizeBytes, mapEpoch}]}
- *   GET /stats     {volumes: {<name>: VolumeStats JSON}}
+ *   GET /stats     {volumes: {<name>: VolumeStats JSON}, tracing: TracingStats (src/shared/tracing.ts)}
  *   GET /metrics   the Prometheus text format (prom-metrics.ts); needs the scrape token
  *
  * Control (8003), for the MDM and operators' tools:
@@ -18,6 +18,7 @@
 import { buildListener } from '../shared/listener.js';
 import type { Logger } from '../shared/logger.js';
 import { metricsHandler, requireScrapeAuth, type MetricsEndpoint } from '../shared/prom.js';
+import { tracingStats } from '../shared/tracing.js';
 import type { VolumeStats } from './stats.js';
 import type { TlsMaterial } from '../shared/tls.js';
 
@@ -52,7 +53,7 @@ export function buildMgmtServer(log: Logger, clusterKey: Buffer, tls: TlsMateria
   app.get('/stats', async () => {
     const volumes: Record<string, unknown> = {};
     for (const e of view.exports()) volumes[e.name] = e.stats ? e.stats.toJSON() : null;
-    return { volumes };
+    return { volumes, tracing: tracingStats() };
   });
   app.get('/metrics', { config: { ownAuth: true }, onRequest: requireScrapeAuth(metrics.authorized) }, metricsHandler(metrics.registry));
   return app;

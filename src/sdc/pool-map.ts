@@ -10,6 +10,7 @@
 import { isPflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { MdmClient, PgMap } from '../shared/mdm-client.js';
+import { traceFields, type Span } from '../shared/tracing.js';
 
 export interface Endpoint {
   id: number;
@@ -84,9 +85,9 @@ export class PoolMap {
     return out;
   }
 
-  /** Fetches the whole map; concurrent callers share one fetch. */
-  refresh(): Promise<void> {
-    this.refreshing ??= this.mdm.getPgMap(this.poolId).then(
+  /** Fetches the whole map; concurrent callers share one fetch (traced under the first caller's request, if any). */
+  refresh(parent?: Span): Promise<void> {
+    this.refreshing ??= this.mdm.getPgMap(this.poolId, undefined, parent).then(
       (m) => { this.refreshing = null; this.apply(m); },
       (err: unknown) => { this.refreshing = null; throw err; },
     );
@@ -151,25 +152,25 @@ export class PoolMap {
    * routes the PG to it at that epoch (or the MDM refused: the caller retries).
    * Concurrent reports of one member at one epoch cost one MDM call.
    */
-  reportFailed(route: Route, reason?: string): Promise<void> {
+  reportFailed(route: Route, reason?: string, parent?: Span): Promise<void> {
     const key = `${route.pg}/${route.primary.id}/${route.epoch}`;
     let p = this.fencing.get(key);
     if (!p) {
-      p = this.fence(route, reason).finally(() => this.fencing.delete(key));
+      p = this.fence(route, reason, parent).finally(() => this.fencing.delete(key));
       this.fencing.set(key, p);
     }
     return p;
   }
 
-  private async fence(route: Route, reason: string | undefined): Promise<void> {
+  private async fence(route: Route, reason: string | undefined, parent: Span | undefined): Promise<void> {
     try {
-      const a = await this.mdm.fencePgMember(this.poolId, route.pg, route.primary.id, route.epoch);
-      this.log.warn({ pg: route.pg, sdsId: route.primary.id, epoch: route.epoch, fenced: a.fenced, members: a.pg.members, reason }, 'reported a primary that did not answer');
+      const a = await this.mdm.fencePgMember(this.poolId, route.pg, route.primary.id, route.epoch, parent);
+      this.log.warn({ pg: route.pg, sdsId: route.primary.id, epoch: route.epoch, fenced: a.fenced, members: a.pg.members, reason, ...traceFields(parent) }, 'reported a primary that did not answer');
       this.apply(a.map);
     } catch (err) {
       const code = isPflexError(err) ? err.code : undefined;
-      if (code !== 'PFLEX_ERR_STALE_EPOCH') this.log.warn({ pg: route.pg, sdsId: route.primary.id, err: (err as Error).message }, 'could not report a failed primary');
-      await this.refresh().catch(() => undefined);
+      if (code !== 'PFLEX_ERR_STALE_EPOCH') this.log.warn({ pg: route.pg, sdsId: route.primary.id, err: (err as Error).message, ...traceFields(parent) }, 'could not report a failed primary');
+      await this.refresh(parent).catch(() => undefined);
     }
   }
 }

@@ -2,10 +2,13 @@
  * The IO token of one mapped volume: fetched from the MDM on first use,
  * renewed in the background before it expires, fetched again at once when an
  * SDS refuses it. The hot path reads `current` without awaiting anything.
+ * `parent`: the traced NBD request that needs the token (its MDM call is a
+ * child of it; concurrent callers share the first caller's call).
  */
 import { PflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { MdmClient } from '../shared/mdm-client.js';
+import { traceFields, type Span } from '../shared/tracing.js';
 import { tokenRenewFraction } from './limits.js';
 
 export class VolumeToken {
@@ -24,31 +27,31 @@ export class VolumeToken {
   ) {}
 
   /** A token valid now; renewal starts early so callers rarely wait. */
-  get(): Buffer | Promise<Buffer> {
+  get(parent?: Span): Buffer | Promise<Buffer> {
     const now = this.now();
     if (this.bytes && now < this.expiresAtMs - 1000) {
-      if (now >= this.renewAtMs) void this.renew().catch(() => undefined);
+      if (now >= this.renewAtMs) void this.renew(parent).catch(() => undefined);
       return this.bytes;
     }
-    return this.renew();
+    return this.renew(parent);
   }
 
   /** Fetches a fresh token (after an SDS refused ours); concurrent callers share one call. */
-  renew(): Promise<Buffer> {
-    this.fetching ??= this.fetch().finally(() => { this.fetching = null; });
+  renew(parent?: Span): Promise<Buffer> {
+    this.fetching ??= this.fetch(parent).finally(() => { this.fetching = null; });
     return this.fetching;
   }
 
-  private async fetch(): Promise<Buffer> {
+  private async fetch(parent: Span | undefined): Promise<Buffer> {
     const sdcId = this.sdcId();
     if (sdcId === undefined) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'the SDC is not registered with the MDM yet');
     const requested = this.now();
-    const g = await this.mdm.issueIoToken(sdcId, this.volumeId);
+    const g = await this.mdm.issueIoToken(sdcId, this.volumeId, parent);
     this.bytes = g.bytes;
     this.rights = g.rights;
     this.expiresAtMs = g.expiresAtMs;
     this.renewAtMs = requested + (g.expiresAtMs - requested) * (1 - tokenRenewFraction);
-    this.log.debug({ volumeId: this.volumeId, expiresAtMs: g.expiresAtMs }, 'IO token renewed');
+    this.log.debug({ volumeId: this.volumeId, expiresAtMs: g.expiresAtMs, ...traceFields(parent) }, 'IO token renewed');
     return g.bytes;
   }
 }

@@ -13,6 +13,11 @@
  * sees an error only after ioTimeoutMs, or at once for answers no retry can
  * change (bad request, no space, not allowed).
  *
+ * Tracing: a sampled NBD request is the root span of its trace; its data
+ * frames carry its traceparent (the SDSs' spans are its children) and the
+ * MDM calls it makes (token, map, fence) are client spans under it. A
+ * request that is not sampled allocates nothing for tracing.
+ *
  * Unaligned writes go to the SDS as they are: the SDS applies a sub-block
  * write under its own chunk lock, so there is no read-modify-write in the SDC
  * for two clients to race on.
@@ -24,6 +29,7 @@ import { Flag, MsgType, Status, statusName, type Frame, type MsgTypeValue } from
 import { PflexError, assert, isPflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { pgOfChunk } from '../shared/pg.js';
+import { endSpan, rootSampled, SpanKind, startRoot, traceBytes, type Span } from '../shared/tracing.js';
 import { blockStatusChunksMax, retryDelayMsMax, retryDelayMsMin, storedChunksCachedMax } from './limits.js';
 import type { Endpoint, PoolMap, Route } from './pool-map.js';
 import type { OpName } from './stats.js';
@@ -112,25 +118,35 @@ export class VolumeBackend implements BlockBackend {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const started = performance.now();
+    const span = rootSampled() ? this.requestSpan('read', offset, length, false) : undefined;
     try {
       const ps = this.pieces(offset, length);
       let out: Buffer;
       if (ps.length === 1) {
-        out = await this.readPiece(ps[0]!);
+        out = await this.readPiece(ps[0]!, span);
       } else {
         out = Buffer.allocUnsafe(length);
-        await Promise.all(ps.map(async (p) => { (await this.readPiece(p)).copy(out, p.pos); }));
+        await Promise.all(ps.map(async (p) => { (await this.readPiece(p, span)).copy(out, p.pos); }));
       }
       this.stats.record('read', length, started, false);
+      if (span) endSpan(span);
       return out;
     } catch (err) {
       this.stats.record('read', length, started, true);
+      if (span) endSpan(span, err);
       throw err;
     }
   }
 
-  private async readPiece(p: Piece): Promise<Buffer> {
-    const f = await this.exec(MsgType.READ, p, EMPTY, 0);
+  /** The root span of a sampled NBD request (kind SERVER: the SDC serves it to the NBD client). */
+  private requestSpan(op: string, offset: number, length: number, fua: boolean): Span | undefined {
+    return startRoot(`nbd.${op}`, SpanKind.SERVER, {
+      'pflex.volume': this.volume.name, 'pflex.volume_id': this.volume.id, 'nbd.offset': offset, 'nbd.length': length, 'nbd.fua': fua,
+    });
+  }
+
+  private async readPiece(p: Piece, span: Span | undefined): Promise<Buffer> {
+    const f = await this.exec(MsgType.READ, p, EMPTY, 0, span);
     if (f.status === Status.NO_CHUNK) return zeros(p.length);
     assert(f.payload.length === p.length, 'SDS answered a read with the wrong length');
     return f.payload;
@@ -152,18 +168,21 @@ export class VolumeBackend implements BlockBackend {
   private async modify(op: OpName, type: MsgTypeValue, offset: number, length: number, fua: boolean, data?: Buffer): Promise<void> {
     const started = performance.now();
     const flags = fua ? Flag.FUA : 0;
+    const span = rootSampled() ? this.requestSpan(op, offset, length, fua) : undefined;
     try {
       const ps = this.pieces(offset, length);
       const one = async (p: Piece): Promise<void> => {
         const payload = data ? data.subarray(p.pos, p.pos + p.length) : EMPTY;
-        await this.exec(type, p, payload, flags);
+        await this.exec(type, p, payload, flags, span);
         if (!data && p.offset === 0 && p.length === this.volume.chunkBytes) this.stored.delete(p.chunk);
       };
       if (ps.length === 1) await one(ps[0]!);
       else await Promise.all(ps.map(one));
       this.stats.record(op, length, started, false);
+      if (span) endSpan(span);
     } catch (err) {
       this.stats.record(op, length, started, true);
+      if (span) endSpan(span, err);
       throw err;
     }
   }
@@ -178,17 +197,20 @@ export class VolumeBackend implements BlockBackend {
     const started = performance.now();
     const dirty = this.dirty;
     this.dirty = new Map();
+    const span = rootSampled() ? this.requestSpan('flush', 0, 0, false) : undefined;
     try {
       const down: number[] = [];
-      await Promise.all([...dirty.values()].map((ep) => this.flushOne(ep).catch((err: unknown) => {
+      await Promise.all([...dirty.values()].map((ep) => this.flushOne(ep, span).catch((err: unknown) => {
         if (!isPflexError(err) || err.code !== 'PFLEX_ERR_UNAVAILABLE') throw err;
         down.push(ep.id);
       })));
-      if (down.length > 0) await this.flushAround(down);
+      if (down.length > 0) await this.flushAround(down, span);
       this.stats.record('flush', 0, started, false);
+      if (span) endSpan(span, undefined, { 'pflex.sds_flushed': dirty.size });
     } catch (err) {
       for (const [id, ep] of dirty) this.dirty.set(id, ep); // still owed a flush
       this.stats.record('flush', 0, started, true);
+      if (span) endSpan(span, err);
       throw err;
     }
   }
@@ -198,35 +220,36 @@ export class VolumeBackend implements BlockBackend {
    * they lead, then flush every other SDS (the secondaries that hold their
    * writes are among them).
    */
-  private async flushAround(down: number[]): Promise<void> {
+  private async flushAround(down: number[], span: Span | undefined): Promise<void> {
     const map = this.d.map;
-    await map.refresh().catch(() => undefined);
+    await map.refresh(span).catch(() => undefined);
     const routes: Route[] = [];
     for (let pg = 0; pg < map.pgCount; pg++) {
       const r = map.route(pg);
       if (r && down.includes(r.primary.id)) routes.push(r);
     }
     this.stats.primariesReported += routes.length;
-    await Promise.all(routes.map((r) => map.reportFailed(r, 'did not answer a flush')));
+    await Promise.all(routes.map((r) => map.reportFailed(r, 'did not answer a flush', span)));
     for (let pg = 0; pg < map.pgCount; pg++) {
       const r = map.route(pg);
       if (r && down.includes(r.primary.id)) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS ${r.primary.id} did not answer a flush and still leads PG ${pg}`);
     }
     const members = map.memberIds();
-    await Promise.all(map.sdsList().filter((ep) => members.has(ep.id) && !down.includes(ep.id)).map((ep) => this.flushOne(ep)));
+    await Promise.all(map.sdsList().filter((ep) => members.has(ep.id) && !down.includes(ep.id)).map((ep) => this.flushOne(ep, span)));
   }
 
-  private async flushOne(ep: Endpoint): Promise<void> {
+  private async flushOne(ep: Endpoint, span: Span | undefined): Promise<void> {
     const deadline = Date.now() + this.d.ioTimeoutMs;
     let delay = retryDelayMsMin;
+    const trace = traceBytes(span);
     for (;;) {
-      const token = await this.token();
+      const token = await this.token(span);
       const client = this.d.clients.get(ep.address, ep.dataPort);
-      const f = await client.flush({ pgId: 0, epoch: 0, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: 0, layerId: 0 }, token);
+      const f = await client.flush({ pgId: 0, epoch: 0, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: 0, layerId: 0 }, token, 0, trace);
       if (f.status === Status.OK) return;
       if (f.status === Status.TOKEN_EXPIRED || f.status === Status.BAD_TOKEN) {
         this.stats.tokenRefusals++;
-        await this.d.token.renew();
+        await this.d.token.renew(span);
       } else if (f.status !== Status.REPLICATION_FAILED && f.status !== Status.BUSY) {
         throw this.statusError(f, 'flush');
       }
@@ -243,6 +266,7 @@ export class VolumeBackend implements BlockBackend {
   /** Chunk-granular extents: a chunk no SDS has stored reads as zeros and is a hole. */
   async blockStatus(offset: number, length: number): Promise<Extent[]> {
     const started = performance.now();
+    const span = rootSampled() ? this.requestSpan('block_status', offset, length, false) : undefined;
     const cb = this.volume.chunkBytes;
     const end = offset + length;
     const spans: Array<{ chunk: number; length: number }> = [];
@@ -255,7 +279,7 @@ export class VolumeBackend implements BlockBackend {
     try {
       const holes = await Promise.all(spans.map(async (s) => {
         if (this.stored.has(s.chunk)) return false;
-        const f = await this.exec(MsgType.READ, { chunk: s.chunk, offset: 0, length: 1, pos: 0 }, EMPTY, 0);
+        const f = await this.exec(MsgType.READ, { chunk: s.chunk, offset: 0, length: 1, pos: 0 }, EMPTY, 0, span);
         return f.status === Status.NO_CHUNK;
       }));
       const out: Array<{ length: number; hole: boolean; zero: boolean }> = [];
@@ -266,9 +290,11 @@ export class VolumeBackend implements BlockBackend {
         else out.push({ length: spans[i]!.length, hole, zero: hole });
       }
       this.stats.record('blockStatus', 0, started, false);
+      if (span) endSpan(span);
       return out;
     } catch (err) {
       this.stats.record('blockStatus', 0, started, true);
+      if (span) endSpan(span, err);
       throw err;
     }
   }
@@ -281,19 +307,24 @@ export class VolumeBackend implements BlockBackend {
     if (this.stored.size < storedChunksCachedMax) this.stored.add(chunk);
   }
 
-  private token(): Promise<Buffer> | Buffer {
-    return this.d.token.get();
+  private token(span: Span | undefined): Promise<Buffer> | Buffer {
+    return this.d.token.get(span);
   }
 
-  /** Sends one piece to its primary until it gets an answer no retry can improve. */
-  private async exec(type: MsgTypeValue, p: Piece, payload: Buffer, flags: number): Promise<Frame> {
+  /**
+   * Sends one piece to its primary until it gets an answer no retry can
+   * improve. span: the traced NBD request (undefined when not sampled).
+   */
+  private async exec(type: MsgTypeValue, p: Piece, payload: Buffer, flags: number, span: Span | undefined): Promise<Frame> {
     const deadline = Date.now() + this.d.ioTimeoutMs;
     const map = this.d.map;
+    const trace = traceBytes(span);
     let delay = retryDelayMsMin;
     let last = 'no answer';
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
         this.stats.retries++;
+        if (span) span.addEvent('retry', { 'pflex.chunk': p.chunk, 'pflex.reason': last });
         if (Date.now() > deadline || this.closed) {
           throw new PflexError('PFLEX_ERR_UNAVAILABLE', `volume ${this.volume.name} chunk ${p.chunk}: no answer in ${this.d.ioTimeoutMs} ms (${last})`);
         }
@@ -301,7 +332,7 @@ export class VolumeBackend implements BlockBackend {
       const route = map.pgCount > 0 ? map.route(pgOfChunk(this.volume.treeId, p.chunk, map.pgCount)) : undefined;
       if (!route) {
         last = 'PG map not ready';
-        await map.refresh().catch((err: unknown) => { last = (err as Error).message; });
+        await map.refresh(span).catch((err: unknown) => { last = (err as Error).message; });
         if (map.pgCount === 0 || !map.route(pgOfChunk(this.volume.treeId, p.chunk, map.pgCount))) {
           await sleep(delay);
           delay = Math.min(delay * 2, retryDelayMsMax);
@@ -310,7 +341,7 @@ export class VolumeBackend implements BlockBackend {
       }
       let token: Buffer;
       try {
-        const t = this.token();
+        const t = this.token(span);
         token = t instanceof Buffer ? t : await t;
       } catch (err) {
         if (isPflexError(err) && err.code !== 'PFLEX_ERR_UNAVAILABLE') throw err; // unmapped (403) or similar
@@ -326,7 +357,7 @@ export class VolumeBackend implements BlockBackend {
       }
       let f: Frame;
       try {
-        f = await this.send(route, type, p, payload, flags, token);
+        f = await this.send(route, type, p, payload, flags, token, trace);
       } catch (err) {
         if (!isPflexError(err) || (err.code !== 'PFLEX_ERR_UNAVAILABLE' && err.code !== 'PFLEX_ERR_IO')) throw err;
         last = err.message;
@@ -336,7 +367,7 @@ export class VolumeBackend implements BlockBackend {
         }
         if (err.code === 'PFLEX_ERR_UNAVAILABLE') {
           this.stats.primariesReported++;
-          await map.reportFailed(route, err.message);
+          await map.reportFailed(route, err.message, span);
           const now = map.route(route.pg);
           if (now && now.primary.id === route.primary.id && now.epoch === route.epoch) {
             await sleep(delay);
@@ -358,7 +389,7 @@ export class VolumeBackend implements BlockBackend {
         case Status.UNKNOWN_PG:
         case Status.NOT_MEMBER:
           last = statusName(f.status);
-          await map.refresh().catch(() => undefined);
+          await map.refresh(span).catch(() => undefined);
           if (f.status === Status.EPOCH_AHEAD || f.status === Status.UNKNOWN_PG) await sleep(delay); // the SDS has yet to learn the map
           delay = Math.min(delay * 2, retryDelayMsMax);
           continue;
@@ -366,7 +397,7 @@ export class VolumeBackend implements BlockBackend {
         case Status.BAD_TOKEN:
           last = statusName(f.status);
           this.stats.tokenRefusals++;
-          await this.d.token.renew().catch(() => undefined);
+          await this.d.token.renew(span).catch(() => undefined);
           continue;
         case Status.BUSY:
         case Status.SHUTTING_DOWN:
@@ -375,7 +406,7 @@ export class VolumeBackend implements BlockBackend {
           last = statusName(f.status);
           await sleep(delay);
           delay = Math.min(delay * 2, retryDelayMsMax);
-          if (f.status !== Status.CHECKSUM_MISMATCH) await map.refresh().catch(() => undefined);
+          if (f.status !== Status.CHECKSUM_MISMATCH) await map.refresh(span).catch(() => undefined);
           continue;
         default:
           throw this.statusError(f, MsgType.READ === type ? 'read' : 'write');
@@ -411,12 +442,12 @@ export class VolumeBackend implements BlockBackend {
    * demoted (a demoted member keeps its copy; there the SDC waits for A's
    * STALE_EPOCH answer, which a live A sends promptly).
    */
-  private send(route: Route, type: MsgTypeValue, p: Piece, payload: Buffer, flags: number, token: Buffer): Promise<Frame> {
+  private send(route: Route, type: MsgTypeValue, p: Piece, payload: Buffer, flags: number, token: Buffer, trace: Buffer): Promise<Frame> {
     const client = this.d.clients.get(route.primary.address, route.primary.dataPort);
     const reply = client.request(type, {
       pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: 0,
       offset: p.offset, length: p.length, flags,
-    }, token, payload);
+    }, token, payload, trace);
     return new Promise<Frame>((resolve, reject) => {
       const unwatch = this.d.map.watchPrimary(route, () => {
         this.stats.piecesAbandoned++;

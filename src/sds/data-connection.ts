@@ -90,6 +90,7 @@ export class DataConnection {
   }
 
   reply(req: Frame, status: StatusValue, message: Buffer | string = EMPTY, epoch?: number): void {
+    this.server.spans.end(req, status);
     const payload = typeof message === 'string' ? Buffer.from(message) : message;
     if (status !== Status.OK) this.server.metrics.errorReplies++;
     this.send(req, replyHeader(req, status, 0, epoch ?? this.server.opts.pgs.get(req.pgId)?.epoch ?? req.epoch), payload);
@@ -97,6 +98,7 @@ export class DataConnection {
 
   /** crc: the CRC32 of data when the store already has it. */
   replyData(req: Frame, data: Buffer, crc?: number): void {
+    this.server.spans.end(req, Status.OK);
     this.send(req, replyHeader(req, Status.OK, data.length), data, crc);
   }
 

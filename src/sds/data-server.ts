@@ -21,6 +21,7 @@ import { KeyedRwLock } from './store/rw-lock.js';
 import { DataConnection } from './data-connection.js';
 import { HANDLERS, messageOf, statusOf } from './data-handlers.js';
 import { Replication } from './replication.js';
+import { RequestSpans } from './request-spans.js';
 
 /** What the server needs of the IO token verifier (IoTokenVerifier fits). */
 export interface TokenCheck {
@@ -72,6 +73,8 @@ export class DataServer {
    * inside a chunk's copy or forwarded to the joining member after it.
    */
   readonly locks = new KeyedRwLock();
+  /** Server spans of traced requests (src/sds/request-spans.ts). */
+  readonly spans: RequestSpans;
 
   constructor(readonly opts: DataServerOptions) {
     this.metrics = opts.metrics ?? new SdsMetrics();
@@ -79,9 +82,10 @@ export class DataServer {
     // unref: a pending retry timer never holds the process open.
     this.leaseMs = opts.replicaReadLeaseMs ?? replicaReadLeaseMs;
     const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((resolve) => { setTimeout(resolve, ms).unref(); }));
+    this.spans = new RequestSpans(opts.selfId);
     this.replication = new Replication({
       selfId: opts.selfId, store: opts.store, pgs: opts.pgs, peers: opts.peers, log: opts.log, metrics: this.metrics,
-      now: this.now, sleep, closing: () => this.closing,
+      now: this.now, sleep, closing: () => this.closing, spanOf: (f) => this.spans.of(f),
       ...(opts.onJoinerFailure ? { onJoinerFailure: opts.onJoinerFailure } : {}),
       ...(opts.forwardCatchUpMs !== undefined ? { forwardCatchUpMs: opts.forwardCatchUpMs } : {}),
     });
@@ -127,6 +131,7 @@ export class DataServer {
     }
     const handler = HANDLERS[f.type];
     if (!handler) { conn.protocolError(`no handler for type ${f.type}`); return; }
+    if (f.trace.length > 0) this.spans.start(f);
     if (this.closing) { conn.reply(f, Status.SHUTTING_DOWN); return; }
     // One pass over an aligned write payload gives both the frame check and the store's block CRCs.
     let crcs: Uint32Array | undefined;

@@ -12,6 +12,7 @@ import { deriveKey } from '../shared/keys.js';
 import { scrapeAuthChecker } from '../shared/scrape-auth.js';
 import type { Logger } from '../shared/logger.js';
 import { MdmClient, componentAuth, type Sds } from '../shared/mdm-client.js';
+import type { Span } from '../shared/tracing.js';
 import { DataServer } from './data-server.js';
 import { buildControlServer } from './control-server.js';
 import { buildMgmtServer, type MgmtView } from './mgmt-server.js';
@@ -61,8 +62,8 @@ class MdmPgMapSource implements PgMapSource {
     return { epoch: m.epoch, pgs: m.pgs, sds: m.sds.map((s) => ({ id: s.id, address: s.address, dataPort: s.dataPort })) };
   }
 
-  async fence(pg: number, sdsId: number, epoch: number): Promise<FenceResult> {
-    const a = await this.client.fencePgMember(this.pool(), pg, sdsId, epoch);
+  async fence(pg: number, sdsId: number, epoch: number, parent?: Span): Promise<FenceResult> {
+    const a = await this.client.fencePgMember(this.pool(), pg, sdsId, epoch, parent);
     return { entry: a.pg, fenced: a.fenced };
   }
 

@@ -6,6 +6,7 @@
  * once when a request shows a newer epoch than we know.
  */
 import { refreshShareMsMax } from './limits.js';
+import type { Span } from '../shared/tracing.js';
 
 export interface PgEntry {
   pg: number;
@@ -40,7 +41,7 @@ export interface PgMapSource {
   /** The map, or only PGs changed after sinceEpoch. */
   fetch(sinceEpoch: number | undefined): Promise<PgMapUpdate>;
   /** Removes sdsId from the PG's acting set (new epoch). Rejects with PFLEX_ERR_STALE_EPOCH when the PG moved on. */
-  fence(pg: number, sdsId: number, epoch: number): Promise<FenceResult>;
+  fence(pg: number, sdsId: number, epoch: number, parent?: Span): Promise<FenceResult>;
 }
 
 
@@ -116,8 +117,9 @@ export class PgTable {
     if (!known || known.epoch <= e.epoch) this.put(e);
   }
 
-  async fence(pg: number, sdsId: number, epoch: number): Promise<FenceResult> {
-    const result = await this.source.fence(pg, sdsId, epoch);
+  /** parent: the traced request whose failed forward caused the fence. */
+  async fence(pg: number, sdsId: number, epoch: number, parent?: Span): Promise<FenceResult> {
+    const result = await this.source.fence(pg, sdsId, epoch, parent);
     // Only this entry: the map epoch stays, so the next poll still fetches
     // every other PG that changed in between.
     const known = this.entries.get(pg);

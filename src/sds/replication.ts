@@ -5,6 +5,11 @@
  * that follow from the acting set: a PG this SDS is alone in is written
  * through (secureSole), and a FLUSH reaches every secondary that took
  * non-durable writes since its last flush (flushPeers).
+ *
+ * Tracing: each forward of a traced request is a client span under the
+ * request's server span, and the forwarded frame carries its traceparent (so
+ * the secondary's span is its child); a fence it causes is traced under the
+ * request too.
  */
 import type { Logger } from '../shared/logger.js';
 import { isPflexError } from '../shared/errors.js';
@@ -14,6 +19,8 @@ import type { ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
 import { forwardCatchUpDelayMsMax, forwardCatchUpDelayMsMin, forwardTimeoutMs } from './limits.js';
 import type { SdsMetrics } from './metrics.js';
+import { OP_NAMES } from './request-spans.js';
+import { endSpan, SpanKind, startChild, traceBytes, traceFields, type Span } from '../shared/tracing.js';
 
 export interface ReplicationDeps {
   selfId: () => number | undefined;
@@ -30,6 +37,8 @@ export interface ReplicationDeps {
   onJoinerFailure?: (pg: number, sdsId: number) => void;
   /** How long a secondary whose map lags (EPOCH_AHEAD, UNKNOWN_PG) is given to catch up before it is fenced; default forwardTimeoutMs. */
   forwardCatchUpMs?: number;
+  /** The server span of a traced request being served (src/sds/request-spans.ts). */
+  spanOf?: (f: Frame) => Span | undefined;
 }
 
 /** Outcome of forwarding one request to one secondary. */
@@ -47,6 +56,10 @@ export class Replication {
   private readonly fencing = new Map<string, Promise<StatusValue>>();
 
   constructor(private readonly o: ReplicationDeps) {}
+
+  private spanOf(f: Frame): Span | undefined {
+    return f.trace.length > 0 && this.o.spanOf ? this.o.spanOf(f) : undefined;
+  }
 
   /** Sends the request on to every secondary; resolves with the status to answer the client. */
   async replicate(f: Frame, entry: PgEntry): Promise<StatusValue> {
@@ -74,7 +87,7 @@ export class Replication {
     }
     // Only acknowledge once the MDM has taken the failed members out of the PG.
     for (const id of failed) {
-      const status = await this.fence(f.pgId, id, entry.epoch);
+      const status = await this.fence(f.pgId, id, entry.epoch, this.spanOf(f));
       if (status !== Status.OK) return status;
     }
     const ok = secondaries.filter((id) => !failed!.includes(id));
@@ -120,34 +133,41 @@ export class Replication {
   /** One forward; a retry (deadline set) is cut off at the deadline (a late reply is ignored). */
   private async forwardOnce(client: ReturnType<DataClientPool['get']>, sdsId: number, f: Frame, deadline: number | undefined): Promise<Fwd | typeof LAGGING> {
     this.o.metrics.forwarded++;
+    const parent = this.spanOf(f);
+    const span = parent && startChild(parent, `sds.forward.${OP_NAMES[f.type] ?? 'request'}`, SpanKind.CLIENT, {
+      'pflex.sds_id': this.o.selfId() ?? -1, 'pflex.peer_sds_id': sdsId, 'pflex.pg': f.pgId, 'pflex.retry': deadline !== undefined,
+    });
     try {
       const sent = client.request(f.type as MsgTypeValue, {
         pgId: f.pgId, epoch: f.epoch, volumeId: f.volumeId, treeId: f.treeId, chunkIndex: f.chunkIndex, layerId: f.layerId,
         offset: f.offset, length: f.length, flags: f.flags | Flag.FORWARDED,
-      }, f.token, f.payload, f.trace, f.crc);
+      }, f.token, f.payload, span ? traceBytes(span) : f.trace, f.crc);
       const reply = deadline === undefined ? await sent : await Promise.race([sent, this.o.sleep(Math.max(0, deadline - this.o.now())).then(() => undefined)]);
       if (reply === undefined) {
         sent.catch(() => undefined);
+        if (span) endSpan(span, 'no answer before the catch-up deadline');
         return LAGGING;
       }
+      if (span) endSpan(span, reply.status === Status.OK ? undefined : statusName(reply.status), { 'pflex.status': statusName(reply.status) });
       switch (reply.status) {
         case Status.OK: return Fwd.OK;
         case Status.STALE_EPOCH: return Fwd.STALE;
         case Status.TOKEN_EXPIRED: return Fwd.TOKEN;
         case Status.EPOCH_AHEAD: case Status.UNKNOWN_PG: return LAGGING;
         default:
-          this.o.log.warn({ sdsId, pg: f.pgId, status: statusName(reply.status) }, 'secondary refused a forwarded request');
+          this.o.log.warn({ sdsId, pg: f.pgId, status: statusName(reply.status), ...traceFields(parent) }, 'secondary refused a forwarded request');
           return Fwd.FAILED;
       }
     } catch (err) {
       this.o.metrics.forwardFailures++;
-      this.o.log.warn({ sdsId, pg: f.pgId, err: (err as Error).message }, 'forward to secondary failed');
+      if (span) endSpan(span, err);
+      this.o.log.warn({ sdsId, pg: f.pgId, err: (err as Error).message, ...traceFields(parent) }, 'forward to secondary failed');
       return Fwd.FAILED;
     }
   }
 
   /** Asks the MDM to drop a failed member; OK when it is out of the PG (by us or already). */
-  fence(pg: number, sdsId: number, epoch: number): Promise<StatusValue> {
+  fence(pg: number, sdsId: number, epoch: number, span?: Span): Promise<StatusValue> {
     // A stopping SDS sees its own connections go (peer clients closed, sockets
     // destroyed): that is no evidence against the peer, and fencing it would
     // leave this SDS, about to be gone, as the PG's last member. The client is
@@ -156,13 +176,13 @@ export class Replication {
     const key = `${pg}/${sdsId}/${epoch}`;
     let p = this.fencing.get(key);
     if (!p) {
-      p = this.doFence(pg, sdsId, epoch).finally(() => this.fencing.delete(key));
+      p = this.doFence(pg, sdsId, epoch, span).finally(() => this.fencing.delete(key));
       this.fencing.set(key, p);
     }
     return p;
   }
 
-  private async doFence(pg: number, sdsId: number, epoch: number): Promise<StatusValue> {
+  private async doFence(pg: number, sdsId: number, epoch: number, span: Span | undefined): Promise<StatusValue> {
     const e = this.o.pgs.get(pg);
     const self = this.o.selfId();
     if (e && e.members.length === 2 && self !== undefined && e.members.includes(self) && e.members.includes(sdsId)) {
@@ -176,9 +196,9 @@ export class Replication {
       }
     }
     try {
-      const r = await this.o.pgs.fence(pg, sdsId, epoch);
+      const r = await this.o.pgs.fence(pg, sdsId, epoch, span);
       this.o.metrics.fences++;
-      this.o.log.warn({ pg, sdsId, epoch, newEpoch: r.entry.epoch, members: r.entry.members, fenced: r.fenced }, 'fenced a failed PG member');
+      this.o.log.warn({ pg, sdsId, epoch, newEpoch: r.entry.epoch, members: r.entry.members, fenced: r.fenced, ...traceFields(span) }, 'fenced a failed PG member');
       return r.entry.members.includes(sdsId) ? Status.REPLICATION_FAILED : Status.OK;
     } catch (err) {
       if (isPflexError(err) && err.code === 'PFLEX_ERR_STALE_EPOCH') {
@@ -256,7 +276,7 @@ export class Replication {
       for (const pg of dirty.get(id)!) {
         const entry = this.o.pgs.get(pg);
         if (!entry || !entry.members.includes(id)) continue;
-        const s = await this.fence(pg, id, entry.epoch);
+        const s = await this.fence(pg, id, entry.epoch, this.spanOf(f));
         if (s !== Status.OK) {
           status = Status.REPLICATION_FAILED;
           this.markPeersDirty([id], pg); // still owed a flush

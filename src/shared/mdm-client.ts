@@ -11,6 +11,7 @@ import type * as S from './mdm-api.js';
 import { componentProof, type ComponentKind } from './component-auth.js';
 import { codeOfHttpStatus, ERRORS, PflexError, type ErrorCode } from './errors.js';
 import { tlsFetch, type Fetch } from './tls.js';
+import { endSpan, SpanKind, startChild, traceparentHeader, type Span } from './tracing.js';
 
 // API types come from the MDM's own TypeBox schemas (type-only: no runtime import).
 export type ProtectionDomain = Static<typeof S.ProtectionDomain>;
@@ -117,6 +118,8 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Extra headers (e.g. W3C traceparent). */
   headers?: Record<string, string>;
+  /** The traced operation this call is part of (an NBD request): the call gets a client span under it. */
+  parent?: Span;
 }
 
 function isErrorCode(code: unknown): code is ErrorCode {
@@ -170,14 +173,22 @@ export class MdmClient {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(options.body);
     }
+    const span = options.parent && startChild(options.parent, `${method} ${routeOf(path)}`, SpanKind.CLIENT, {
+      'http.request.method': method, 'url.full': url.href, 'server.address': url.hostname,
+      'server.port': Number(url.port) || (url.protocol === 'https:' ? 443 : 80),
+    });
+    if (span) headers.traceparent = traceparentHeader(span);
     let res: Response;
     try {
       res = await this.fetch(url, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs) });
     } catch (err) {
       const cause = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
       const why = cause.name === 'TimeoutError' ? 'timed out' : (cause.cause?.code ?? cause.cause?.message ?? cause.message ?? 'failed');
-      throw new PflexError('PFLEX_ERR_UNAVAILABLE', `cannot reach the MDM at ${this.url} (${why})`);
+      const failed = new PflexError('PFLEX_ERR_UNAVAILABLE', `cannot reach the MDM at ${this.url} (${why})`);
+      endSpan(span, failed);
+      throw failed;
     }
+    if (span) endSpan(span, res.ok ? undefined : `HTTP ${res.status}`, { 'http.response.status_code': res.status });
     const text = await res.text().catch(() => '');
     let parsed: unknown = undefined;
     if (text.length > 0) {
@@ -269,12 +280,12 @@ export class MdmClient {
   updatePool(id: number, patch: PoolPatch): Promise<StoragePool> { return this.patch(`/storage-pools/${id}`, patch); }
   deletePool(id: number): Promise<Ok> { return this.delete(`/storage-pools/${id}`); }
   /** The whole PG map, or only the PGs changed after sinceEpoch. */
-  getPgMap(poolId: number, sinceEpoch?: number): Promise<PgMap> {
-    return this.get(`/storage-pools/${poolId}/pg-map`, sinceEpoch === undefined ? undefined : { sinceEpoch });
+  getPgMap(poolId: number, sinceEpoch?: number, parent?: Span): Promise<PgMap> {
+    return this.request('GET', `/storage-pools/${poolId}/pg-map`, { ...(sinceEpoch === undefined ? {} : { query: { sinceEpoch } }), ...(parent ? { parent } : {}) });
   }
   /** Reports a failed member of a PG routed with `epoch`; the MDM drops it (new epoch). */
-  fencePgMember(poolId: number, pg: number, sdsId: number, epoch: number): Promise<FenceAnswer> {
-    return this.post(`/storage-pools/${poolId}/pgs/${pg}/fence`, { sdsId, epoch });
+  fencePgMember(poolId: number, pg: number, sdsId: number, epoch: number, parent?: Span): Promise<FenceAnswer> {
+    return this.request('POST', `/storage-pools/${poolId}/pgs/${pg}/fence`, { body: { sdsId, epoch }, ...(parent ? { parent } : {}) });
   }
 
   listFaultSets(filter: { protectionDomainId?: number } = {}): Promise<FaultSet[]> { return this.get('/fault-sets', { ...filter }); }
@@ -299,8 +310,8 @@ export class MdmClient {
   unregisterSdc(id: number, force = false): Promise<Ok> { return this.delete(`/sdcs/${id}`, force ? { force } : undefined); }
   sdcHeartbeat(id: number): Promise<Beat> { return this.post(`/sdcs/${id}/heartbeat`, {}); }
   /** An IO token for a volume mapped to this SDC; `bytes` is what data frames carry. */
-  async issueIoToken(sdcId: number, volumeId: number): Promise<IoTokenGrant> {
-    const answer = await this.post<IoTokenAnswer>(`/sdcs/${sdcId}/tokens`, { volumeId });
+  async issueIoToken(sdcId: number, volumeId: number, parent?: Span): Promise<IoTokenGrant> {
+    const answer = await this.request<IoTokenAnswer>('POST', `/sdcs/${sdcId}/tokens`, { body: { volumeId }, ...(parent ? { parent } : {}) });
     return { ...answer, bytes: Buffer.from(answer.token, 'base64url') };
   }
 
@@ -335,6 +346,11 @@ export class MdmClient {
   raiseAlert(alert: { severity: Severity; category: string; source: string; message: string }): Promise<Alert> { return this.post('/alerts', alert); }
   resolveAlert(id: number): Promise<Alert> { return this.post(`/alerts/${id}/resolve`); }
   topology(): Promise<unknown> { return this.get('/discovery/topology'); }
+}
+
+/** A span name without ids: /storage-pools/1/pgs/7/fence -> /storage-pools/{id}/pgs/{id}/fence. */
+function routeOf(path: string): string {
+  return path.split('?')[0]!.replace(/\/\d+(?=\/|$)/g, '/{id}');
 }
 
 function assertAuth(fn: unknown): asserts fn is ComponentAuth {
