@@ -10,6 +10,7 @@ import { shutdownTracing, startTracing, withTracing, type TracingArgs } from './
 interface Args extends TlsArgs, TracingArgs {
   mdm: string; 'cluster-key-file': string; name: string; guid?: string; host: string; address?: string;
   port: number; 'control-port': number; 'mgmt-port': number; 'default-volume'?: string; 'io-timeout-ms': number; 'replica-reads': boolean;
+  'nbd-tls': 'require' | 'optional';
 }
 
 const env = process.env;
@@ -29,6 +30,7 @@ export const sdcServerCommand: CommandModule<object, Args> = {
     .option('port', { type: 'number', default: envInt('PFLEX_SDC_PORT') ?? defaultNbdPort, describe: 'NBD port (0 = any, logged)' })
     .option('control-port', { type: 'number', default: envInt('PFLEX_SDC_CONTROL_PORT') ?? defaultControlPort })
     .option('mgmt-port', { type: 'number', default: envInt('PFLEX_SDC_MGMT_PORT') ?? defaultMgmtPort })
+    .option('nbd-tls', { choices: ['require', 'optional'] as const, default: (env.PFLEX_SDC_NBD_TLS as 'require' | 'optional' | undefined) ?? 'require', describe: 'with --tls-cert: NBD clients must STARTTLS, or may stay plain text (PFLEX_SDC_NBD_TLS)' })
     .option('default-volume', { type: 'string', default: env.PFLEX_SDC_DEFAULT_VOLUME, describe: 'volume served for the empty export name (default: the only mapped one)' })
     .option('io-timeout-ms', { type: 'number', default: envInt('PFLEX_SDC_IO_TIMEOUT_MS') ?? ioTimeoutMsDefault, describe: 'an NBD request fails (EIO) after retrying this long' })
     .option('replica-reads', { type: 'boolean', default: env.PFLEX_SDC_REPLICA_READS === '1', describe: 'spread reads over every in-sync replica, not only the primary (docs/sdc.md)' }) as Argv<Args>,
@@ -41,7 +43,7 @@ export const sdcServerCommand: CommandModule<object, Args> = {
       node = new SdcNode({
         name: a.name, ...(a.guid ? { guid: a.guid } : {}), mdmUrl: a.mdm, clusterKeyFile: a['cluster-key-file'], host: a.host,
         ...(a.address ? { address: a.address } : {}), port: a.port, controlPort: a['control-port'], mgmtPort: a['mgmt-port'],
-        ...(a['default-volume'] ? { defaultVolume: a['default-volume'] } : {}), ioTimeoutMs: a['io-timeout-ms'], replicaReads: a['replica-reads'], ...(tls ? { tls } : {}), log,
+        ...(a['default-volume'] ? { defaultVolume: a['default-volume'] } : {}), ioTimeoutMs: a['io-timeout-ms'], replicaReads: a['replica-reads'], ...(tls ? { tls, nbdTls: a['nbd-tls'] } : {}), log,
       });
       await node.start();
     } catch (err) {

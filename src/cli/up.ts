@@ -244,13 +244,14 @@ async function up(a: UpArgs): Promise<void> {
     say(`pflex is up (${created ? 'new cluster' : 'existing cluster'}; data in ${dataDir}, logs in ${logDir})`);
     say(`  MDM:    ${mdmUrl}   admin user "admin", password ${password}`);
     say(`          pflex login --mdm ${mdmUrl}${certs ? ` --ca ${certs.ca}` : ''} --user admin   (then: pflex volume list, pflex sds list, pflex sdc list)`);
-    say(`  SDC:    nbd://127.0.0.1:${nbdPort}/  (mgmt ${certs ? "https" : "http"}://127.0.0.1:${String(sdcUp.mgmtPort)}/health, with "authorization: Bearer <token of pflex login>")`);
+    say(`  SDC:    ${certs ? 'nbds' : 'nbd'}://127.0.0.1:${nbdPort}/  (mgmt ${certs ? "https" : "http"}://127.0.0.1:${String(sdcUp.mgmtPort)}/health, with "authorization: Bearer <token of pflex login>")`);
     if (demo) say(`  volume: ${demo.name} (${demo.sizeBytes} bytes, two copies over ${SDS_NAMES.length} SDSs), the default export`);
     say('');
     say('Attach it (as root):');
-    say(`  modprobe nbd && nbd-client 127.0.0.1 ${nbdPort} /dev/nbd0 && mkfs.ext4 /dev/nbd0 && mount /dev/nbd0 /mnt`);
+    const nbdTlsArgs = certs ? ` -cacertfile ${certs.nbdClientDir}/ca-cert.pem -certfile ${certs.nbdClientDir}/client-cert.pem -keyfile ${certs.nbdClientDir}/client-key.pem` : '';
+    say(`  modprobe nbd && nbd-client${nbdTlsArgs} 127.0.0.1 ${nbdPort} /dev/nbd0 && mkfs.ext4 /dev/nbd0 && mount /dev/nbd0 /mnt`);
     say('Without the nbd kernel module:');
-    say(`  mkdir -p /tmp/pflex-fuse && nbdfuse /tmp/pflex-fuse/ nbd://127.0.0.1:${nbdPort}/${demo ? demo.name : ''} &`);
+    say(`  mkdir -p /tmp/pflex-fuse && nbdfuse /tmp/pflex-fuse/ ${certs ? 'nbds' : 'nbd'}://127.0.0.1:${nbdPort}/${demo ? demo.name : ''}${certs ? `?tls-certificates=${certs.nbdClientDir}` : ''} &`);
     say('  losetup -f --show /tmp/pflex-fuse/nbd   # then mkfs.ext4 / mount the loop device');
     say('Ctrl-C stops everything; the next `pflex up` reuses the data.');
     if (certs) say(`  TLS:    certificates in ${certs.dir}; NBD clients: nbdinfo 'nbds://127.0.0.1:${nbdPort}/?tls-certificates=${certs.nbdClientDir}'`);

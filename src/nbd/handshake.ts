@@ -1,3 +1,4 @@
+import type { SecureContext } from 'node:tls';
 import type { BlockBackend, NbdExport } from './backend.js';
 import {
   CLIENT_FLAGS_KNOWN,
@@ -33,6 +34,8 @@ export interface HandshakeContext {
   /** Resolves a client-given name (the empty name already mapped to the default export). */
   findExport(name: string): Promise<NbdExport | undefined>;
   listExports(): Promise<readonly NbdExport[]>;
+  /** NBD_OPT_STARTTLS offered with this context; required: every option but STARTTLS and ABORT is refused before it. */
+  readonly tls?: { readonly context: SecureContext; readonly required: boolean };
 }
 
 /** The outcome of option haggling: what transmission serves and how. */
@@ -149,7 +152,23 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
     const replyError = (type: number, message: string): void => reply(type, Buffer.from(message, 'utf8'));
 
     try {
+      if (ctx.tls?.required && !wire.secure && opt !== OPT.STARTTLS && opt !== OPT.ABORT) {
+        // EXPORT_NAME cannot carry an error: the spec says close.
+        if (opt === OPT.EXPORT_NAME) throw new ProtocolError('NBD_OPT_EXPORT_NAME before STARTTLS on a TLS-only server');
+        throw new OptionRefused(REP.ERR_TLS_REQD, 'this server requires TLS: send NBD_OPT_STARTTLS first');
+      }
       switch (opt) {
+        case OPT.STARTTLS: {
+          if (data.length !== 0) throw new OptionInvalid('NBD_OPT_STARTTLS takes no data');
+          if (!ctx.tls) throw new OptionRefused(REP.ERR_UNSUP, 'TLS is not configured on this server');
+          if (wire.secure) throw new OptionInvalid('TLS is already negotiated');
+          reply(REP.ACK);
+          await wire.startTls(ctx.tls.context);
+          // The spec: what was negotiated in plain text does not carry over.
+          state.structured = false;
+          state.metaExportName = undefined;
+          break;
+        }
         case OPT.EXPORT_NAME: {
           const exp = await ctx.findExport(data.toString('utf8')).catch(() => undefined);
           // EXPORT_NAME cannot carry an error: the spec says close.

@@ -1,4 +1,5 @@
 import net, { type AddressInfo, type Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { NbdExport } from './backend.js';
 import { ConnectionClosedError, ProtocolError } from './errors.js';
@@ -16,6 +17,12 @@ export interface NbdServerOptions {
   defaultExport?: string;
   logger: Logger;
   limits?: Partial<NbdLimits>;
+  /**
+   * TLS by NBD_OPT_STARTTLS with this context (the caller makes it; TLS 1.3
+   * is its choice); required: a client that does not upgrade is refused
+   * (NBD_REP_ERR_TLS_REQD), else plain text stays allowed.
+   */
+  tls?: { context: SecureContext; required: boolean };
 }
 
 /** A server holding one export for every name its lookup knows. */
@@ -59,6 +66,7 @@ export class NbdServer {
         const def = options.defaultExport !== undefined ? await options.lookup(options.defaultExport) : undefined;
         return def ? [def] : [];
       },
+      ...(options.tls ? { tls: options.tls } : {}),
     };
   }
 

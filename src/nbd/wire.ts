@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
 import { ByteQueue } from './byte-queue.js';
-import { ConnectionClosedError } from './errors.js';
+import { ConnectionClosedError, ProtocolError } from './errors.js';
 
 /**
  * The only place that touches a client socket: framed reads with
@@ -16,18 +17,56 @@ export class Wire {
   private drainWaiters: Array<() => void> = [];
   private corked = false;
 
-  constructor(
-    private readonly socket: Socket,
-    private readonly readBufferBytesMax: number,
-  ) {
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.fail(new ConnectionClosedError('client closed its side')));
-    socket.on('close', () => {
+  private readonly handlers = {
+    data: (chunk: Buffer) => this.onData(chunk),
+    end: () => this.fail(new ConnectionClosedError('client closed its side')),
+    close: () => {
       this.fail(new ConnectionClosedError());
       this.wakeDrain();
+    },
+    error: (err: Error) => this.fail(new ConnectionClosedError(`socket error: ${err.message}`)),
+    drain: () => this.wakeDrain(),
+  };
+
+  constructor(
+    private socket: Socket,
+    private readonly readBufferBytesMax: number,
+  ) {
+    this.listen(socket);
+  }
+
+  private listen(socket: Socket): void {
+    for (const [event, fn] of Object.entries(this.handlers)) socket.on(event, fn);
+  }
+
+  /** Whether the connection was upgraded with startTls. */
+  get secure(): boolean {
+    return this.socket instanceof TLSSocket;
+  }
+
+  /**
+   * NBD_OPT_STARTTLS (its ACK already queued): flushes the ACK, then runs
+   * the TLS handshake as the server on the same socket; every later read and
+   * write goes through TLS. Nothing may arrive in between (the client waits
+   * for the ACK), so bytes already received are a protocol violation.
+   */
+  async startTls(secureContext: SecureContext): Promise<void> {
+    if (this.queue.length > 0) throw new ProtocolError('client sent data between NBD_OPT_STARTTLS and the TLS handshake');
+    if (this.corked) this.uncork();
+    const raw = this.socket;
+    for (const [event, fn] of Object.entries(this.handlers)) raw.off(event, fn);
+    const secure = new TLSSocket(raw, { isServer: true, secureContext });
+    this.socket = secure;
+    this.listen(secure);
+    if (this.paused) {
+      this.paused = false;
+      raw.resume();
+    }
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secure', resolve);
+      secure.once('error', (err: Error) => reject(new ConnectionClosedError(`TLS handshake failed: ${err.message}`)));
+      secure.once('close', () => reject(new ConnectionClosedError('closed during the TLS handshake')));
     });
-    socket.on('error', (err) => this.fail(new ConnectionClosedError(`socket error: ${err.message}`)));
-    socket.on('drain', () => this.wakeDrain());
   }
 
   get remote(): string {

@@ -19,7 +19,8 @@ import { sdcPromMetrics } from './prom-metrics.js';
 import { VolumeToken } from './tokens.js';
 import { VolumeBackend } from './volume-backend.js';
 import type { FastifyInstance } from 'fastify';
-import type { TlsMaterial } from '../shared/tls.js';
+import { serverTlsOptions, type TlsMaterial } from '../shared/tls.js';
+import { createSecureContext } from 'node:tls';
 
 export interface SdcNodeOptions {
   name: string;
@@ -37,10 +38,12 @@ export interface SdcNodeOptions {
   /** Volume served for the empty export name; default the only mapped volume. */
   defaultVolume?: string;
   ioTimeoutMs?: number;
-  /** TLS: HTTPS listeners, the MDM called over TLS trusting tls.ca. */
+  /** TLS: HTTPS listeners, NBD STARTTLS, the MDM called over TLS trusting tls.ca. */
   tls?: TlsMaterial;
   /** Reads spread over every acting member (VolumeBackendDeps.replicaReads). */
   replicaReads?: boolean;
+  /** With tls: NBD clients must STARTTLS (default) or may stay plain text. */
+  nbdTls?: 'require' | 'optional';
   log: Logger;
 }
 
@@ -91,6 +94,7 @@ export class SdcNode {
       lookup: (name) => this.lookup(name),
       list: () => this.listExports(),
       logger: this.log,
+      ...(o.tls ? { tls: { context: createSecureContext(serverTlsOptions(o.tls)), required: o.nbdTls !== 'optional' } } : {}),
     });
     const view = this.view();
     this.control = buildControlServer(this.log, this.clusterKey, o.tls, view);

@@ -15,7 +15,7 @@ import { missingClients } from '../helpers/nbd.js';
 import { PFLEX_BIN, tempDir } from '../helpers/proc.js';
 import { interrupt, run, up } from '../helpers/up.js';
 
-const skip = missingClients('nbdinfo', 'qemu-io', 'openssl');
+const skip = missingClients('nbdinfo', 'nbdcopy', 'qemu-io', 'openssl');
 
 /** The TLS version a client allowing only `version` gets from the server, or the error it meets. */
 function handshake(port: number, ca: Buffer, version: tls.SecureVersion): Promise<string> {
@@ -76,8 +76,20 @@ t.test('pflex up --tls', { skip }, async (t) => {
   t.match(untrusted, /certificate/i, 'a client that does not trust the cluster CA is refused');
 
   // IO through the SDC, then an SDS copies a chunk from a peer over HTTPS (what rebuild does).
-  const w = await run('qemu-io', ['-f', 'raw', `nbd://127.0.0.1:${cluster.port}/demo`, '-c', 'write -P 0x5c 0 4M', '-c', 'flush']);
-  t.equal(w.code, 0, `write through the SDC ${w.out}`);
+  const nbdClient = cluster.line.nbdClientDir as string;
+  const objs = ['--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${nbdClient}`];
+  const img = `driver=nbd,host=127.0.0.1,port=${cluster.port},export=demo,tls-creds=tls0`;
+  const w = await run('qemu-io', [...objs, '--image-opts', img, '-c', 'write -P 0x5c 0 4M', '-c', 'flush']);
+  t.equal(w.code, 0, `write through the SDC over NBD STARTTLS ${w.out}`);
+  const copyFile = join(tempDir(t, 'pflex-up-tls-copy-'), 'demo.img');
+  const r = await run('nbdcopy', [`nbds://127.0.0.1:${cluster.port}/demo?tls-certificates=${nbdClient}`, copyFile]);
+  t.equal(r.code, 0, `nbdcopy reads the volume over TLS ${r.out}`);
+  const copied = readFileSync(copyFile);
+  t.ok(copied.subarray(0, 4 * 1024 * 1024).equals(Buffer.alloc(4 * 1024 * 1024, 0x5c)), 'what qemu-io wrote over TLS');
+  const size = await run('nbdinfo', ['--size', `nbds://127.0.0.1:${cluster.port}/?tls-certificates=${nbdClient}`]);
+  t.equal(size.out.trim(), String(64 * 1024 * 1024), 'nbdinfo over TLS sees the demo volume');
+  const plain = await run('nbdinfo', ['--size', `nbd://127.0.0.1:${cluster.port}/`]);
+  t.not(plain.code, 0, 'a plain NBD client is refused by the TLS SDC');
   const https = tlsFetch(ca);
   const auth = { authorization: `Bearer ${admin.bearerToken!}` };
   const [a, b] = [sds[0]!, sds[1]!];
