@@ -82,6 +82,16 @@ export const MDM_LIMITS = Object.freeze({
   rebuildJobHistoryMax: 2000,
   /** Bound of that cache (11,000 components of the benchmark fit). */
   verifiedTokenCacheEntriesMax: 50_000,
+  /** Live IO figures (GET /stats): bucket length, how long buckets are kept, and how many per volume/SDS at most. */
+  statsBucketMs: 2000,
+  statsRetentionMs: 5 * 60_000,
+  statsBucketsMax: 160,
+  /** A bucket is reported once this long has passed after its end (beats come up to an interval late). */
+  statsSettleMs: 2500,
+  /** Counters of two beats further apart than this are not turned into rates (the source was away). */
+  statsBeatGapMsMax: 30_000,
+  /** Sources (SDSs, SDC x volume pairs) followed at once. */
+  statsSourcesMax: 100_000,
 });
 
 export const MDM_DEFAULT_PORT = 8001;

@@ -141,7 +141,8 @@ export class SdcNode {
   }
 
   private async heartbeat(): Promise<void> {
-    await this.mdm.sdcHeartbeat(this.sdc!.id);
+    const volumes = [...this.served.entries()].map(([volumeId, sv]) => ({ volumeId, ...sv.backend.stats.io() }));
+    await this.mdm.sdcHeartbeat(this.sdc!.id, volumes);
     await this.rescan();
   }
 

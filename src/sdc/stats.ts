@@ -5,6 +5,8 @@
  */
 import { LatencyHistogram } from '../shared/latency.js';
 
+export interface IoCounters { ops: number; bytes: number; latencyMsTotal: number }
+
 export type OpName = 'read' | 'write' | 'flush' | 'trim' | 'zero' | 'blockStatus';
 
 interface OpStats {
@@ -44,6 +46,12 @@ export class VolumeStats {
     else s.bytes += bytes;
     if (ms > s.latencyMsMax) s.latencyMsMax = ms;
     s.latency.observeMs(ms);
+  }
+
+  /** Cumulative read and write counters, as the heartbeat carries them to the MDM. */
+  io(): { read: IoCounters; write: IoCounters } {
+    const c = (s: OpStats): IoCounters => ({ ops: s.count, bytes: s.bytes, latencyMsTotal: Math.round(s.latency.sumSeconds * 1e6) / 1000 });
+    return { read: c(this.ops.read), write: c(this.ops.write) };
   }
 
   toJSON(): Record<string, unknown> {

@@ -13,6 +13,8 @@ export interface OpStats {
   latency: LatencyHistogram;
 }
 
+export interface IoCounters { ops: number; bytes: number; latencyMsTotal: number }
+
 const OP_NAMES: Record<number, string> = {
   [MsgType.WRITE]: 'write', [MsgType.READ]: 'read', [MsgType.FLUSH]: 'flush',
   [MsgType.TRIM]: 'trim', [MsgType.ZERO]: 'zero', [MsgType.PING]: 'ping',
@@ -42,6 +44,15 @@ export class SdsMetrics {
     op.ops++;
     op.bytes += bytes;
     op.latency.observeMs(latencyMs);
+  }
+
+  /** Cumulative read and write counters, as the heartbeat carries them to the MDM. */
+  io(): { read: IoCounters; write: IoCounters } {
+    const c = (name: string): IoCounters => {
+      const op = this.ops[name];
+      return op ? { ops: op.ops, bytes: op.bytes, latencyMsTotal: Math.round(op.latency.sumSeconds * 1e6) / 1000 } : { ops: 0, bytes: 0, latencyMsTotal: 0 };
+    };
+    return { read: c('read'), write: c('write') };
   }
 
   toJSON(): Record<string, unknown> {

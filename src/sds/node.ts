@@ -219,7 +219,7 @@ export class SdsNode {
 
   private async heartbeat(): Promise<void> {
     const cap = await this.store.capacity();
-    await this.mdm.sdsHeartbeat(this.sds!.id, { usedBytes: cap.usedBytes, capacityBytes: cap.totalBytes });
+    await this.mdm.sdsHeartbeat(this.sds!.id, { usedBytes: cap.usedBytes, capacityBytes: cap.totalBytes, io: this.metrics.io() });
   }
 
   private async poll(): Promise<void> {

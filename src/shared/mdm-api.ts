@@ -10,6 +10,8 @@ export const API_LIMITS = Object.freeze({
   nameLengthMax: 64,
   /** 2^53 - 1: sizes travel as JSON numbers. */
   sizeBytesMax: Number.MAX_SAFE_INTEGER,
+  /** Volumes one SDC heartbeat may report IO counters for. */
+  statsVolumesPerBeatMax: 4096,
 });
 
 export const Id = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
@@ -88,6 +90,25 @@ export const PgMap = Type.Object({
 });
 
 export const Beat = Type.Object({ state: ComponentState, heartbeatIntervalMs: Type.Integer() });
+
+/** Cumulative IO counters a component reports with its heartbeat (since it started). */
+const Count = Type.Number({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+export const IoCounters = Type.Object({ ops: Count, bytes: Count, latencyMsTotal: Count }, { additionalProperties: false });
+export const IoBeat = Type.Object({ read: IoCounters, write: IoCounters }, { additionalProperties: false });
+export const SdsBeatBody = Type.Object({ usedBytes: Bytes, capacityBytes: Type.Optional(Bytes), io: Type.Optional(IoBeat) }, { additionalProperties: false });
+export const SdcBeatBody = Type.Object({
+  volumes: Type.Optional(Type.Array(
+    Type.Object({ volumeId: Id, read: IoCounters, write: IoCounters }, { additionalProperties: false }),
+    { maxItems: API_LIMITS.statsVolumesPerBeatMax },
+  )),
+}, { additionalProperties: false });
+
+export const StatsPoint = Type.Object({
+  atMs: Type.Integer(), readIops: Type.Number(), writeIops: Type.Number(), readBytesPerS: Type.Integer(), writeBytesPerS: Type.Integer(),
+  readLatencyMsAvg: Type.Number(), writeLatencyMsAvg: Type.Number(),
+});
+const EntityStats = Type.Object({ id: Type.Integer(), name: Type.String(), current: Type.Union([StatsPoint, Type.Null()]), points: Type.Array(StatsPoint) });
+export const Stats = Type.Object({ nowMs: Type.Integer(), bucketMs: Type.Integer(), volumes: Type.Array(EntityStats), sds: Type.Array(EntityStats) });
 
 export const StateCounts = Type.Object({ total: Type.Integer(), active: Type.Integer(), stale: Type.Integer(), down: Type.Integer() });
 export const SeverityCounts = Type.Object({ INFO: Type.Integer(), WARNING: Type.Integer(), ERROR: Type.Integer(), CRITICAL: Type.Integer() });

@@ -25,6 +25,10 @@ export type VolumeDeletion = Static<typeof S.VolumeDeletion>;
 export type PgEntry = Static<typeof S.PgEntry>;
 export type PgMap = Static<typeof S.PgMap>;
 export type Beat = Static<typeof S.Beat>;
+export type IoBeat = Static<typeof S.IoBeat>;
+export type VolumeIoBeat = IoBeat & { volumeId: number };
+export type Stats = Static<typeof S.Stats>;
+export type StatsPoint = Static<typeof S.StatsPoint>;
 export type HealthSummary = Static<typeof S.HealthSummary>;
 export type Alert = Static<typeof S.Alert>;
 export type User = Static<typeof S.User>;
@@ -300,7 +304,7 @@ export class MdmClient {
   /** Idempotent by name. */
   registerSds(sds: RegisterSds): Promise<Sds> { return this.post('/sds', sds); }
   removeSds(id: number): Promise<Ok> { return this.delete(`/sds/${id}`); }
-  sdsHeartbeat(id: number, beat: { usedBytes: number; capacityBytes?: number }): Promise<Beat> { return this.post(`/sds/${id}/heartbeat`, beat); }
+  sdsHeartbeat(id: number, beat: { usedBytes: number; capacityBytes?: number; io?: IoBeat }): Promise<Beat> { return this.post(`/sds/${id}/heartbeat`, beat); }
 
   listSdcs(filter: { guid?: string; name?: string } = {}): Promise<Sdc[]> { return this.get('/sdcs', { ...filter }); }
   getSdc(id: number): Promise<Sdc> { return this.get(`/sdcs/${id}`); }
@@ -308,7 +312,9 @@ export class MdmClient {
   registerSdc(sdc: RegisterSdc): Promise<Sdc> { return this.post('/sdcs', sdc); }
   renameSdc(id: number, name: string): Promise<Sdc> { return this.patch(`/sdcs/${id}`, { name }); }
   unregisterSdc(id: number, force = false): Promise<Ok> { return this.delete(`/sdcs/${id}`, force ? { force } : undefined); }
-  sdcHeartbeat(id: number): Promise<Beat> { return this.post(`/sdcs/${id}/heartbeat`, {}); }
+  sdcHeartbeat(id: number, volumes?: VolumeIoBeat[]): Promise<Beat> {
+    return this.post(`/sdcs/${id}/heartbeat`, volumes && volumes.length > 0 ? { volumes } : {});
+  }
   /** An IO token for a volume mapped to this SDC; `bytes` is what data frames carry. */
   async issueIoToken(sdcId: number, volumeId: number, parent?: Span): Promise<IoTokenGrant> {
     const answer = await this.request<IoTokenAnswer>('POST', `/sdcs/${sdcId}/tokens`, { body: { volumeId }, ...(parent ? { parent } : {}) });
@@ -346,6 +352,7 @@ export class MdmClient {
   raiseAlert(alert: { severity: Severity; category: string; source: string; message: string }): Promise<Alert> { return this.post('/alerts', alert); }
   resolveAlert(id: number): Promise<Alert> { return this.post(`/alerts/${id}/resolve`); }
   topology(): Promise<unknown> { return this.get('/discovery/topology'); }
+  stats(sinceMs?: number): Promise<Stats> { return this.get('/stats', sinceMs === undefined ? {} : { sinceMs }); }
 }
 
 /** A span name without ids: /storage-pools/1/pgs/7/fence -> /storage-pools/{id}/pgs/{id}/fence. */

@@ -1,7 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
 import { MDM_LIMITS } from '../config.js';
-import { Alert, ERROR_ANSWERS, HealthSummary, IdParams, Severity } from '../../shared/mdm-api.js';
+import { Alert, ERROR_ANSWERS, HealthSummary, IdParams, Ms, Severity, Stats } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 
 const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false });
@@ -16,6 +16,13 @@ export function healthRoutes(app: MdmApp, s: Services): void {
     config: { access: 'read' },
     schema: { tags: ['health'], summary: 'Cluster health summary', response: { 200: HealthSummary, ...ERROR_ANSWERS } },
   }, async () => s.health.summary());
+  app.get('/stats', {
+    config: { access: 'read' },
+    schema: {
+      tags: ['health'], summary: 'Live IO per volume and per SDS (from the heartbeats): one point per complete bucket after sinceMs',
+      querystring: obj({ sinceMs: Type.Optional(Ms) }), response: { 200: Stats, ...ERROR_ANSWERS },
+    },
+  }, async (req) => s.stats.query(req.query.sinceMs));
 
   app.get('/metrics', {
     config: { access: 'metrics' },

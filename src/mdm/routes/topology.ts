@@ -3,7 +3,7 @@ import type { MdmApp } from '../app.js';
 import { MDM_LIMITS } from '../config.js';
 import {
   Beat, Bytes, ERROR_ANSWERS, FaultSet, ForceQuery, Id, IdParams, Name, Ok, Pct, PgEntry, PgMap, Port, ProtectionDomain, Provisioning,
-  Sdc, Sds, StoragePool,
+  Sdc, SdcBeatBody, Sds, SdsBeatBody, StoragePool,
 } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 import { requireSelf } from './guards.js';
@@ -192,7 +192,7 @@ function sdsRoutes(app: MdmApp, s: Services): void {
     config: { access: 'component', audit: 'failures' },
     schema: {
       tags: ['sds', 'health'], params: IdParams,
-      body: obj({ usedBytes: Bytes, capacityBytes: Type.Optional(Bytes) }),
+      body: SdsBeatBody,
       response: { 200: Beat, ...ERROR_ANSWERS },
     },
   }, async (req) => {
@@ -238,11 +238,14 @@ function sdcRoutes(app: MdmApp, s: Services): void {
   });
   app.post('/sdcs/:id/heartbeat', {
     config: { access: 'component', audit: 'failures' },
-    schema: { tags: ['sdc', 'health'], summary: 'SDC heartbeat (no body, or {})', params: IdParams, response: { 200: Beat, ...ERROR_ANSWERS } },
+    schema: {
+      tags: ['sdc', 'health'], summary: 'SDC heartbeat (no body, {}, or the IO counters of its mapped volumes)',
+      params: IdParams, body: Type.Optional(SdcBeatBody), response: { 200: Beat, ...ERROR_ANSWERS },
+    },
   }, async (req) => {
     const sdc = t.getSdcRow(req.params.id);
     requireSelf(req, 'sdc', sdc.guid);
-    return s.health.sdcHeartbeat(req.params.id, sdc);
+    return s.health.sdcHeartbeat(req.params.id, sdc, req.body?.volumes);
   });
 }
 

@@ -4,6 +4,7 @@ import { tx, type Db } from '../db.js';
 import type { Severity } from '../repos/alert-repo.js';
 import type { ComponentState, Sdc, Sds, TopologyRepo } from '../repos/topology-repo.js';
 import type { AlertService } from './alerts.js';
+import type { IoBeat, StatsService, VolumeIoBeat } from './stats.js';
 import type { Clock, ComponentKind, MdmEvents, TransitionEvent } from './events.js';
 import type { TopologyService } from './topology.js';
 
@@ -38,6 +39,7 @@ export class HealthService {
     private readonly config: MdmConfig,
     private readonly clock: Clock,
     private readonly events: MdmEvents,
+    private readonly stats: StatsService,
   ) {
     this.startedAtMs = clock();
   }
@@ -54,9 +56,10 @@ export class HealthService {
    * figures are written at once, since alerts and placement read them.
    * `known` is the row the caller already read (the route does, to check who beats).
    */
-  sdsHeartbeat(id: number, beat: { usedBytes: number; capacityBytes?: number | undefined }, known?: Sds): { state: ComponentState; heartbeatIntervalMs: number } {
+  sdsHeartbeat(id: number, beat: { usedBytes: number; capacityBytes?: number | undefined; io?: IoBeat | undefined }, known?: Sds): { state: ComponentState; heartbeatIntervalMs: number } {
     const current = known ?? this.repo.getSds(id);
     if (!current) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no SDS ${id}`);
+    this.stats.recordSds(id, beat.io);
     const same = current.usedBytes === beat.usedBytes && (beat.capacityBytes === undefined || beat.capacityBytes === current.capacityBytes);
     if (current.state === 'ACTIVE' && same) {
       this.repo.noteSdsBeat(id, this.clock());
@@ -79,9 +82,10 @@ export class HealthService {
     return { state: 'ACTIVE', heartbeatIntervalMs: this.config.heartbeatIntervalMs };
   }
 
-  sdcHeartbeat(id: number, known?: Sdc): { state: ComponentState; heartbeatIntervalMs: number } {
+  sdcHeartbeat(id: number, known?: Sdc, volumes?: readonly VolumeIoBeat[]): { state: ComponentState; heartbeatIntervalMs: number } {
     const current = known ?? this.repo.getSdc(id);
     if (!current) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no SDC ${id}`);
+    this.stats.recordSdc(id, volumes);
     if (current.state === 'ACTIVE') {
       this.repo.noteSdcBeat(id, this.clock());
       return { state: 'ACTIVE', heartbeatIntervalMs: this.config.heartbeatIntervalMs };

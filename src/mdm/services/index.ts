@@ -15,6 +15,7 @@ import { HealthService } from './health.js';
 import { MetricsService } from './metrics.js';
 import { PgMapService, type PlaceFn } from './pgmap.js';
 import { RebuildService } from './rebuild.js';
+import { StatsService } from './stats.js';
 import { HttpSdsControl, type SdsControl } from './rebuild-control.js';
 import { TokenService } from './tokens.js';
 import { TopologyService } from './topology.js';
@@ -33,6 +34,7 @@ export interface Services {
   tokens: TokenService;
   rebuild: RebuildService;
   metrics: MetricsService;
+  stats: StatsService;
 }
 
 export interface ServiceDeps {
@@ -63,6 +65,7 @@ export function createServices(d: ServiceDeps): Services {
   const volumes = new VolumeService(d.db, volRepo, topoRepo, topology, d.clock, events);
   const rebuild = new RebuildService(d.db, pgRepo, new RebuildRepo(d.db), topoRepo, topology, alerts, d.place, d.config, d.clock, events,
     d.sdsControl ?? new HttpSdsControl(d.clusterKey, d.peer));
+  const stats = new StatsService(topoRepo, volRepo, d.clock);
   const services: Services = {
     events,
     auth: new AuthService(d.db, secRepo, d.clusterKey, d.config, d.clock, d.sign),
@@ -70,11 +73,12 @@ export function createServices(d: ServiceDeps): Services {
     topology,
     volumes,
     pgmaps,
-    health: new HealthService(d.db, topoRepo, topology, alerts, d.config, d.clock, events),
+    health: new HealthService(d.db, topoRepo, topology, alerts, d.config, d.clock, events, stats),
     alerts,
     tokens: new TokenService(d.clusterKey, topoRepo, volRepo, d.config, d.clock),
     rebuild,
     metrics: new MetricsService({ topology, volumes, rebuild, alerts, pgs: pgRepo, clock: d.clock, processMetrics: d.processMetrics ?? false }),
+    stats,
   };
   installAlertRules(events, alerts, topology);
   return services;
