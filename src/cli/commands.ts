@@ -17,6 +17,7 @@ interface CommandEntry {
  */
 export const COMMANDS: ReadonlyArray<CommandEntry> = [
   { noun: 'mdm', load: async () => (await import('./mdm.js')).mdmCommand },
+  { noun: 'mgmt', load: async () => (await import('./mgmt.js')).mgmtCommand },
   { noun: 'nbd', load: async () => (await import('./nbd.js')).nbdCommand },
   { noun: 'login', load: async () => (await import('./login.js')).loginCommand },
   { noun: 'logout', load: async () => (await import('./login.js')).logoutCommand },

@@ -1,6 +1,7 @@
 /**
  * `pflex up`: the embedded default. Starts a whole cluster on this machine
- * as child processes — MDM, three SDS (separate storage roots), one SDC —
+ * as child processes — MDM, three SDS (separate storage roots), one SDC,
+ * MGMT (the web dashboard) —
  * with every file under one data directory (default ./data):
  *
  *   data/mdm/            mdm.db, cluster.key (pflex mdm init on first run)
@@ -13,7 +14,7 @@
  *
  * On first run it creates protection domain pd1 and pool pool1 (two copies);
  * with --demo a volume "demo" mapped to the SDC. It prints how to attach,
- * and stops every child on Ctrl-C (SDC first, MDM last). A second run reuses
+ * and stops every child on Ctrl-C (MGMT and SDC first, MDM last). A second run reuses
  * the data.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -40,6 +41,8 @@ interface UpArgs {
   'sds-port-base': number;
   'sdc-host': string;
   tls: boolean;
+  'mgmt-port': number;
+  'mgmt-host': string;
 }
 
 const PFLEX_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/pflex.js');
@@ -48,6 +51,7 @@ const PD = 'pd1';
 const POOL = 'pool1';
 const DEMO_VOLUME = 'demo';
 const SDC_NAME = 'sdc1';
+const MGMT_NAME = 'mgmt';
 const startTimeoutMs = 60_000;
 const stopTimeoutMs = 10_000;
 
@@ -190,7 +194,7 @@ async function up(a: UpArgs): Promise<void> {
     if (stopping) return new Promise<never>(() => undefined); // the first call exits
     stopping = true;
     say('pflex up: stopping the cluster...');
-    const sdc = children.filter((c) => c.name === SDC_NAME);
+    const sdc = children.filter((c) => c.name === SDC_NAME || c.name === MGMT_NAME);
     const sds = children.filter((c) => c.name.startsWith('sds'));
     const mdm = children.filter((c) => c.name === 'mdm');
     for (const group of [sdc, sds, mdm]) await Promise.all(group.map((c) => c.stop()));
@@ -232,6 +236,10 @@ async function up(a: UpArgs): Promise<void> {
     if (a.demo) sdcArgs.push('--default-volume', DEMO_VOLUME);
     const sdc = new Child(SDC_NAME, sdcArgs, logDir);
     children.push(sdc);
+    const mgmt = new Child(MGMT_NAME, [
+      'mgmt', 'start', '--mdm', mdmUrl, '--host', a['mgmt-host'], '--port', String(a['mgmt-port']), ...(certs ? ['--mdm-ca', certs.ca] : []),
+    ], logDir);
+    children.push(mgmt);
     await Promise.all(sds.map((c) => c.waitFor((l) => l.msg === 'sds registered', 'sds registered')));
     const sdcUp = await sdc.waitFor((l) => l.msg === 'sdc listening', 'sdc listening');
     const sdcReg = await sdc.waitFor((l) => l.msg === 'sdc registered', 'sdc registered');
@@ -239,11 +247,14 @@ async function up(a: UpArgs): Promise<void> {
     let demo: Volume | undefined;
     if (a.demo) demo = await ensureDemo(admin, poolId, sdcReg.sdcId as number, parseSize(a['demo-size']));
     const nbdPort = String(sdcUp.port);
+    const mgmtUp = await mgmt.waitFor((l) => l.msg === 'mgmt listening', 'mgmt listening');
+    const mgmtUrl = `http://${a['mgmt-host'] === '0.0.0.0' ? '127.0.0.1' : a['mgmt-host']}:${String(mgmtUp.port)}/`;
 
     say('');
     say(`pflex is up (${created ? 'new cluster' : 'existing cluster'}; data in ${dataDir}, logs in ${logDir})`);
     say(`  MDM:    ${mdmUrl}   admin user "admin", password ${password}`);
     say(`          pflex login --mdm ${mdmUrl}${certs ? ` --ca ${certs.ca}` : ''} --user admin   (then: pflex volume list, pflex sds list, pflex sdc list)`);
+    say(`  MGMT:   ${mgmtUrl}   the dashboard (log in as admin)`);
     say(`  SDC:    ${certs ? 'nbds' : 'nbd'}://127.0.0.1:${nbdPort}/  (mgmt ${certs ? "https" : "http"}://127.0.0.1:${String(sdcUp.mgmtPort)}/health, with "authorization: Bearer <token of pflex login>")`);
     if (demo) say(`  volume: ${demo.name} (${demo.sizeBytes} bytes, two copies over ${SDS_NAMES.length} SDSs), the default export`);
     say('');
@@ -255,7 +266,8 @@ async function up(a: UpArgs): Promise<void> {
     say('  losetup -f --show /tmp/pflex-fuse/nbd   # then mkfs.ext4 / mount the loop device');
     say('Ctrl-C stops everything; the next `pflex up` reuses the data.');
     if (certs) say(`  TLS:    certificates in ${certs.dir}; NBD clients: nbdinfo 'nbds://127.0.0.1:${nbdPort}/?tls-certificates=${certs.nbdClientDir}'`);
-    say(JSON.stringify({ msg: 'pflex up', tls: certs !== undefined, ...(certs ? { ca: certs.ca, nbdClientDir: certs.nbdClientDir } : {}), mdmUrl, nbdPort: Number(nbdPort), sdcMgmtPort: sdcUp.mgmtPort, sdcId: sdcReg.sdcId, volume: demo?.name ?? null, dataDir }));
+    const pids = Object.fromEntries(children.map((c) => [c.name, c.proc.pid ?? null]));
+    say(JSON.stringify({ msg: 'pflex up', tls: certs !== undefined, ...(certs ? { ca: certs.ca, nbdClientDir: certs.nbdClientDir } : {}), mdmUrl, mgmtUrl, pids, nbdPort: Number(nbdPort), sdcMgmtPort: sdcUp.mgmtPort, sdcId: sdcReg.sdcId, volume: demo?.name ?? null, dataDir }));
 
     const mdmExit = once(mdm.proc, 'exit');
     await mdmExit;
@@ -271,7 +283,7 @@ async function up(a: UpArgs): Promise<void> {
 
 export const upCommand: CommandModule<object, UpArgs> = {
   command: 'up',
-  describe: 'run a whole cluster on this machine (MDM, three SDS, one SDC) with data under ./data',
+  describe: 'run a whole cluster on this machine (MDM, three SDS, one SDC, the MGMT dashboard) with data under ./data',
   builder: (y: Argv<object>) => y
     .option('data-dir', { type: 'string', default: process.env.PFLEX_DATA_DIR ?? './data', describe: 'where every component keeps its files' })
     .option('demo', { type: 'boolean', default: false, describe: `create a volume "${DEMO_VOLUME}" mapped to the SDC (its default export)` })
@@ -282,6 +294,8 @@ export const upCommand: CommandModule<object, UpArgs> = {
     .option('sdc-mgmt-port', { type: 'number', default: 8004 })
     .option('sdc-host', { type: 'string', default: '0.0.0.0', describe: 'address the SDC listens on' })
     .option('tls', { type: 'boolean', default: false, describe: 'TLS 1.3 on every listener, certificates made under DATA/certs on the first run (docs/security.md)' })
+    .option('mgmt-port', { type: 'number', default: 8080, describe: 'port of the MGMT dashboard (0 = any free port)' })
+    .option('mgmt-host', { type: 'string', default: '127.0.0.1', describe: 'address the dashboard listens on' })
     .option('sds-port-base', { type: 'number', default: 9700, describe: 'data port of sds1 (control = base-600, mgmt = base-500; 0 = any free ports)' }) as Argv<UpArgs>,
   handler: up,
 };

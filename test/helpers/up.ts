@@ -36,12 +36,12 @@ export async function interrupt(proc: PflexProcess): Promise<number | null> {
 }
 
 /** Starts pflex up; at teardown it gets Ctrl-C first (its children are in their own process group). */
-export async function up(t: Test, dataDir: string, extraArgs: string[] = []): Promise<{ proc: PflexProcess; port: number; mgmtPort: number; text: string; line: Record<string, unknown> }> {
+export async function up(t: Test, dataDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ proc: PflexProcess; port: number; mgmtPort: number; text: string; line: Record<string, unknown> }> {
   const kills: Array<() => unknown> = [];
   const proc = spawnPflex({ teardown: (fn) => kills.push(fn) }, [
     'up', '--demo', '--demo-size', '64M', '--data-dir', dataDir, '--mdm-port', '0', '--sdc-port', '0',
-    '--sdc-control-port', '0', '--sdc-mgmt-port', '0', '--sds-port-base', '0', '--sdc-host', '127.0.0.1', ...extraArgs,
-  ]);
+    '--sdc-control-port', '0', '--sdc-mgmt-port', '0', '--sds-port-base', '0', '--sdc-host', '127.0.0.1', '--mgmt-port', '0', ...extraArgs,
+  ], env);
   t.teardown(async () => {
     await interrupt(proc);
     for (const k of kills) await k();

@@ -59,6 +59,13 @@ t.test('pflex up --tls', { skip }, async (t) => {
   t.equal(list.code, 0, 'later commands use the CA saved at login');
   t.match(list.out, /sds1/);
 
+  // The dashboard reaches the MDM over HTTPS with the cluster CA (pflex up passes --mdm-ca).
+  const dash = await fetch(`${String(cluster.line.mgmtUrl)}login`, {
+    method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ username: 'admin', password }).toString(),
+  });
+  t.equal(dash.status, 303, 'a dashboard login goes through the MDM over TLS');
+
   const admin = new MdmClient({ url: mdmUrl, ca });
   await admin.login('admin', password);
   const sds: Sds[] = await admin.listSds();

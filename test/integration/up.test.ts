@@ -19,6 +19,7 @@ t.test('pflex up --demo', { skip }, async (t) => {
   t.match(first.text, /new cluster/, 'first run initialises the cluster');
   t.match(first.text, /nbd-client 127\.0\.0\.1 \d+ \/dev\/nbd0/, 'prints how to attach with nbd-client');
   t.match(first.text, /nbdfuse/, 'and with nbdfuse + losetup');
+  t.match(first.text, /MGMT: +http:\/\/127\.0\.0\.1:\d+\//, 'prints the dashboard URL');
   const password = readFileSync(join(dataDir, 'admin-password'), 'utf8').trim();
   t.match(first.text, password, 'prints the admin password');
   for (const d of ['mdm/mdm.db', 'sds1', 'sds2', 'sds3', 'logs/mdm.log']) t.ok(existsSync(join(dataDir, d)), `data/${d}`);
