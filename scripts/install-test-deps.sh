@@ -33,6 +33,7 @@ declare -A NEEDS=(
   [vagrant]=vagrant
   [ansible-playbook]=ansible
   [debootstrap]=debootstrap
+  [chromium]=chromium
 )
 # packages without a command to probe for
 EXTRA_PKGS=(python3-libnbd busybox-static vagrant-libvirt)
