@@ -240,12 +240,16 @@ function sdcRoutes(app: MdmApp, s: Services): void {
     config: { access: 'component', audit: 'failures' },
     schema: {
       tags: ['sdc', 'health'], summary: 'SDC heartbeat (no body, {}, or the IO counters of its mapped volumes)',
-      params: IdParams, body: Type.Optional(SdcBeatBody), response: { 200: Beat, ...ERROR_ANSWERS },
+      params: IdParams, body: SdcBeatBody, response: { 200: Beat, ...ERROR_ANSWERS },
+    },
+    // A beat without a body (older SDCs, scripts) is an empty beat.
+    preValidation: async (req) => {
+      if (req.body === undefined || req.body === null) req.body = {};
     },
   }, async (req) => {
     const sdc = t.getSdcRow(req.params.id);
     requireSelf(req, 'sdc', sdc.guid);
-    return s.health.sdcHeartbeat(req.params.id, sdc, req.body?.volumes);
+    return s.health.sdcHeartbeat(req.params.id, sdc, req.body.volumes);
   });
 }
 
