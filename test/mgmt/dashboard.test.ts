@@ -13,7 +13,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { haveCommand, ROOT, spawnPflex, tempDir, type PflexProcess } from '../helpers/proc.js';
+import { haveCommand, ROOT, tempDir } from '../helpers/proc.js';
+import { up } from '../helpers/up.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) ? `${CHROMIUM} missing (apt-get install chromium; scripts/install-test-deps.sh does it as root)`
@@ -22,16 +23,6 @@ const SHOTS = process.env.PFLEX_SCREENSHOT_DIR ?? join(ROOT, '.tap', 'screenshot
 const waitMs = 30_000;
 /** The page's document, for the predicates that run in the browser (the project's TS lib has no DOM). */
 declare const document: { cookie: string; querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }> };
-
-async function stopUp(proc: PflexProcess): Promise<void> {
-  const child = proc.child;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const done = once(child, 'exit');
-  child.kill('SIGINT');
-  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  await done;
-  clearTimeout(killer);
-}
 
 /** qemu-io writes and reads on the demo volume until stopped, so the charts have figures. */
 function ioLoop(nbdPort: number): { stop: () => Promise<void> } {
@@ -56,16 +47,7 @@ t.test('the dashboard in headless chromium against pflex up', { skip }, async (t
   mkdirSync(SHOTS, { recursive: true });
   t.comment(`screenshots: ${SHOTS}`);
   const dataDir = join(tempDir(t, 'pflex-mgmt-'), 'data');
-  const kills: Array<() => unknown> = [];
-  const up = spawnPflex({ teardown: (fn) => kills.push(fn) }, [
-    'up', '--demo', '--demo-size', '64M', '--data-dir', dataDir, '--mdm-port', '0', '--sdc-port', '0', '--sdc-control-port', '0',
-    '--sdc-mgmt-port', '0', '--sds-port-base', '0', '--sdc-host', '127.0.0.1', '--mgmt-port', '0',
-  ], { PFLEX_MDM_DOWN_AFTER_MS: '6000', PFLEX_MDM_STALE_AFTER_MISSED_BEATS: '2' });
-  t.teardown(async () => {
-    await stopUp(up);
-    for (const k of kills) await k();
-  });
-  const line = await up.waitForLog((l) => l.msg === 'pflex up', 120_000);
+  const { line } = await up(t, dataDir, [], { PFLEX_MDM_DOWN_AFTER_MS: '6000', PFLEX_MDM_STALE_AFTER_MISSED_BEATS: '2' });
   const base = String(line.mgmtUrl).replace(/\/$/, '');
   const pids = line.pids as Record<string, number>;
   const password = readFileSync(join(dataDir, 'admin-password'), 'utf8').trim();
