@@ -5,7 +5,7 @@ import { noun, print, verb } from './common.js';
 import { bytes, keyValues, table, time } from './format.js';
 import { poolId, sdcId, volumeId } from './resolve.js';
 
-const show = (v: Volume) =>
+export const show = (v: Volume) =>
   keyValues([
     ['id', v.id],
     ['name', v.name],
@@ -13,7 +13,8 @@ const show = (v: Volume) =>
     ['provisioning', v.provisioning],
     ['reserved', bytes(v.reservedBytes)],
     ['storage pool', v.storagePoolId],
-    ['volume tree', v.volumeTreeId],
+    ['kind', v.kind + (v.sourceVolumeId !== null ? ` (of volume ${v.sourceVolumeId})` : '') + (v.snapshotGroup ? `, group ${v.snapshotGroup}` : '')],
+    ['volume tree', `${v.volumeTreeId}, layer ${v.layerId} (chain ${v.layerChain.join(' <- ')})`],
     ['layout', `chunk ${bytes(v.layout.chunkBytes)}, ${v.layout.pgCount} PGs, rf ${v.layout.replicationFactor}`],
     ['mapped to SDCs', v.mappings.map((m) => `${m.sdcId}(${m.accessMode === 'readOnly' ? 'ro' : 'rw'})`).join(', ') || '-'],
     ['created', time(v.createdAtMs)],
@@ -54,6 +55,7 @@ export const volumeCommand = noun('volume', 'volumes', [
       { header: 'name', value: (v) => v.name },
       { header: 'size', value: (v) => bytes(v.sizeBytes), align: 'right' },
       { header: 'type', value: (v) => v.provisioning },
+      { header: 'kind', value: (v) => v.kind },
       { header: 'pool', value: (v) => v.storagePoolId, align: 'right' },
       { header: 'mapped to', value: (v) => v.mappings.map((m) => m.sdcId).join(',') },
       { header: 'created', value: (v) => time(v.createdAtMs) },
@@ -83,7 +85,9 @@ export const volumeCommand = noun('volume', 'volumes', [
     y.positional('volume', { type: 'string', demandOption: true }).option('force', { type: 'boolean', default: false, describe: 'also when mapped' }),
   async (args, c) => {
     const d = await c.deleteVolume(await volumeId(c, args.volume), args.force);
-    print(args, d, () => `deleted volume ${d.volumeName} (${bytes(d.sizeBytes)}); data removal ${d.state}`);
+    print(args, d, () => 'freedLayers' in d
+      ? `deleted ${d.volumeName}; layers freed: ${d.freedLayers.join(', ') || 'none (still needed by other volumes or snapshots)'}`
+      : `deleted volume ${d.volumeName} (${bytes(d.sizeBytes)}); data removal ${d.state}`);
   }),
   verb<{ volume: string; sdc: string; readOnly: boolean; allowMultiMap: boolean }>('map <volume>', 'map a volume to an SDC', (y) =>
     y.positional('volume', { type: 'string', demandOption: true })
@@ -96,6 +100,18 @@ export const volumeCommand = noun('volume', 'volumes', [
       ...(args.allowMultiMap ? { allowMultiMap: true } : {}),
     });
     print(args, v, () => `mapped volume ${v.name} to SDC ${args.sdc} (${args.readOnly ? 'read-only' : 'read-write'})`);
+  }),
+  verb<{ snapshot: string; name: string }>('clone <snapshot> <name>', 'a new writable volume on top of a snapshot (copy-on-write)', (y) =>
+    y.positional('snapshot', { type: 'string', demandOption: true }).positional('name', { type: 'string', demandOption: true }),
+  async (args, c) => {
+    const v = await c.cloneSnapshot(await volumeId(c, args.snapshot), args.name);
+    print(args, v, () => show(v));
+  }),
+  verb<{ volume: string; snapshot: string }>('revert <volume> <snapshot>', 'make the volume\'s content the snapshot\'s (later writes are dropped)', (y) =>
+    y.positional('volume', { type: 'string', demandOption: true }).positional('snapshot', { type: 'string', demandOption: true }),
+  async (args, c) => {
+    const v = await c.revertVolume(await volumeId(c, args.volume), await volumeId(c, args.snapshot));
+    print(args, v, () => `reverted volume ${v.name} to snapshot ${args.snapshot}`);
   }),
   verb<{ volume: string; sdc: string }>('unmap <volume>', 'unmap a volume from an SDC', (y) =>
     y.positional('volume', { type: 'string', demandOption: true }).option('sdc', { type: 'string', demandOption: true, describe: 'SDC (name, guid or id)' }),

@@ -80,6 +80,8 @@ export const Status = {
   SHUTTING_DOWN: 14,
   REPLICATION_FAILED: 15,
   EPOCH_AHEAD: 16,
+  /** The frame's layer is not the volume's layer any more (a snapshot or revert moved it): refresh the volume, retry. */
+  LAYER_CHANGED: 17,
 } as const;
 export type StatusValue = (typeof Status)[keyof typeof Status];
 const STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k]));

@@ -248,6 +248,12 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     }, config.rebuildTickMs);
     rebuildTimer.unref();
     app.addHook('onClose', async () => clearInterval(rebuildTimer));
+    // Snapshot policies and the reclaim of freed layers (tests call snapshots.tick()).
+    const snapshotTimer = setInterval(() => {
+      services.snapshots.tick().catch((err: unknown) => app.log.error({ err }, 'snapshot tick failed'));
+    }, config.snapshotTickMs);
+    snapshotTimer.unref();
+    app.addHook('onClose', async () => clearInterval(snapshotTimer));
   }
 
   registerRoutes(app, services);

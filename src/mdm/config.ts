@@ -38,6 +38,10 @@ export interface MdmConfig {
   rebuildTickMs: number;
   /** A PG whose copy failed waits this long before the next attempt. */
   rebuildRetryDelayMs: number;
+  /** How often the MDM runs due snapshot policies and reclaims freed layers (server only; tests call snapshots.tick()). */
+  snapshotTickMs: number;
+  /** How long a quiesced SDC holds writes at most before resuming by itself (the MDM resumes it sooner). */
+  snapshotQuiesceHoldMs: number;
 }
 
 export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
@@ -58,12 +62,16 @@ export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
   rebuildConcurrentPgsMax: 4,
   rebuildTickMs: 500,
   rebuildRetryDelayMs: 2000,
+  snapshotTickMs: 1000,
+  snapshotQuiesceHoldMs: 10_000,
 });
 
 /** Fixed limits (not configurable: they shape the schema). */
 export const MDM_LIMITS = Object.freeze({
   /** nameLengthMax, sizeBytesMax: they shape the API schemas. */
   ...API_LIMITS,
+  /** Layer ids travel as u16 in data frames: a tree gets at most this many layers in its life. */
+  layerIdMax: 0xffff,
   /** Largest page of /alerts and /audit. */
   listLimitMax: 1000,
   passwordLengthMin: 8,

@@ -171,4 +171,43 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE rebuild_jobs ADD COLUMN mode TEXT NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'delta'));
   ALTER TABLE rebuild_jobs ADD COLUMN bytes_skipped INTEGER NOT NULL DEFAULT 0;
   `,
+  // 4: snapshots — layers of a volume tree, snapshots/clones as volume rows pointing at a layer, policies;
+  //    SDC control ports (the MDM quiesces mapped SDCs around a snapshot)
+  `
+  ALTER TABLE volume_trees ADD COLUMN next_layer_id INTEGER NOT NULL DEFAULT 1;
+  CREATE TABLE layers (
+    tree_id INTEGER NOT NULL REFERENCES volume_trees(id),
+    layer_id INTEGER NOT NULL,
+    parent_layer_id INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tree_id, layer_id)
+  );
+  INSERT INTO layers (tree_id, layer_id, parent_layer_id, created_at_ms) SELECT volume_tree_id, 0, NULL, created_at_ms FROM volumes;
+  ALTER TABLE volumes ADD COLUMN kind TEXT NOT NULL DEFAULT 'volume' CHECK (kind IN ('volume', 'snapshot'));
+  ALTER TABLE volumes ADD COLUMN layer_id INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE volumes ADD COLUMN source_volume_id INTEGER;
+  ALTER TABLE volumes ADD COLUMN snapshot_group TEXT;
+  ALTER TABLE volumes ADD COLUMN policy_id INTEGER;
+  CREATE INDEX volumes_tree ON volumes(volume_tree_id, layer_id);
+  CREATE TABLE layer_deletions (
+    id INTEGER PRIMARY KEY,
+    pool_id INTEGER NOT NULL,
+    tree_id INTEGER NOT NULL,
+    layer_id INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done')),
+    created_at_ms INTEGER NOT NULL,
+    done_at_ms INTEGER
+  );
+  CREATE TABLE snapshot_policies (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+    interval_ms INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    last_run_ms INTEGER,
+    last_error TEXT,
+    created_at_ms INTEGER NOT NULL
+  );
+  ALTER TABLE sdcs ADD COLUMN control_port INTEGER;
+  `,
 ];

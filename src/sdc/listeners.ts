@@ -14,8 +14,11 @@
  * Control (8003), for the MDM and operators' tools:
  *   GET  /exports  the exports this SDC serves now
  *   POST /rescan   re-reads the volumes mapped to this SDC from the MDM
+ *   POST /quiesce  {volumeIds, holdMs}: writes of those volumes wait, answered once those in flight are done (snapshot cut)
+ *   POST /resume   {volumes: [{id, layerId}]}: writes go on, in the volumes' new layers
  */
 import { buildListener } from '../shared/listener.js';
+import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../shared/logger.js';
 import { metricsHandler, requireScrapeAuth, type MetricsEndpoint } from '../shared/prom.js';
 import { tracingStats } from '../shared/tracing.js';
@@ -38,7 +41,15 @@ export interface SdcView {
   exports(): ExportView[];
   problems(): string[];
   rescan(): Promise<void>;
+  quiesce(volumeIds: number[], holdMs: number): Promise<void>;
+  resume(volumes: Array<{ id: number; layerId: number }>): void;
 }
+
+const U32 = Type.Integer({ minimum: 0, maximum: 0xffffffff });
+const QuiesceBody = Type.Object({ volumeIds: Type.Array(U32, { maxItems: 4096 }), holdMs: Type.Integer({ minimum: 1, maximum: 600_000 }) }, { additionalProperties: false });
+const ResumeBody = Type.Object({
+  volumes: Type.Array(Type.Object({ id: U32, layerId: Type.Integer({ minimum: 0, maximum: 0xffff }) }, { additionalProperties: false }), { maxItems: 4096 }),
+}, { additionalProperties: false });
 
 export function buildMgmtServer(log: Logger, clusterKey: Buffer, tls: TlsMaterial | undefined, view: SdcView, metrics: MetricsEndpoint) {
   const app = buildListener({ name: 'mgmt', access: 'read', clusterKey, log, tls });
@@ -60,11 +71,19 @@ export function buildMgmtServer(log: Logger, clusterKey: Buffer, tls: TlsMateria
 }
 
 export function buildControlServer(log: Logger, clusterKey: Buffer, tls: TlsMaterial | undefined, view: SdcView) {
-  const app = buildListener({ name: 'control', access: 'control', clusterKey, log, tls });
+  const app = buildListener({ name: 'control', access: 'control', clusterKey, log, tls }).withTypeProvider<TypeBoxTypeProvider>();
   app.get('/exports', async () => view.exports().map((e) => ({ name: e.name, volumeId: e.volumeId, sizeBytes: e.sizeBytes, readOnly: e.readOnly, default: e.isDefault })));
   app.post('/rescan', async () => {
     await view.rescan();
     return { ok: true, exports: view.exports().map((e) => e.name) };
+  });
+  app.post('/quiesce', { schema: { body: QuiesceBody } }, async (req) => {
+    await view.quiesce(req.body.volumeIds, req.body.holdMs);
+    return { ok: true };
+  });
+  app.post('/resume', { schema: { body: ResumeBody } }, async (req) => {
+    view.resume(req.body.volumes);
+    return { ok: true };
   });
   return app;
 }

@@ -125,7 +125,7 @@ export class SdcNode {
     let delayMs = 200;
     while (!this.stopping) {
       try {
-        this.sdc = await this.mdm.registerSdc({ guid: this.guid, name: this.o.name, ...(this.o.address ? { address: this.o.address } : {}) });
+        this.sdc = await this.mdm.registerSdc({ guid: this.guid, name: this.o.name, address: this.reportedAddress(), controlPort: this.ports.control });
         break;
       } catch (err) {
         this.log.warn({ err: (err as Error).message, retryInMs: delayMs }, 'registration with the MDM failed');
@@ -138,6 +138,26 @@ export class SdcNode {
     await this.rescan().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'reading the mapped volumes failed'));
     this.loop(() => this.heartbeat(), heartbeatIntervalMs);
     this.loop(() => this.pollMaps(), mapPollIntervalMs);
+  }
+
+  /** Where the MDM reaches our control listener (to quiesce writes around snapshots). */
+  private reportedAddress(): string {
+    if (this.o.address) return this.o.address;
+    return this.o.host === '0.0.0.0' || this.o.host === '::' ? '127.0.0.1' : this.o.host;
+  }
+
+  /** The MDM's quiesce for a snapshot cut: writes of these volumes wait, those in flight are answered first. */
+  async quiesce(volumeIds: number[], holdMs: number): Promise<void> {
+    await Promise.all([...this.served.values()].filter((s) => volumeIds.includes(s.backend.volume.id)).map((s) => s.backend.quiesce(holdMs)));
+  }
+
+  /** After the cut: the volumes' new layers; writes go on there. */
+  resume(volumes: Array<{ id: number; layerId: number }>): void {
+    for (const v of volumes) {
+      for (const m of this.mapped.values()) if (m.volume.id === v.id) m.volume = { ...m.volume, layerId: v.layerId };
+      const s = this.served.get(v.id);
+      if (s) s.backend.resume(v.layerId);
+    }
   }
 
   private async heartbeat(): Promise<void> {
@@ -226,8 +246,15 @@ export class SdcNode {
     let token = this.tokens.get(v.id);
     if (!token) this.tokens.set(v.id, (token = new VolumeToken(this.mdm, () => this.sdc?.id, v.id, this.log)));
     const backend = new VolumeBackend(
-      { id: v.id, name: v.name, treeId: v.volumeTreeId, poolId: v.storagePoolId, sizeBytes: v.sizeBytes, chunkBytes: v.layout.chunkBytes, readOnly: m.readOnly },
-      { map, token, clients: this.clients, log: this.log.child({ volume: v.name }), ioTimeoutMs: this.ioTimeoutMs, replicaReads: this.o.replicaReads ?? false },
+      {
+        id: v.id, name: v.name, treeId: v.volumeTreeId, layerId: v.layerId, poolId: v.storagePoolId, sizeBytes: v.sizeBytes,
+        chunkBytes: v.layout.chunkBytes, readOnly: m.readOnly,
+      },
+      {
+        map, token, clients: this.clients, log: this.log.child({ volume: v.name }), ioTimeoutMs: this.ioTimeoutMs,
+        replicaReads: this.o.replicaReads ?? false,
+        currentLayer: async () => (await this.mdm.getVolume(v.id)).layerId,
+      },
     );
     const served: Served = { key, backend, exp: { name: v.name, description: `pflex volume ${v.name}`, readOnly: m.readOnly, backend } };
     this.served.set(v.id, served);
@@ -247,6 +274,8 @@ export class SdcNode {
         return p;
       },
       rescan: () => this.rescan(),
+      quiesce: (ids, holdMs) => this.quiesce(ids, holdMs),
+      resume: (volumes) => this.resume(volumes),
     };
   }
 

@@ -40,6 +40,8 @@ export interface VolumeInfo {
   id: number;
   name: string;
   treeId: number;
+  /** The layer of the tree this volume reads and writes; a snapshot or revert moves it (docs/snapshots.md). */
+  layerId: number;
   poolId: number;
   sizeBytes: number;
   chunkBytes: number;
@@ -54,6 +56,8 @@ export interface VolumeBackendDeps {
   ioTimeoutMs: number;
   /** Spread reads over every acting member of a PG, not only its primary (docs/sdc.md "Replica reads"). */
   replicaReads?: boolean;
+  /** The volume's layer now, from the MDM (after an SDS answered LAYER_CHANGED). */
+  currentLayer?: () => Promise<number>;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -92,6 +96,12 @@ export class VolumeBackend implements BlockBackend {
    */
   private readonly stored = new Set<number>();
   private closed = false;
+  /** Set while the MDM holds this volume's writes for a snapshot cut; writes wait on it. */
+  private gate: { promise: Promise<void>; open: () => void; timer: NodeJS.Timeout } | null = null;
+  /** Writes (WRITE, TRIM, ZERO) between their start and their answer. */
+  private writesInflight = 0;
+  private drained: Array<() => void> = [];
+  private layerRefresh: Promise<void> | null = null;
 
   constructor(readonly volume: VolumeInfo, private readonly d: VolumeBackendDeps) {
     this.size = volume.sizeBytes;
@@ -168,6 +178,8 @@ export class VolumeBackend implements BlockBackend {
   private async modify(op: OpName, type: MsgTypeValue, offset: number, length: number, fua: boolean, data?: Buffer): Promise<void> {
     const started = performance.now();
     const flags = fua ? Flag.FUA : 0;
+    while (this.gate) await this.gate.promise;
+    this.writesInflight++;
     const span = rootSampled() ? this.requestSpan(op, offset, length, fua) : undefined;
     try {
       const ps = this.pieces(offset, length);
@@ -184,7 +196,57 @@ export class VolumeBackend implements BlockBackend {
       this.stats.record(op, length, started, true);
       if (span) endSpan(span, err);
       throw err;
+    } finally {
+      if (--this.writesInflight === 0) for (const wake of this.drained.splice(0)) wake();
     }
+  }
+
+  /**
+   * A snapshot cut (the MDM's quiesce): new writes wait, and this resolves
+   * once the writes in flight have their answers, so every write acknowledged
+   * before the cut is in the old layer and none after it is. The hold ends at
+   * resume(), or by itself after holdMs should the MDM never come back (a
+   * write then goes to the old layer and the SDSs answer LAYER_CHANGED if
+   * the cut was committed).
+   */
+  async quiesce(holdMs: number): Promise<void> {
+    if (!this.gate) {
+      let open!: () => void;
+      const promise = new Promise<void>((r) => { open = r; });
+      const timer = setTimeout(() => {
+        this.d.log.warn({ holdMs }, 'quiesced writes released without a resume from the MDM');
+        this.resume();
+      }, holdMs);
+      timer.unref();
+      this.gate = { promise, open, timer };
+    }
+    if (this.writesInflight > 0) await new Promise<void>((r) => this.drained.push(r));
+  }
+
+  /** Ends a quiesce; layerId: the volume's layer after the cut. */
+  resume(layerId?: number): void {
+    if (layerId !== undefined) this.volume.layerId = layerId;
+    const g = this.gate;
+    if (!g) return;
+    this.gate = null;
+    clearTimeout(g.timer);
+    g.open();
+  }
+
+  get quiesced(): boolean {
+    return this.gate !== null;
+  }
+
+  /** An SDS said our layer is old: ask the MDM (concurrent pieces share one call). */
+  private refreshLayer(): Promise<void> {
+    const fetch = this.d.currentLayer;
+    if (!fetch) return Promise.resolve();
+    this.layerRefresh ??= fetch().then((layerId) => {
+      if (layerId !== this.volume.layerId) this.d.log.info({ from: this.volume.layerId, to: layerId }, 'volume moved to a new layer');
+      this.volume.layerId = layerId;
+      this.stored.clear(); // another layer: what was stored may differ
+    }).finally(() => { this.layerRefresh = null; });
+    return this.layerRefresh;
   }
 
   /**
@@ -245,7 +307,7 @@ export class VolumeBackend implements BlockBackend {
     for (;;) {
       const token = await this.token(span);
       const client = this.d.clients.get(ep.address, ep.dataPort);
-      const f = await client.flush({ pgId: 0, epoch: 0, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: 0, layerId: 0 }, token, 0, trace);
+      const f = await client.flush({ pgId: 0, epoch: 0, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: 0, layerId: this.volume.layerId }, token, 0, trace);
       if (f.status === Status.OK) return;
       if (f.status === Status.TOKEN_EXPIRED || f.status === Status.BAD_TOKEN) {
         this.stats.tokenRefusals++;
@@ -399,6 +461,12 @@ export class VolumeBackend implements BlockBackend {
           this.stats.tokenRefusals++;
           await this.d.token.renew(span).catch(() => undefined);
           continue;
+        case Status.LAYER_CHANGED:
+          last = statusName(f.status);
+          await this.refreshLayer().catch((err: unknown) => { last = (err as Error).message; });
+          await sleep(delay);
+          delay = Math.min(delay * 2, retryDelayMsMax);
+          continue;
         case Status.BUSY:
         case Status.SHUTTING_DOWN:
         case Status.REPLICATION_FAILED:
@@ -445,7 +513,7 @@ export class VolumeBackend implements BlockBackend {
   private send(route: Route, type: MsgTypeValue, p: Piece, payload: Buffer, flags: number, token: Buffer, trace: Buffer): Promise<Frame> {
     const client = this.d.clients.get(route.primary.address, route.primary.dataPort);
     const reply = client.request(type, {
-      pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: 0,
+      pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: this.volume.layerId,
       offset: p.offset, length: p.length, flags,
     }, token, payload, trace);
     return new Promise<Frame>((resolve, reject) => {
@@ -471,7 +539,7 @@ export class VolumeBackend implements BlockBackend {
     if (ep.id === route.primary.id) return undefined;
     try {
       const f = await this.d.clients.get(ep.address, ep.dataPort).request(MsgType.READ, {
-        pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: 0,
+        pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: this.volume.layerId,
         offset: p.offset, length: p.length, flags: flags | Flag.REPLICA_READ,
       }, token, EMPTY);
       if (f.status !== Status.OK && f.status !== Status.NO_CHUNK) return undefined;

@@ -10,6 +10,8 @@
  *   GET    /pgs/:pg/chunks/:tree/:index/:layer    the chunk's bytes (404 when absent)
  *   POST   /pgs/:pg/copy-chunk                    {from: {address, controlPort}, treeId, chunkIndex, layerId} -> {sizeBytes}
  *   DELETE /pgs/:pg                               drop all data of the PG -> {ok}
+ *   POST   /volumes/forget                        {volumeIds}: forget cached volume -> layer answers (a snapshot moved them) -> {ok}
+ *   POST   /layers/drop                           {treeId, layerId}: delete that layer's chunks in every PG (the layer was freed) -> {chunks}
  */
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../shared/logger.js';
@@ -19,6 +21,7 @@ import type { ChunkStore } from './store/chunk-store.js';
 import { controlAuthorization } from '../shared/control-auth.js';
 import { peerHttp, type PeerHttp, type TlsMaterial } from '../shared/tls.js';
 import { mdmCallTimeoutMs } from './limits.js';
+import type { VolumeTrees } from './volume-trees.js';
 
 export interface ControlServerOptions {
   store: ChunkStore;
@@ -30,6 +33,8 @@ export interface ControlServerOptions {
   tls?: TlsMaterial | undefined;
   /** How peers' control listeners are called (chunk copies); default plain HTTP. */
   peer?: PeerHttp;
+  /** The data server's volume -> layer cache (forgotten when the MDM moves a volume to a new layer). */
+  trees?: VolumeTrees;
 }
 
 const PgParams = Type.Object({ pg: Type.Integer({ minimum: 0, maximum: 0xffffffff }) });
@@ -89,6 +94,31 @@ export function buildControlServer(o: ControlServerOptions) {
     const key = { treeId, chunkIndex, layerId };
     if (data.length > 0) await store.write(pg, key, 0, data, true);
     return { sizeBytes: data.length };
+  });
+
+  app.post('/volumes/forget', {
+    schema: { body: Type.Object({ volumeIds: Type.Array(Type.Integer({ minimum: 0, maximum: 0xffffffff }), { maxItems: 4096 }) }, { additionalProperties: false }) },
+  }, async (req) => {
+    for (const id of req.body.volumeIds) o.trees?.forget(id);
+    return { ok: true };
+  });
+
+  app.post('/layers/drop', {
+    schema: { body: Type.Object({ treeId: Type.Integer({ minimum: 0, maximum: 0xffffffff }), layerId: Type.Integer({ minimum: 0, maximum: 0xffff }) }, { additionalProperties: false }) },
+  }, async (req) => {
+    const { treeId, layerId } = req.body;
+    let chunks = 0;
+    for (const pg of await store.pgs()) {
+      for (const c of await store.list(pg)) {
+        if (c.treeId !== treeId || c.layerId !== layerId) continue;
+        // A zero covering every written byte deletes the chunk (chunk-store.ts).
+        await store.zero(pg, c, 0, Math.max(1, c.sizeBytes));
+        chunks++;
+      }
+    }
+    if (chunks > 0) await store.flush();
+    o.log.info({ treeId, layerId, chunks }, 'dropped the chunks of a freed layer');
+    return { chunks };
   });
 
   app.delete('/pgs/:pg', { schema: { params: PgParams } }, async (req) => {

@@ -38,9 +38,11 @@ async function handleWriteLocked(s: DataServer, conn: DataConnection, f: Frame, 
   const forwarded = (f.flags & Flag.FORWARDED) !== 0;
   // The only member of a PG writes through: no other copy would survive its power loss (secureSole).
   const fua = (f.flags & Flag.FUA) !== 0 || (!forwarded && route.members.length === 1);
+  const ancestors = await s.ancestors(f);
+  if (!ancestors) { conn.reply(f, Status.LAYER_CHANGED); return; }
   const local = f.type === MsgType.WRITE
-    ? s.opts.store.write(f.pgId, s.key(f), f.offset, f.payload, fua, crcs)
-    : s.opts.store.zero(f.pgId, s.key(f), f.offset, f.length, fua);
+    ? s.layered.write(f.pgId, s.key(f), ancestors, f.offset, f.payload, fua, crcs)
+    : s.layered.zero(f.pgId, s.key(f), ancestors, f.offset, f.length, fua);
   if (forwarded) {
     await local;
   } else {
@@ -50,6 +52,7 @@ async function handleWriteLocked(s: DataServer, conn: DataConnection, f: Frame, 
     if (localResult.status === 'rejected') throw localResult.reason;
     if (status.status === 'rejected') throw status.reason;
     if (status.value !== Status.OK) {
+      if (status.value === Status.LAYER_CHANGED) s.opts.trees.forget(f.volumeId); // a secondary knows the volume's newer layer
       conn.reply(f, status.value, EMPTY, s.opts.pgs.get(f.pgId)?.epoch ?? f.epoch);
       return;
     }
@@ -80,7 +83,9 @@ async function handleReadLocked(s: DataServer, conn: DataConnection, f: Frame): 
   if (typeof route === 'number') { conn.reply(f, route); return; }
   const started = performance.now();
   const crcOut: { crc?: number } = {};
-  const data = await s.opts.store.read(f.pgId, s.key(f), f.offset, f.length, crcOut);
+  const ancestors = await s.ancestors(f);
+  if (!ancestors) { conn.reply(f, Status.LAYER_CHANGED); return; }
+  const data = await s.layered.read(f.pgId, s.key(f), ancestors, f.offset, f.length, crcOut);
   s.metrics.record(f.type, f.length, performance.now() - started);
   if (!data) conn.reply(f, Status.NO_CHUNK);
   else conn.replyData(f, data, crcOut.crc);

@@ -16,8 +16,9 @@ import type { PgEntry, PgTable } from './pg-table.js';
 import { connectionsMax, replicaReadLeaseMs } from './limits.js';
 import { SdsMetrics } from './metrics.js';
 import { blockAligned, blockCrcs, CRC_BLOCK_BYTES } from '../shared/crc32.js';
-import type { VolumeTrees } from './volume-trees.js';
+import type { VolumeLayout, VolumeTrees } from './volume-trees.js';
 import { KeyedRwLock } from './store/rw-lock.js';
+import { LayeredChunks } from './layered.js';
 import { DataConnection } from './data-connection.js';
 import { HANDLERS, messageOf, statusOf } from './data-handlers.js';
 import { Replication } from './replication.js';
@@ -75,8 +76,11 @@ export class DataServer {
   readonly locks = new KeyedRwLock();
   /** Server spans of traced requests (src/sds/request-spans.ts). */
   readonly spans: RequestSpans;
+  /** Reads through and copy-on-write over a volume's snapshot layers. */
+  readonly layered: LayeredChunks;
 
   constructor(readonly opts: DataServerOptions) {
+    this.layered = new LayeredChunks(opts.store);
     this.metrics = opts.metrics ?? new SdsMetrics();
     this.now = opts.now ?? Date.now;
     // unref: a pending retry timer never holds the process open.
@@ -159,18 +163,33 @@ export class DataServer {
     this.opts.tokens.verify(f.token, { volumeId: f.volumeId, write, nowMs: this.now() });
   }
 
-  /** The frame's tree must be the tree of the volume its token covers; else the status to answer. */
+  /**
+   * The frame's tree must be the tree of the volume its token covers, and its
+   * layer the volume's layer now; else the status to answer. A layer newer
+   * than the cached one means our answer is old (a snapshot moved the
+   * volume): it is looked up again. An older one is the client's: LAYER_CHANGED.
+   */
   async checkTree(f: Frame): Promise<StatusValue | undefined> {
-    let tree = this.opts.trees.cached(f.volumeId);
-    if (tree === undefined) {
-      try {
-        tree = await this.opts.trees.resolve(f.volumeId);
-      } catch (err) {
-        this.opts.log.warn({ volumeId: f.volumeId, err: (err as Error).message }, 'cannot look up the tree of a volume');
-        return Status.BUSY;
+    let layout: VolumeLayout | undefined;
+    try {
+      layout = this.opts.trees.cached(f.volumeId) ?? await this.opts.trees.resolve(f.volumeId);
+      if (layout && layout.treeId === f.treeId && f.layerId > layout.layerId) {
+        this.opts.trees.forget(f.volumeId);
+        layout = await this.opts.trees.resolve(f.volumeId);
       }
+    } catch (err) {
+      this.opts.log.warn({ volumeId: f.volumeId, err: (err as Error).message }, 'cannot look up the tree of a volume');
+      return Status.BUSY;
     }
-    return tree === f.treeId ? undefined : Status.TOKEN_SCOPE;
+    if (layout === undefined || layout.treeId !== f.treeId) return Status.TOKEN_SCOPE;
+    return layout.layerId === f.layerId ? undefined : Status.LAYER_CHANGED;
+  }
+
+  /** The layers under the frame's (nearest first), as checked by route(); undefined when the volume moved layer since. */
+  ancestors(f: Frame): readonly number[] | undefined | Promise<readonly number[] | undefined> {
+    const pick = (layout: VolumeLayout | undefined) => (layout && layout.layerId === f.layerId ? layout.chain.slice(1) : undefined);
+    const hit = this.opts.trees.cached(f.volumeId);
+    return hit ? pick(hit) : this.opts.trees.resolve(f.volumeId).then(pick);
   }
 
   /**

@@ -123,7 +123,8 @@ export class SdsNode {
     if (!this.previous.clean) this.log.warn({ reason: this.previous.reason }, 'previous run did not stop cleanly: un-flushed writes may be lost; the MDM will fence this SDS out of its PGs (they are rebuilt)');
     const trees = new CachedVolumeTrees(async (volumeId) => {
       try {
-        return (await this.mdm.getVolume(volumeId)).volumeTreeId;
+        const v = await this.mdm.getVolume(volumeId);
+        return { treeId: v.volumeTreeId, layerId: v.layerId, chain: v.layerChain };
       } catch (err) {
         if (isPflexError(err) && err.code === 'PFLEX_ERR_NOT_FOUND') return undefined;
         throw err;
@@ -135,7 +136,7 @@ export class SdsNode {
       onJoinerFailure: (pg, sdsId) => this.rebuild.onJoinerFailure(pg, sdsId),
     });
     const peer = peerHttp(o.tls);
-    this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log, tls: o.tls, peer });
+    this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log, tls: o.tls, peer, trees });
     this.rebuild = new RebuildRunner({
       selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, clusterKey: this.clusterKey, caller: `sds:${o.name}`, peer, log: this.log,
       join: async (poolId, pg, sdsId, epoch, progress) => (await this.mdm.request<{ pg: PgEntry }>('POST', `/storage-pools/${poolId}/pgs/${pg}/join`, { body: { sdsId, epoch, progress } })).pg,

@@ -42,7 +42,7 @@ export interface ReplicationDeps {
 }
 
 /** Outcome of forwarding one request to one secondary. */
-const enum Fwd { OK, STALE, TOKEN, FAILED }
+const enum Fwd { OK, STALE, TOKEN, FAILED, LAYER }
 
 /** What one forward attempt brought back: an outcome, or a lagging secondary to try again. */
 const LAGGING = -1;
@@ -79,6 +79,8 @@ export class Replication {
         return Status.STALE_EPOCH;
       }
       if (o === Fwd.TOKEN) return Status.TOKEN_EXPIRED;
+      // The secondary knows the volume's newer layer (docs/snapshots.md): ours is old, so is the client's.
+      if (o === Fwd.LAYER) return Status.LAYER_CHANGED;
       if (o === Fwd.FAILED) (failed ??= []).push(secondaries[i]!);
     }
     if (!failed) {
@@ -153,6 +155,7 @@ export class Replication {
         case Status.OK: return Fwd.OK;
         case Status.STALE_EPOCH: return Fwd.STALE;
         case Status.TOKEN_EXPIRED: return Fwd.TOKEN;
+        case Status.LAYER_CHANGED: return Fwd.LAYER;
         case Status.EPOCH_AHEAD: case Status.UNKNOWN_PG: return LAGGING;
         default:
           this.o.log.warn({ sdsId, pg: f.pgId, status: statusName(reply.status), ...traceFields(parent) }, 'secondary refused a forwarded request');

@@ -63,13 +63,24 @@ export const Mapping = Type.Object({ volumeId: Type.Integer(), sdcId: Type.Integ
 
 export const Sdc = Type.Object({
   id: Type.Integer(), guid: Type.String(), name: Type.String(), address: Type.Union([Type.String(), Type.Null()]), state: ComponentState,
-  lastHeartbeatMs: Type.Integer(), createdAtMs: Type.Integer(), mappings: Type.Array(Mapping),
+  lastHeartbeatMs: Type.Integer(), createdAtMs: Type.Integer(), mappings: Type.Array(Mapping), controlPort: NullableInt,
 });
 
+export const VolumeKind = Type.Union([Type.Literal('volume'), Type.Literal('snapshot')]);
 export const Volume = Type.Object({
   id: Type.Integer(), name: Type.String(), storagePoolId: Type.Integer(), volumeTreeId: Type.Integer(), sizeBytes: Type.Integer(),
   provisioning: Provisioning, createdAtMs: Type.Integer(), reservedBytes: Type.Integer(), mappings: Type.Array(Mapping),
   layout: Type.Object({ chunkBytes: Type.Integer(), pgCount: Type.Integer(), replicationFactor: Type.Integer() }),
+  kind: VolumeKind, layerId: Type.Integer(), layerChain: Type.Array(Type.Integer()), sourceVolumeId: NullableInt,
+  snapshotGroup: Type.Union([Type.String(), Type.Null()]), policyId: NullableInt,
+});
+
+/** Deleting a volume row that was not its tree's last: the layers nothing needs any more (their chunks are reclaimed). */
+export const LayerRelease = Type.Object({ volumeId: Type.Integer(), volumeName: Type.String(), freedLayers: Type.Array(Type.Integer()) });
+
+export const SnapshotPolicy = Type.Object({
+  id: Type.Integer(), name: Type.String(), volumeId: Type.Integer(), intervalMs: Type.Integer(), retain: Type.Integer(),
+  lastRunMs: NullableInt, lastError: Type.Union([Type.String(), Type.Null()]), createdAtMs: Type.Integer(),
 });
 
 export const VolumeDeletion = Type.Object({

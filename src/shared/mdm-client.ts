@@ -22,6 +22,8 @@ export type Sdc = Static<typeof S.Sdc>;
 export type Mapping = Static<typeof S.Mapping>;
 export type Volume = Static<typeof S.Volume>;
 export type VolumeDeletion = Static<typeof S.VolumeDeletion>;
+export type LayerRelease = Static<typeof S.LayerRelease>;
+export type SnapshotPolicy = Static<typeof S.SnapshotPolicy>;
 export type PgEntry = Static<typeof S.PgEntry>;
 export type PgMap = Static<typeof S.PgMap>;
 export type Beat = Static<typeof S.Beat>;
@@ -65,7 +67,7 @@ export interface RegisterSds {
   /** False when the SDS's previous run ended without a clean stop (power loss): the MDM fences it out of its PGs. Default true. */
   cleanStop?: boolean;
 }
-export interface RegisterSdc { guid: string; name?: string; address?: string }
+export interface RegisterSdc { guid: string; name?: string; address?: string; controlPort?: number }
 export interface NewVolume { name: string; storagePoolId: number; sizeBytes: number; provisioning?: Provisioning }
 export interface AlertFilter {
   severity?: Severity;
@@ -323,14 +325,15 @@ export class MdmClient {
 
   // --- volumes --------------------------------------------------------------
 
-  listVolumes(filter: { storagePoolId?: number; name?: string } = {}): Promise<Volume[]> { return this.get('/volumes', { ...filter }); }
+  listVolumes(filter: { storagePoolId?: number; name?: string; kind?: 'volume' | 'snapshot' } = {}): Promise<Volume[]> { return this.get('/volumes', { ...filter }); }
   getVolume(id: number): Promise<Volume> { return this.get(`/volumes/${id}`); }
   createVolume(volume: NewVolume): Promise<Volume> { return this.post('/volumes', volume); }
   renameVolume(id: number, name: string): Promise<Volume> { return this.patch(`/volumes/${id}`, { name }); }
   resizeVolume(id: number, sizeBytes: number, force = false): Promise<Volume> {
     return this.post(`/volumes/${id}/resize`, force ? { sizeBytes, force } : { sizeBytes });
   }
-  deleteVolume(id: number, force = false): Promise<VolumeDeletion> { return this.delete(`/volumes/${id}`, force ? { force } : undefined); }
+  /** The tree's deletion when this was its last volume or snapshot, else the layers freed. */
+  deleteVolume(id: number, force = false): Promise<VolumeDeletion | LayerRelease> { return this.delete(`/volumes/${id}`, force ? { force } : undefined); }
   mapVolume(id: number, sdcId: number, options: { accessMode?: AccessMode; allowMultiMap?: boolean } = {}): Promise<Volume> {
     return this.post(`/volumes/${id}/mappings`, { sdcId, ...options });
   }
@@ -342,6 +345,22 @@ export class MdmClient {
     return this.get('/volume-deletions', { ...filter });
   }
   completeVolumeDeletion(id: number): Promise<VolumeDeletion> { return this.post(`/volume-deletions/${id}/done`); }
+
+  // --- snapshots --------------------------------------------------------------
+
+  listSnapshots(filter: { volumeId?: number } = {}): Promise<Volume[]> { return this.get('/snapshots', { ...filter }); }
+  createSnapshot(volumeId: number, name: string): Promise<Volume> { return this.post('/snapshots', { volumeId, name }); }
+  snapshotGroup(snapshots: Array<{ volumeId: number; name: string }>): Promise<{ group: string | null; snapshots: Volume[] }> {
+    return this.post('/consistency-group-snapshots', { snapshots });
+  }
+  cloneSnapshot(snapshotId: number, name: string): Promise<Volume> { return this.post(`/snapshots/${snapshotId}/clone`, { name }); }
+  revertVolume(volumeId: number, snapshotId: number): Promise<Volume> { return this.post(`/volumes/${volumeId}/revert`, { snapshotId }); }
+  listSnapshotPolicies(): Promise<SnapshotPolicy[]> { return this.get('/snapshot-policies'); }
+  createSnapshotPolicy(p: { name: string; volumeId: number; intervalMs: number; retain: number }): Promise<SnapshotPolicy> {
+    return this.post('/snapshot-policies', p);
+  }
+  updateSnapshotPolicy(id: number, p: { intervalMs: number; retain: number }): Promise<SnapshotPolicy> { return this.patch(`/snapshot-policies/${id}`, p); }
+  deleteSnapshotPolicy(id: number): Promise<Ok> { return this.delete(`/snapshot-policies/${id}`); }
 
   // --- health and alerts ----------------------------------------------------
 

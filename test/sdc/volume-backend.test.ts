@@ -69,7 +69,7 @@ t.test('VolumeBackend over in-process SDSs', async (t) => {
   const clients = new CountingPool({ requestTimeoutMs: 2000 });
   t.teardown(() => clients.closeAll());
   const backend = new VolumeBackend(
-    { id: TREE, name: 'v', treeId: TREE, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
+    { id: TREE, name: 'v', treeId: TREE, layerId: 0, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
     { map: new PoolMap(1, mdm, log), token: new VolumeToken(mdm, () => 1, TREE, log), clients, log, ioTimeoutMs: 4000 },
   );
   const primaryOf = (chunk: number) => map.pgs.get(pgOfChunk(TREE, chunk, PG_COUNT))!.members[0]!;
@@ -104,7 +104,7 @@ t.test('VolumeBackend over in-process SDSs', async (t) => {
 
   await t.test('replica reads: spread over both members of each PG, same bytes as written', async (t) => {
     const spread = new VolumeBackend(
-      { id: TREE, name: 'v', treeId: TREE, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
+      { id: TREE, name: 'v', treeId: TREE, layerId: 0, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
       { map: new PoolMap(1, mdm, log), token: new VolumeToken(mdm, () => 1, TREE, log), clients, log, ioTimeoutMs: 4000, replicaReads: true },
     );
     const data = randomBytes(12 * CHUNK);
@@ -172,7 +172,7 @@ t.test('a piece waiting on a primary that a newer map dropped from its PG is re-
   t.teardown(() => clients.closeAll());
   const poolMap = new PoolMap(1, mdm, log);
   const backend = new VolumeBackend(
-    { id: TREE, name: 'v', treeId: TREE, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
+    { id: TREE, name: 'v', treeId: TREE, layerId: 0, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
     { map: poolMap, token: new VolumeToken(mdm, () => 1, TREE, log), clients, log, ioTimeoutMs: 60_000 },
   );
   const data = randomBytes(8192);

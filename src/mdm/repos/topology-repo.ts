@@ -46,6 +46,8 @@ export interface Sdc {
   state: ComponentState;
   lastHeartbeatMs: number;
   createdAtMs: number;
+  /** Its control listener (the MDM quiesces it around snapshots); null when it did not say. */
+  controlPort: number | null;
 }
 
 interface PoolRow {
@@ -57,7 +59,7 @@ interface SdsRow {
   control_port: number | null; mgmt_port: number | null; capacity_bytes: number; used_bytes: number; state: ComponentState;
   last_heartbeat_ms: number; created_at_ms: number;
 }
-interface SdcRow { id: number; guid: string; name: string; address: string | null; state: ComponentState; last_heartbeat_ms: number; created_at_ms: number }
+interface SdcRow { id: number; guid: string; name: string; address: string | null; state: ComponentState; last_heartbeat_ms: number; created_at_ms: number; control_port: number | null }
 interface ParentRow { id: number; pd_id: number; name: string; created_at_ms: number }
 
 const pool = (r: PoolRow): StoragePool => ({
@@ -72,6 +74,7 @@ const sds = (r: SdsRow): Sds => ({
 });
 const sdc = (r: SdcRow): Sdc => ({
   id: r.id, guid: r.guid, name: r.name, address: r.address, state: r.state, lastHeartbeatMs: r.last_heartbeat_ms, createdAtMs: r.created_at_ms,
+  controlPort: r.control_port,
 });
 const faultSet = (r: ParentRow): FaultSet => ({ id: r.id, protectionDomainId: r.pd_id, name: r.name, createdAtMs: r.created_at_ms });
 
@@ -172,6 +175,7 @@ export class TopologyRepo extends Repo {
   }
   deletePool(id: number): void {
     this.changed();
+    this.stmt('DELETE FROM layers WHERE tree_id IN (SELECT id FROM volume_trees WHERE pool_id = ?)').run(id);
     this.stmt('DELETE FROM volume_trees WHERE pool_id = ?').run(id);
     this.stmt('DELETE FROM storage_pools WHERE id = ?').run(id);
   }
@@ -274,12 +278,13 @@ export class TopologyRepo extends Repo {
     const r = this.stmt<[string], SdcRow>('SELECT * FROM sdcs WHERE name = ?').get(name);
     return r && this.withSdcBeat(r);
   }
-  insertSdc(guid: string, name: string, address: string | null, nowMs: number): number {
-    return Number(this.stmt(`INSERT INTO sdcs (guid, name, address, state, last_heartbeat_ms, created_at_ms)
-      VALUES (?, ?, ?, 'ACTIVE', ?, ?)`).run(guid, name, address, nowMs, nowMs).lastInsertRowid);
+  insertSdc(guid: string, name: string, address: string | null, nowMs: number, controlPort: number | null = null): number {
+    return Number(this.stmt(`INSERT INTO sdcs (guid, name, address, state, last_heartbeat_ms, created_at_ms, control_port)
+      VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?)`).run(guid, name, address, nowMs, nowMs, controlPort).lastInsertRowid);
   }
-  updateSdc(id: number, name: string, address: string | null): void {
-    this.stmt('UPDATE sdcs SET name = ?, address = ? WHERE id = ?').run(name, address, id);
+  updateSdc(id: number, name: string, address: string | null, controlPort?: number | null): void {
+    if (controlPort === undefined) this.stmt('UPDATE sdcs SET name = ?, address = ? WHERE id = ?').run(name, address, id);
+    else this.stmt('UPDATE sdcs SET name = ?, address = ?, control_port = ? WHERE id = ?').run(name, address, controlPort, id);
   }
   deleteSdc(id: number): void {
     this.stmt('DELETE FROM sdcs WHERE id = ?').run(id);

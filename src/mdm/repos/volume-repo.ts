@@ -1,7 +1,11 @@
+import { PflexError } from '../../shared/errors.js';
+import { MDM_LIMITS } from '../config.js';
 import { Repo } from '../db.js';
 import type { Provisioning } from './topology-repo.js';
 
 export type AccessMode = 'readWrite' | 'readOnly';
+/** A volume row is a writable volume (or clone) or a read-only snapshot; both point at a layer of their tree. */
+export type VolumeKind = 'volume' | 'snapshot';
 
 export interface Volume {
   id: number;
@@ -11,6 +15,21 @@ export interface Volume {
   sizeBytes: number;
   provisioning: Provisioning;
   createdAtMs: number;
+  kind: VolumeKind;
+  /** The layer of the tree this volume writes (volume) or freezes (snapshot). */
+  layerId: number;
+  /** Snapshot: the volume it was taken of; clone: the snapshot it was cloned from. */
+  sourceVolumeId: number | null;
+  /** Snapshots taken together (consistency group) share this id. */
+  snapshotGroup: string | null;
+  /** Snapshots made by a policy name it (retention counts only those). */
+  policyId: number | null;
+}
+export interface Layer { treeId: number; layerId: number; parentLayerId: number | null; createdAtMs: number }
+export interface LayerDeletion { id: number; storagePoolId: number; treeId: number; layerId: number; state: 'pending' | 'done'; createdAtMs: number; doneAtMs: number | null }
+export interface NewVolumeRow {
+  name: string; storagePoolId: number; sizeBytes: number; provisioning: Provisioning;
+  kind?: VolumeKind; treeId?: number; layerId?: number; sourceVolumeId?: number | null; snapshotGroup?: string | null; policyId?: number | null;
 }
 export interface Mapping { volumeId: number; sdcId: number; accessMode: AccessMode; createdAtMs: number }
 export interface VolumeDeletion {
@@ -18,7 +37,12 @@ export interface VolumeDeletion {
   state: 'pending' | 'done'; createdAtMs: number; doneAtMs: number | null;
 }
 
-interface VolumeRow { id: number; name: string; pool_id: number; volume_tree_id: number; size_bytes: number; provisioning: Provisioning; created_at_ms: number }
+interface VolumeRow {
+  id: number; name: string; pool_id: number; volume_tree_id: number; size_bytes: number; provisioning: Provisioning; created_at_ms: number;
+  kind: VolumeKind; layer_id: number; source_volume_id: number | null; snapshot_group: string | null; policy_id: number | null;
+}
+interface LayerRow { tree_id: number; layer_id: number; parent_layer_id: number | null; created_at_ms: number }
+interface LayerDeletionRow { id: number; pool_id: number; tree_id: number; layer_id: number; state: 'pending' | 'done'; created_at_ms: number; done_at_ms: number | null }
 interface MappingRow { volume_id: number; sdc_id: number; access_mode: AccessMode; created_at_ms: number }
 interface DeletionRow {
   id: number; volume_id: number; volume_name: string; volume_tree_id: number; pool_id: number; size_bytes: number;
@@ -27,7 +51,12 @@ interface DeletionRow {
 
 const volume = (r: VolumeRow): Volume => ({
   id: r.id, name: r.name, storagePoolId: r.pool_id, volumeTreeId: r.volume_tree_id, sizeBytes: r.size_bytes,
-  provisioning: r.provisioning, createdAtMs: r.created_at_ms,
+  provisioning: r.provisioning, createdAtMs: r.created_at_ms, kind: r.kind, layerId: r.layer_id, sourceVolumeId: r.source_volume_id,
+  snapshotGroup: r.snapshot_group, policyId: r.policy_id,
+});
+const layer = (r: LayerRow): Layer => ({ treeId: r.tree_id, layerId: r.layer_id, parentLayerId: r.parent_layer_id, createdAtMs: r.created_at_ms });
+const layerDeletion = (r: LayerDeletionRow): LayerDeletion => ({
+  id: r.id, storagePoolId: r.pool_id, treeId: r.tree_id, layerId: r.layer_id, state: r.state, createdAtMs: r.created_at_ms, doneAtMs: r.done_at_ms,
 });
 const mapping = (r: MappingRow): Mapping => ({ volumeId: r.volume_id, sdcId: r.sdc_id, accessMode: r.access_mode, createdAtMs: r.created_at_ms });
 const deletion = (r: DeletionRow): VolumeDeletion => ({
@@ -37,11 +66,15 @@ const deletion = (r: DeletionRow): VolumeDeletion => ({
 
 /** All SQL of volumes, volume trees, mappings and pending deletions. */
 export class VolumeRepo extends Repo {
-  list(filter: { poolId?: number } = {}): Volume[] {
-    const rows = filter.poolId === undefined
-      ? this.stmt<[], VolumeRow>('SELECT * FROM volumes ORDER BY id').all()
-      : this.stmt<[number], VolumeRow>('SELECT * FROM volumes WHERE pool_id = ? ORDER BY id').all(filter.poolId);
-    return rows.map(volume);
+  list(filter: { poolId?: number; kind?: VolumeKind; treeId?: number; policyId?: number } = {}): Volume[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.poolId !== undefined) { where.push('pool_id = ?'); args.push(filter.poolId); }
+    if (filter.kind !== undefined) { where.push('kind = ?'); args.push(filter.kind); }
+    if (filter.treeId !== undefined) { where.push('volume_tree_id = ?'); args.push(filter.treeId); }
+    if (filter.policyId !== undefined) { where.push('policy_id = ?'); args.push(filter.policyId); }
+    const sql = `SELECT * FROM volumes${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id`;
+    return this.stmt<unknown[], VolumeRow>(sql).all(...args).map(volume);
   }
   get(id: number): Volume | undefined {
     const r = this.stmt<[number], VolumeRow>('SELECT * FROM volumes WHERE id = ?').get(id);
@@ -51,10 +84,68 @@ export class VolumeRepo extends Repo {
     const r = this.stmt<[string], VolumeRow>('SELECT * FROM volumes WHERE name = ?').get(name);
     return r && volume(r);
   }
-  insert(v: { name: string; storagePoolId: number; sizeBytes: number; provisioning: Provisioning }, nowMs: number): number {
-    const treeId = Number(this.stmt('INSERT INTO volume_trees (pool_id, created_at_ms) VALUES (?, ?)').run(v.storagePoolId, nowMs).lastInsertRowid);
-    return Number(this.stmt(`INSERT INTO volumes (name, pool_id, volume_tree_id, size_bytes, provisioning, created_at_ms)
-      VALUES (?, ?, ?, ?, ?, ?)`).run(v.name, v.storagePoolId, treeId, v.sizeBytes, v.provisioning, nowMs).lastInsertRowid);
+  /** A new volume: in a new tree (with its root layer 0) unless treeId and layerId name an existing layer. */
+  insert(v: NewVolumeRow, nowMs: number): number {
+    let treeId = v.treeId;
+    if (treeId === undefined) {
+      treeId = Number(this.stmt('INSERT INTO volume_trees (pool_id, created_at_ms) VALUES (?, ?)').run(v.storagePoolId, nowMs).lastInsertRowid);
+      this.stmt('INSERT INTO layers (tree_id, layer_id, parent_layer_id, created_at_ms) VALUES (?, 0, NULL, ?)').run(treeId, nowMs);
+    }
+    return Number(this.stmt(`INSERT INTO volumes (name, pool_id, volume_tree_id, size_bytes, provisioning, created_at_ms,
+      kind, layer_id, source_volume_id, snapshot_group, policy_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+      v.name, v.storagePoolId, treeId, v.sizeBytes, v.provisioning, nowMs, v.kind ?? 'volume', v.layerId ?? 0, v.sourceVolumeId ?? null,
+      v.snapshotGroup ?? null, v.policyId ?? null).lastInsertRowid);
+  }
+  setLayer(id: number, layerId: number): void {
+    this.stmt('UPDATE volumes SET layer_id = ? WHERE id = ?').run(layerId, id);
+  }
+
+  // --- layers ----------------------------------------------------------------
+
+  /** A new layer on top of parent (ids grow within a tree, so a newer layer always has a larger id). */
+  insertLayer(treeId: number, parentLayerId: number | null, nowMs: number): number {
+    const r = this.stmt<[number], { next_layer_id: number }>('SELECT next_layer_id FROM volume_trees WHERE id = ?').get(treeId);
+    const layerId = r!.next_layer_id;
+    if (layerId > MDM_LIMITS.layerIdMax) throw new PflexError('PFLEX_ERR_CONFLICT', `volume tree ${treeId} has used all ${MDM_LIMITS.layerIdMax} layer ids`);
+    this.stmt('UPDATE volume_trees SET next_layer_id = ? WHERE id = ?').run(layerId + 1, treeId);
+    this.stmt('INSERT INTO layers (tree_id, layer_id, parent_layer_id, created_at_ms) VALUES (?, ?, ?, ?)').run(treeId, layerId, parentLayerId, nowMs);
+    return layerId;
+  }
+  getLayer(treeId: number, layerId: number): Layer | undefined {
+    const r = this.stmt<[number, number], LayerRow>('SELECT * FROM layers WHERE tree_id = ? AND layer_id = ?').get(treeId, layerId);
+    return r && layer(r);
+  }
+  layersOfTree(treeId: number): Layer[] {
+    return this.stmt<[number], LayerRow>('SELECT * FROM layers WHERE tree_id = ? ORDER BY layer_id').all(treeId).map(layer);
+  }
+  /** Volume rows and child layers that need a layer (its references). */
+  layerRefs(treeId: number, layerId: number): number {
+    const v = this.stmt<[number, number], { n: number }>('SELECT count(*) AS n FROM volumes WHERE volume_tree_id = ? AND layer_id = ?').get(treeId, layerId)!.n;
+    const c = this.stmt<[number, number], { n: number }>('SELECT count(*) AS n FROM layers WHERE tree_id = ? AND parent_layer_id = ?').get(treeId, layerId)!.n;
+    return v + c;
+  }
+  /** The tree's last volume row went: its deletion reclaims every layer's chunks at once. */
+  deleteTreeLayers(treeId: number): void {
+    this.stmt('DELETE FROM layers WHERE tree_id = ?').run(treeId);
+  }
+  deleteLayer(treeId: number, layerId: number): void {
+    this.stmt('DELETE FROM layers WHERE tree_id = ? AND layer_id = ?').run(treeId, layerId);
+  }
+  treeVolumeCount(treeId: number): number {
+    return this.stmt<[number], { n: number }>('SELECT count(*) AS n FROM volumes WHERE volume_tree_id = ?').get(treeId)!.n;
+  }
+  insertLayerDeletion(poolId: number, treeId: number, layerId: number, nowMs: number): number {
+    return Number(this.stmt(`INSERT INTO layer_deletions (pool_id, tree_id, layer_id, state, created_at_ms) VALUES (?, ?, ?, 'pending', ?)`)
+      .run(poolId, treeId, layerId, nowMs).lastInsertRowid);
+  }
+  listLayerDeletions(state?: 'pending' | 'done'): LayerDeletion[] {
+    const rows = state === undefined
+      ? this.stmt<[], LayerDeletionRow>('SELECT * FROM layer_deletions ORDER BY id').all()
+      : this.stmt<[string], LayerDeletionRow>('SELECT * FROM layer_deletions WHERE state = ? ORDER BY id').all(state);
+    return rows.map(layerDeletion);
+  }
+  markLayerDeletionDone(id: number, nowMs: number): void {
+    this.stmt("UPDATE layer_deletions SET state = 'done', done_at_ms = ? WHERE id = ?").run(nowMs, id);
   }
   rename(id: number, name: string): void {
     this.stmt('UPDATE volumes SET name = ? WHERE id = ?').run(name, id);

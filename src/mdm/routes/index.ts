@@ -3,6 +3,7 @@ import type { Services } from '../services/index.js';
 import { authRoutes } from './auth.js';
 import { healthRoutes } from './health.js';
 import { rebuildRoutes } from './rebuild.js';
+import { snapshotRoutes } from './snapshots.js';
 import { topologyRoutes } from './topology.js';
 import { volumeRoutes } from './volumes.js';
 
@@ -12,4 +13,5 @@ export function registerRoutes(app: MdmApp, s: Services): void {
   volumeRoutes(app, s);
   healthRoutes(app, s);
   rebuildRoutes(app, s);
+  snapshotRoutes(app, s);
 }

@@ -217,7 +217,7 @@ function sdcRoutes(app: MdmApp, s: Services): void {
     config: { access: 'component' },
     schema: {
       tags: ['sdc'], summary: 'SDC self-registration (idempotent by guid): 201 when new, 200 when known',
-      body: obj({ guid: Guid, name: Type.Optional(Name), address: Type.Optional(Address) }),
+      body: obj({ guid: Guid, name: Type.Optional(Name), address: Type.Optional(Address), controlPort: Type.Optional(Port) }),
       response: { 200: Sdc, 201: Sdc, ...ERROR_ANSWERS },
     },
   }, async (req, reply) => {

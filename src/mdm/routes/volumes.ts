@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
-import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, Name, Provisioning, Volume, VolumeDeletion } from '../../shared/mdm-api.js';
+import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, LayerRelease, Name, Provisioning, Volume, VolumeDeletion, VolumeKind } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 import { requireSelf } from './guards.js';
 
@@ -13,12 +13,13 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
   app.get('/volumes', {
     config: { access: 'read' },
     schema: {
-      tags: ['volumes'], querystring: obj({ storagePoolId: Type.Optional(Id), name: Type.Optional(Name) }),
+      tags: ['volumes'], querystring: obj({ storagePoolId: Type.Optional(Id), name: Type.Optional(Name), kind: Type.Optional(VolumeKind) }),
       response: { 200: Type.Array(Volume), ...ERROR_ANSWERS },
     },
   }, async (req) => v.list({
     ...(req.query.storagePoolId !== undefined ? { poolId: req.query.storagePoolId } : {}),
     ...(req.query.name !== undefined ? { name: req.query.name } : {}),
+    ...(req.query.kind !== undefined ? { kind: req.query.kind } : {}),
   }));
   app.get('/volumes/:id', {
     config: { access: 'read' },
@@ -47,10 +48,15 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
   app.delete('/volumes/:id', {
     config: { access: 'admin' },
     schema: {
-      tags: ['volumes'], summary: 'Delete (refused while mapped unless force); data removal is asynchronous',
-      params: IdParams, querystring: ForceQuery, response: { 200: VolumeDeletion, ...ERROR_ANSWERS },
+      tags: ['volumes'],
+      summary: 'Delete a volume or snapshot (refused while mapped unless force); data removal is asynchronous: the whole tree when this was its last volume, else the freed layers',
+      params: IdParams, querystring: ForceQuery, response: { 200: Type.Union([VolumeDeletion, LayerRelease]), ...ERROR_ANSWERS },
     },
-  }, async (req) => v.delete(req.params.id, req.query.force ?? false));
+  }, async (req) => {
+    const volume = v.get(req.params.id);
+    const r = v.delete(req.params.id, req.query.force ?? false);
+    return r.deletion ?? { volumeId: volume.id, volumeName: volume.name, freedLayers: r.freedLayers };
+  });
 
   app.post('/volumes/:id/mappings', {
     config: { access: 'admin' },
@@ -59,7 +65,7 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
       params: IdParams, body: obj({ sdcId: Id, accessMode: Type.Optional(AccessMode), allowMultiMap: Type.Optional(Type.Boolean()) }),
       response: { 201: Volume, ...ERROR_ANSWERS },
     },
-  }, async (req, reply) => reply.status(201).send(v.map(req.params.id, req.body.sdcId, req.body.accessMode ?? 'readWrite', req.body.allowMultiMap ?? false)));
+  }, async (req, reply) => reply.status(201).send(v.map(req.params.id, req.body.sdcId, req.body.accessMode, req.body.allowMultiMap ?? false)));
   app.patch('/volumes/:id/mappings/:sdcId', {
     config: { access: 'admin' },
     schema: { tags: ['volumes'], params: MappingParams, body: obj({ accessMode: AccessMode }), response: { 200: Volume, ...ERROR_ANSWERS } },

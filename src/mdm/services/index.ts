@@ -6,6 +6,7 @@ import { RebuildRepo } from '../repos/rebuild-repo.js';
 import { SecurityRepo } from '../repos/security-repo.js';
 import { TopologyRepo } from '../repos/topology-repo.js';
 import { VolumeRepo } from '../repos/volume-repo.js';
+import { PolicyRepo } from '../repos/policy-repo.js';
 import { installAlertRules } from './alert-rules.js';
 import { AlertService } from './alerts.js';
 import { AuditService } from './audit.js';
@@ -21,6 +22,8 @@ import { TokenService } from './tokens.js';
 import { TopologyService } from './topology.js';
 import { VolumeService } from './volumes.js';
 import type { PeerHttp } from '../../shared/tls.js';
+import { SnapshotService } from './snapshots.js';
+import { HttpLayerControl, type LayerControl } from './layer-control.js';
 
 export interface Services {
   events: MdmEvents;
@@ -35,6 +38,7 @@ export interface Services {
   rebuild: RebuildService;
   metrics: MetricsService;
   stats: StatsService;
+  snapshots: SnapshotService;
 }
 
 export interface ServiceDeps {
@@ -50,6 +54,8 @@ export interface ServiceDeps {
   peer?: PeerHttp;
   /** Export prom-client's process metrics (once per process: the server). */
   processMetrics?: boolean;
+  /** How the MDM quiesces SDCs and tells SDSs about layer changes (snapshots); default HTTP. */
+  layerControl?: LayerControl;
 }
 
 /** Wires repositories into services (the only place that knows them all). */
@@ -79,6 +85,8 @@ export function createServices(d: ServiceDeps): Services {
     rebuild,
     metrics: new MetricsService({ topology, volumes, rebuild, alerts, pgs: pgRepo, clock: d.clock, processMetrics: d.processMetrics ?? false }),
     stats,
+    snapshots: new SnapshotService(d.db, volRepo, new PolicyRepo(d.db), topoRepo, volumes, d.layerControl ?? new HttpLayerControl(d.clusterKey, d.peer),
+      d.config, d.clock, events),
   };
   installAlertRules(events, alerts, topology);
   return services;

@@ -28,20 +28,25 @@ export class HttpSdsControl implements SdsControl {
     await this.call(former, 'POST', `/pgs/${pg}/release`, {});
   }
 
-  private async call(ep: ControlEndpoint, method: string, path: string, body?: unknown): Promise<unknown> {
-    let res: Response;
-    try {
-      res = await this.peer.fetch(`${this.peer.scheme}://${ep.address}:${ep.controlPort}${path}`, {
-        method,
-        headers: { authorization: controlAuthorization(this.clusterKey, 'mdm'), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(MDM_LIMITS.controlCallTimeoutMs),
-      });
-    } catch (err) {
-      throw new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS control ${ep.address}:${ep.controlPort} unreachable: ${(err as Error).message}`);
-    }
-    const text = await res.text();
-    if (!res.ok) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `SDS control ${method} ${path} answered ${res.status}: ${text.slice(0, 200)}`);
-    return text ? JSON.parse(text) as unknown : undefined;
+  private call(ep: ControlEndpoint, method: string, path: string, body?: unknown): Promise<unknown> {
+    return controlCall(this.clusterKey, ep, method, path, body, MDM_LIMITS.controlCallTimeoutMs, this.peer);
   }
+}
+
+/** One authenticated MDM -> component control call (SDS and SDC control listeners); failures are PFLEX_ERR_UNAVAILABLE. */
+export async function controlCall(clusterKey: Buffer, ep: ControlEndpoint, method: string, path: string, body?: unknown, timeoutMs = MDM_LIMITS.controlCallTimeoutMs, peer: PeerHttp = peerHttp(undefined)): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await peer.fetch(`${peer.scheme}://${ep.address}:${ep.controlPort}${path}`, {
+      method,
+      headers: { authorization: controlAuthorization(clusterKey, 'mdm'), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    throw new PflexError('PFLEX_ERR_UNAVAILABLE', `control ${ep.address}:${ep.controlPort} unreachable: ${(err as Error).message}`);
+  }
+  const text = await res.text();
+  if (!res.ok) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `control ${method} ${path} answered ${res.status}: ${text.slice(0, 200)}`);
+  return text ? JSON.parse(text) as unknown : undefined;
 }

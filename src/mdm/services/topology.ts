@@ -39,7 +39,7 @@ export interface RegisterSdsInput {
   /** False: the SDS's previous run did not stop cleanly (src/sds/clean-stop.ts); absent means clean. */
   cleanStop?: boolean | undefined;
 }
-export interface RegisterSdcInput { guid: string; name?: string | undefined; address?: string | undefined }
+export interface RegisterSdcInput { guid: string; name?: string | undefined; address?: string | undefined; controlPort?: number | undefined }
 
 export interface SdcView extends Sdc { mappings: Mapping[] }
 
@@ -246,10 +246,10 @@ export class TopologyService {
       const byName = this.repo.getSdcByName(name);
       if (byName && byName.guid !== input.guid) throw conflict(`SDC name "${name}" is taken by another SDC`);
       if (existing) {
-        this.repo.updateSdc(existing.id, name, input.address ?? existing.address);
+        this.repo.updateSdc(existing.id, name, input.address ?? existing.address, input.controlPort ?? existing.controlPort);
         return { sdc: this.getSdc(existing.id), created: false };
       }
-      const id = this.repo.insertSdc(input.guid, name, input.address ?? null, this.clock());
+      const id = this.repo.insertSdc(input.guid, name, input.address ?? null, this.clock(), input.controlPort ?? null);
       return { sdc: this.getSdc(id), created: true };
     });
   }

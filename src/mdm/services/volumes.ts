@@ -1,7 +1,7 @@
 import { PflexError } from '../../shared/errors.js';
 import { tx, type Db } from '../db.js';
 import type { Provisioning, TopologyRepo } from '../repos/topology-repo.js';
-import type { AccessMode, Mapping, Volume, VolumeDeletion, VolumeRepo } from '../repos/volume-repo.js';
+import type { AccessMode, Mapping, Volume, VolumeDeletion, VolumeKind, VolumeRepo } from '../repos/volume-repo.js';
 import type { Clock, MdmEvents } from './events.js';
 import { badRequest, conflict, notFound, type TopologyService } from './topology.js';
 
@@ -14,7 +14,12 @@ export interface VolumeView extends Volume {
   mappings: Mapping[];
   /** What an SDC needs to route IO of this volume. */
   layout: { chunkBytes: number; pgCount: number; replicationFactor: number };
+  /** This volume's layer, then its parent, ... down to the tree's root layer: where reads fall through (docs/snapshots.md). */
+  layerChain: number[];
 }
+
+/** What deleting a volume row left to reclaim: the whole tree (its last row), or the layers nothing needs any more. */
+export interface VolumeRemoval { deletion: VolumeDeletion | null; freedLayers: number[] }
 
 export interface CreateVolumeInput { name: string; storagePoolId: number; sizeBytes: number; provisioning?: Provisioning | undefined }
 
@@ -29,12 +34,14 @@ export class VolumeService {
     private readonly events: MdmEvents,
   ) {}
 
-  list(filter: { poolId?: number; name?: string } = {}): VolumeView[] {
+  list(filter: { poolId?: number; name?: string; kind?: VolumeKind } = {}): VolumeView[] {
     if (filter.name !== undefined) {
       const v = this.repo.getByName(filter.name);
-      return v && (filter.poolId === undefined || v.storagePoolId === filter.poolId) ? [this.view(v)] : [];
+      return v && (filter.poolId === undefined || v.storagePoolId === filter.poolId) && (filter.kind === undefined || v.kind === filter.kind) ? [this.view(v)] : [];
     }
-    return this.repo.list(filter.poolId === undefined ? {} : { poolId: filter.poolId }).map((v) => this.view(v));
+    return this.repo.list({
+      ...(filter.poolId === undefined ? {} : { poolId: filter.poolId }), ...(filter.kind === undefined ? {} : { kind: filter.kind }),
+    }).map((v) => this.view(v));
   }
   get(id: number): VolumeView { return this.view(this.must(id)); }
 
@@ -66,6 +73,7 @@ export class VolumeService {
   resize(id: number, sizeBytes: number, force: boolean): VolumeView {
     const v = tx(this.db, () => {
       const v = this.must(id);
+      if (v.kind === 'snapshot') throw conflict(`volume ${id} is a snapshot: snapshots keep the size of their volume`);
       checkSize(sizeBytes);
       if (sizeBytes < v.sizeBytes) {
         if (!force) throw conflict(`shrinking volume ${id} from ${v.sizeBytes} to ${sizeBytes} bytes destroys data; use force`);
@@ -80,36 +88,73 @@ export class VolumeService {
     return v;
   }
 
-  /** Deletes the volume at once; its chunks are removed from the SDSs asynchronously (volume_deletions). */
-  delete(id: number, force: boolean): VolumeDeletion {
-    const d = tx(this.db, () => {
+  /**
+   * Deletes a volume or snapshot at once. Its chunks are removed from the
+   * SDSs asynchronously: the whole tree (volume_deletions) when this was the
+   * tree's last volume row, else the layers no other row or child layer
+   * needs (layer_deletions; see releaseLayers).
+   */
+  delete(id: number, force: boolean): VolumeRemoval {
+    const r = tx(this.db, () => {
       const v = this.must(id);
       const mappings = this.repo.mappings(id);
       if (mappings.length > 0 && !force) throw conflict(`volume ${id} is mapped to ${mappings.length} SDCs; unmap it or use force`);
       this.repo.delete(id);
-      return this.repo.getDeletion(this.repo.insertDeletion(v, this.clock()))!;
+      return this.releaseRow(v);
     });
-    this.events.emit('poolUsage', { poolId: d.storagePoolId });
-    return d;
+    this.events.emit('poolUsage', { poolId: this.repo.get(id)?.storagePoolId ?? r.poolId });
+    return { deletion: r.deletion, freedLayers: r.freedLayers };
   }
 
-  map(id: number, sdcId: number, accessMode: AccessMode, allowMultiMap: boolean): VolumeView {
+  /** After a volume row went (deleted) or moved to another layer (revert): reclaim what nothing needs any more. In a transaction. */
+  releaseRow(v: Volume): VolumeRemoval & { poolId: number } {
+    if (this.repo.treeVolumeCount(v.volumeTreeId) === 0) {
+      this.repo.deleteTreeLayers(v.volumeTreeId);
+      return { deletion: this.repo.getDeletion(this.repo.insertDeletion(v, this.clock()))!, freedLayers: [], poolId: v.storagePoolId };
+    }
+    return { deletion: null, freedLayers: this.releaseLayers(v.storagePoolId, v.volumeTreeId, v.layerId), poolId: v.storagePoolId };
+  }
+
+  /**
+   * Frees a layer nothing references (no volume row points at it, no layer
+   * has it as parent), then its parent if that became unreferenced, and so
+   * on down the chain. A middle layer that a child still needs stays with
+   * its chunks (no merge into the child: docs/snapshots.md).
+   */
+  private releaseLayers(poolId: number, treeId: number, layerId: number): number[] {
+    const freed: number[] = [];
+    let cur: number | null = layerId;
+    while (cur !== null && this.repo.layerRefs(treeId, cur) === 0) {
+      const l = this.repo.getLayer(treeId, cur);
+      if (!l) break;
+      this.repo.deleteLayer(treeId, cur);
+      this.repo.insertLayerDeletion(poolId, treeId, cur, this.clock());
+      freed.push(cur);
+      cur = l.parentLayerId;
+    }
+    return freed;
+  }
+
+  /** accessMode undefined: readWrite for a volume, readOnly for a snapshot (which refuses readWrite). */
+  map(id: number, sdcId: number, accessMode: AccessMode | undefined, allowMultiMap: boolean): VolumeView {
     return tx(this.db, () => {
-      this.must(id);
+      const v = this.must(id);
+      if (v.kind === 'snapshot' && accessMode === 'readWrite') throw conflict(`volume ${id} is a snapshot: it maps read-only (clone it for a writable copy)`);
+      const mode = accessMode ?? (v.kind === 'snapshot' ? 'readOnly' : 'readWrite');
       if (!this.topoRepo.getSdc(sdcId)) throw conflict(`no SDC ${sdcId}`);
       const mappings = this.repo.mappings(id);
       if (mappings.some((m) => m.sdcId === sdcId)) throw conflict(`volume ${id} is already mapped to SDC ${sdcId}`);
       if (mappings.length > 0 && !allowMultiMap) {
         throw conflict(`volume ${id} is already mapped to SDC ${mappings.map((m) => m.sdcId).join(', ')}; mapping to several SDCs needs allowMultiMap`);
       }
-      this.repo.map(id, sdcId, accessMode, this.clock());
+      this.repo.map(id, sdcId, mode, this.clock());
       return this.get(id);
     });
   }
 
   setAccessMode(id: number, sdcId: number, accessMode: AccessMode): VolumeView {
     return tx(this.db, () => {
-      this.must(id);
+      if (this.must(id).kind === 'snapshot' && accessMode === 'readWrite') throw conflict(`volume ${id} is a snapshot: it maps read-only`);
       if (!this.repo.getMapping(id, sdcId)) throw notFound(`volume ${id} is not mapped to SDC ${sdcId}`);
       this.repo.setAccessMode(id, sdcId, accessMode);
       return this.get(id);
@@ -152,9 +197,20 @@ export class VolumeService {
     return {
       ...v, reservedBytes: v.provisioning === 'thick' ? v.sizeBytes : 0, mappings: this.repo.mappings(v.id),
       layout: { chunkBytes: pool.chunkBytes, pgCount: pool.pgCount, replicationFactor: pool.replicationFactor },
+      layerChain: this.chain(v.volumeTreeId, v.layerId),
     };
   }
-  private must(id: number): Volume {
+  /** The layer and its ancestors, nearest first. */
+  chain(treeId: number, layerId: number): number[] {
+    const out: number[] = [];
+    let cur: number | null = layerId;
+    while (cur !== null) {
+      out.push(cur);
+      cur = this.repo.getLayer(treeId, cur)?.parentLayerId ?? null;
+    }
+    return out;
+  }
+  must(id: number): Volume {
     const v = this.repo.get(id);
     if (!v) throw notFound(`no volume ${id}`);
     return v;
