@@ -55,8 +55,8 @@ export const volumeCommand = noun('volume', 'volumes', [
       { header: 'name', value: (v) => v.name },
       { header: 'size', value: (v) => bytes(v.sizeBytes), align: 'right' },
       { header: 'type', value: (v) => v.provisioning },
-      { header: 'kind', value: (v) => v.kind },
       { header: 'pool', value: (v) => v.storagePoolId, align: 'right' },
+      { header: 'kind', value: (v) => v.kind },
       { header: 'mapped to', value: (v) => v.mappings.map((m) => m.sdcId).join(',') },
       { header: 'created', value: (v) => time(v.createdAtMs) },
     ]));
