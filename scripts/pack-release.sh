@@ -17,6 +17,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 [ -f dist/src/cli/main.js ] || { echo "pack-release: dist/ is not built (npm run build)" >&2; exit 1; }
 
+# npm's view of the tree must be whole (a dependency of package.json missing
+# from node_modules would be missing on the hosts too).
+npm ls --omit=dev --all >/dev/null 2>&1 || { echo "pack-release: npm ls --omit=dev reports a problem (run npm install): $(npm ls --omit=dev --all 2>&1 | grep -E 'missing|invalid|ERR' | head -3)" >&2; exit 1; }
 list=$(mktemp) tmp=$(mktemp "${out}.XXXXXX")
 trap 'rm -f "$list" "$tmp"' EXIT
 {

@@ -114,11 +114,11 @@ t.test('vagrant up --provider=docker, IO through sdc1, second ansible run change
   let destroyed = false;
   const onExit = (): void => { if (!destroyed) destroy(); };
   process.once('exit', onExit);
+  // The safety net when a step fails; a passing run destroys at its end and checks it.
   t.teardown(() => {
-    destroy();
+    if (!destroyed) destroy();
     destroyed = true;
     process.removeListener('exit', onExit);
-    t.notOk(spawnSync('docker', ['network', 'inspect', network], { stdio: 'ignore' }).status === 0, 'the private network is gone');
   });
 
   const up = await vagrant(['up', '--provider=docker', '--no-parallel']).catch((err: { stdout?: string; stderr?: string; message: string }) => {
@@ -190,6 +190,10 @@ t.test('vagrant up --provider=docker, IO through sdc1, second ansible run change
 
   await run('nbdcopy', [uri, back], { timeout: 120_000 });
   t.equal(sha(readFileSync(back)), sha(data), 'the data is intact after the second run');
+  destroy();
+  destroyed = true;
+  t.notOk(spawnSync('docker', ['network', 'inspect', network], { stdio: 'ignore' }).status === 0, 'vagrant destroy -f: the private network is gone');
+  t.equal(HOSTS.filter((h) => spawnSync('docker', ['inspect', containerId(h) ?? 'none'], { stdio: 'ignore' }).status === 0).length, 0, 'no container is left');
   t.comment(`figures: base image ${(imageMs / 1000).toFixed(1)} s (${imageMs > 60_000 ? 'built' : 'cached'}), ` +
     `vagrant up + provisioning ${(upMs / 1000).toFixed(1)} s, IO ${(ioMs / 1000).toFixed(1)} s, second ansible run ${(againMs / 1000).toFixed(1)} s`);
 });
