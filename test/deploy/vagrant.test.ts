@@ -190,10 +190,11 @@ t.test('vagrant up --provider=docker, IO through sdc1, second ansible run change
 
   await run('nbdcopy', [uri, back], { timeout: 120_000 });
   t.equal(sha(readFileSync(back)), sha(data), 'the data is intact after the second run');
+  const ids = HOSTS.map((h) => containerId(h)!);
   destroy();
   destroyed = true;
   t.notOk(spawnSync('docker', ['network', 'inspect', network], { stdio: 'ignore' }).status === 0, 'vagrant destroy -f: the private network is gone');
-  t.equal(HOSTS.filter((h) => spawnSync('docker', ['inspect', containerId(h) ?? 'none'], { stdio: 'ignore' }).status === 0).length, 0, 'no container is left');
+  t.equal(ids.filter((id) => spawnSync('docker', ['container', 'inspect', id], { stdio: 'ignore' }).status === 0).length, 0, 'no container is left');
   t.comment(`figures: base image ${(imageMs / 1000).toFixed(1)} s (${imageMs > 60_000 ? 'built' : 'cached'}), ` +
     `vagrant up + provisioning ${(upMs / 1000).toFixed(1)} s, IO ${(ioMs / 1000).toFixed(1)} s, second ansible run ${(againMs / 1000).toFixed(1)} s`);
 });
