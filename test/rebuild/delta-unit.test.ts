@@ -24,6 +24,7 @@ import { RebuildRunner } from '../../src/sds/rebuild.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
 import { FileChunkStore } from '../../src/sds/store/file-store.js';
 import { KeyedRwLock } from '../../src/sds/store/rw-lock.js';
+import { SdsMetrics } from '../../src/sds/metrics.js';
 import type { ChunkKey } from '../../src/sds/store/chunk-store.js';
 import { tempDir } from '../helpers/proc.js';
 
@@ -31,7 +32,7 @@ const KiB = 1024;
 const PG = 3;
 const log = createLogger('test', { level: 'silent' });
 const key = (i: number): ChunkKey => ({ treeId: 7, chunkIndex: i, layerId: 0 });
-const fakeServer = (): DataServer => ({ locks: new KeyedRwLock(), inflightBytes: 0 }) as unknown as DataServer;
+const fakeServer = (): DataServer => ({ locks: new KeyedRwLock(), inflightBytes: 0, metrics: new SdsMetrics() }) as unknown as DataServer;
 
 interface Pair {
   primary: FileChunkStore;
