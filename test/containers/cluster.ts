@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
+import { atProcessExit } from '../helpers/exit-hook.js';
 import { freePort, PFLEX_BIN, tempDir } from '../helpers/proc.js';
 import { ensureImage } from './image.js';
 import { listenerJson } from '../helpers/listener.js';
@@ -127,9 +128,9 @@ const OWNER_LABEL = 'pflex.owner-pid';
 /** Every network this suite creates is named so (the pid of its test process follows). */
 export const NETWORK_PREFIX = 'pflex-test-';
 
-/** What this process created and has not removed yet: removed synchronously at exit (a killed or timed-out run). */
+/** What this process created and has not removed yet: removed synchronously at exit, also when tap's timeout ends the file with SIGTERM. */
 const leftovers = { containers: new Set<string>(), networks: new Set<string>() };
-process.once('exit', () => {
+atProcessExit(() => {
   for (const id of leftovers.containers) spawnSync('docker', ['rm', '-f', '-v', id], { stdio: 'ignore', timeout: 30_000 });
   for (const id of leftovers.networks) spawnSync('docker', ['network', 'rm', id], { stdio: 'ignore', timeout: 30_000 });
 });

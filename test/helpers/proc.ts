@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import readline from 'node:readline';
+import { atProcessExit } from './exit-hook.js';
 
 /** Repository root (tests run from dist/test/..., so climb to package.json). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -71,8 +72,11 @@ export function spawnPflex(t: Teardown, args: string[], env: NodeJS.ProcessEnv =
     }
   });
   readline.createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  // SIGKILL, not SIGTERM: the test process is going away and cannot wait for a graceful stop.
+  const unhook = atProcessExit(() => child.kill('SIGKILL'));
   child.on('exit', (code, signal) => {
     exited = true;
+    unhook();
     for (const w of exitWaiters) w(new Error(`pflex ${args.join(' ')} exited (${code ?? signal}): ${stderr.slice(-20).join('\n')}`));
   });
   const proc: PflexProcess = {
