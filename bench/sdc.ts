@@ -1,7 +1,10 @@
 // SDC throughput through the whole cluster: fio's nbd ioengine against the
 // SDC export of a two-copy volume (MDM + 3 SDS + SDC processes on this
 // machine) and, in the same run, against `nbdkit memory`, printing MB/s,
-// IOPS, QD1 latency percentiles and the ratio SDC/nbdkit.
+// IOPS, QD1 latency percentiles, the ratio SDC/nbdkit, and the cost in
+// CPU-seconds per GiB across every process of the target (SDC, SDS, MDM).
+// The two "flush" workloads are the durable mode: fio sends an NBD FLUSH after
+// every write, so each write is on the SDS disks before the next is issued.
 //
 //   npx tsc -p . && node dist/bench/sdc.js [--runtime 10] [--size 512M] [--match 'seq write'] [--profile DIR] [--json] [--trace-ratio R]
 //
@@ -30,6 +33,8 @@ interface Workload {
   bs: string;
   iodepth: number;
   latency?: boolean;
+  /** fio --fsync=N: an NBD FLUSH after every N writes (the durable mode: each write on disk before the next). */
+  fsync?: number;
 }
 
 const WORKLOADS: Workload[] = [
@@ -38,9 +43,17 @@ const WORKLOADS: Workload[] = [
   { name: 'rand write 4K QD32', rw: 'randwrite', bs: '4k', iodepth: 32 },
   { name: 'rand read 4K QD32', rw: 'randread', bs: '4k', iodepth: 32 },
   { name: 'write 4K QD1', rw: 'randwrite', bs: '4k', iodepth: 1, latency: true },
+  { name: 'write 4K QD1 flush', rw: 'randwrite', bs: '4k', iodepth: 1, latency: true, fsync: 1 },
+  { name: 'write 1M QD8 flush', rw: 'write', bs: '1M', iodepth: 8, fsync: 1 },
 ];
 
-interface Figure { mbps: number; iops: number; p50Ms: number; p99Ms: number; cpu: number }
+interface Figure {
+  mbps: number; iops: number; p50Ms: number; p99Ms: number;
+  /** Cores busy across the target's processes (SDC, SDS, MDM; or nbdkit) over the run. */
+  cpu: number;
+  /** CPU-seconds of those processes per GiB moved: a cost figure that a busy machine distorts less than MB/s. */
+  cpuSPerGiB: number;
+}
 
 interface FioSide { bw_bytes: number; iops: number; clat_ns?: { percentile?: Record<string, number> } }
 interface FioJob { error: number; read: FioSide; write: FioSide }
@@ -52,12 +65,13 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_S;
 }
 
-function runFio(uri: string, w: Workload, runtimeS: number, size: string, dir: string): Promise<Omit<Figure, 'cpu'>> {
+function runFio(uri: string, w: Workload, runtimeS: number, size: string, dir: string): Promise<Omit<Figure, 'cpu' | 'cpuSPerGiB'>> {
   const out = join(dir, `fio-${Date.now()}.json`);
   const args = [
     `--name=${w.rw}`, '--ioengine=nbd', `--uri=${uri}`, `--rw=${w.rw}`, `--bs=${w.bs}`, `--iodepth=${w.iodepth}`,
     `--size=${size}`, '--time_based', `--runtime=${runtimeS}`, '--ramp_time=1', '--randrepeat=0',
     '--percentile_list=50:99', '--output-format=json', `--output=${out}`,
+    ...(w.fsync ? [`--fsync=${w.fsync}`] : []),
   ];
   return new Promise((res, rej) => {
     execFile('fio', args, { cwd: dir, encoding: 'utf8', timeout: (runtimeS + 120) * 1000 }, (err, _o, stderr) => {
@@ -134,7 +148,7 @@ async function startCluster(sizeBytes: number, cleanups: Array<() => unknown>, p
   const sdcId = (await waitFor('sdc registered')).sdcId as number;
   const v = await mdm.admin.createVolume({ name: 'bench', storagePoolId: pool.id, sizeBytes });
   await mdm.admin.mapVolume(v.id, sdcId);
-  return { uri: `nbd://127.0.0.1:${port}/bench`, pids: [child.pid!, ...sds.map((s) => s.proc.child.pid!)] };
+  return { uri: `nbd://127.0.0.1:${port}/bench`, pids: [child.pid!, ...sds.map((s) => s.proc.child.pid!), mdm.proc.child.pid!] };
 }
 
 function machine(): string {
@@ -149,6 +163,8 @@ const TARGETS: Record<string, { mbps?: number; iops?: number; p50Ms?: number }> 
   'rand read 4K QD32': { iops: 40_000 },
   'write 4K QD1': { p50Ms: 0.3 },
 };
+
+const GiB = 1024 ** 3;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -185,7 +201,9 @@ async function main(): Promise<void> {
         const t0 = process.hrtime.bigint();
         const f = await runFio(target.uri, w, runtimeS, size, dir);
         const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
-        fig[kind] = { ...f, cpu: target.pids.reduce((s, p, i) => s + cpuSeconds(p) - cpu0[i]!, 0) / wallS };
+        const cpu = target.pids.reduce((s, p, i) => s + cpuSeconds(p) - cpu0[i]!, 0) / wallS;
+        // fio's bandwidth covers runtime without the ramp; the CPU covers the whole fio run: the ratio of rates is the cost.
+        fig[kind] = { ...f, cpu, cpuSPerGiB: f.mbps > 0 ? cpu / (f.mbps * 1e6 / GiB) : 0 };
       }
       results.push({ workload: w.name, sdc: fig.sdc!, nbdkit: fig.nbdkit! });
       if (!values.json) {
@@ -194,7 +212,7 @@ async function main(): Promise<void> {
         const target = TARGETS[w.name] ?? {};
         const want = target.mbps ? `target >= ${target.mbps} MB/s` : target.iops ? `target >= ${target.iops} IOPS` : target.p50Ms ? `target p50 <= ${target.p50Ms} ms` : '';
         const lat = w.latency ? `  p50 ${s.p50Ms.toFixed(3)} ms p99 ${s.p99Ms.toFixed(3)} ms (nbdkit p50 ${k.p50Ms.toFixed(3)} p99 ${k.p99Ms.toFixed(3)})` : '';
-        console.log(`${w.name.padEnd(20)} sdc ${s.mbps.toFixed(0).padStart(6)} MB/s ${s.iops.toFixed(0).padStart(7)} IOPS (cpu ${s.cpu.toFixed(2)} cores, sdc+sds)  nbdkit ${k.mbps.toFixed(0).padStart(6)} MB/s ${k.iops.toFixed(0).padStart(7)} IOPS  ratio ${(s.iops / k.iops).toFixed(2)}${lat}  ${want}`);
+        console.log(`${w.name.padEnd(20)} sdc ${s.mbps.toFixed(0).padStart(6)} MB/s ${s.iops.toFixed(0).padStart(7)} IOPS (cpu ${s.cpu.toFixed(2)} cores, ${s.cpuSPerGiB.toFixed(1)} cpu-s/GiB, sdc+sds+mdm)  nbdkit ${k.mbps.toFixed(0).padStart(6)} MB/s ${k.iops.toFixed(0).padStart(7)} IOPS  ratio ${(s.iops / k.iops).toFixed(2)}${lat}  ${want}`);
       }
     }
     const tracing = traced ? { ratio: Number(values['trace-ratio']), spansReceived: traced.spans.length, roots: traced.spans.filter((s) => s.parentSpanId === '').length } : undefined;
