@@ -20,9 +20,16 @@
  * whose in-flight limits are reached (TCP backpressure): a slow-but-alive
  * SDS still answers a PING on a fresh connection at once. Time the client
  * itself did not run (event loop stall) is not counted against the peer.
+ *
+ * With tls (a cluster running TLS) every connection, the probe's too, is
+ * TLS 1.3 with our certificate presented (mutual TLS, docs/security.md); the
+ * frames inside are the same. A request waits for the handshake like it
+ * waits for the TCP connect.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { PflexError } from '../shared/errors.js';
+import { mutualClientOptions, type MutualTls } from '../shared/tls.js';
 import {
   encodeHead, FrameDecoder, FrameError, MsgType, payloadIntact, REPLY_BIT, requestHeader,
   type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue,
@@ -50,6 +57,8 @@ export interface DataClientOptions {
   livenessSilenceMs?: number;
   /** After the PING, this long with nothing received declares the peer unreachable. */
   livenessTimeoutMs?: number;
+  /** Mutual TLS with the SDS; undefined: plain TCP. */
+  tls?: MutualTls | undefined;
 }
 
 /** The chunk-range fields of a request; requestId is the client's business. */
@@ -71,6 +80,7 @@ export class DataClient {
   private closed = false;
   private readonly livenessSilenceMs: number;
   private readonly livenessTimeoutMs: number;
+  private readonly tls: MutualTls | undefined;
   /** Last sign of life: a received byte, a PING reply, the connect, or the first request after an idle spell. */
   private lastLifeMs = 0;
   /** When the outstanding probe was sent (0: none since the last sign of life). */
@@ -87,6 +97,7 @@ export class DataClient {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? clientConnectTimeoutMs;
     this.livenessSilenceMs = opts.livenessSilenceMs ?? clientLivenessSilenceMs;
     this.livenessTimeoutMs = opts.livenessTimeoutMs ?? clientLivenessTimeoutMs;
+    this.tls = opts.tls;
   }
 
   get inflight(): number {
@@ -149,14 +160,16 @@ export class DataClient {
 
   private ensureSocket(): net.Socket {
     if (this.socket) return this.socket;
-    const socket = net.connect({ host: this.host, port: this.port, noDelay: true });
+    const socket: net.Socket = this.tls
+      ? tls.connect({ host: this.host, port: this.port, ...mutualClientOptions(this.tls, this.host) }).setNoDelay(true)
+      : net.connect({ host: this.host, port: this.port, noDelay: true });
     this.socket = socket;
     this.connected = false;
     this.decoder = new FrameDecoder();
     const connectTimer = setTimeout(() => {
-      if (!this.connected && this.socket === socket) this.fail(socket, `connect to ${this.host}:${this.port} timed out`);
+      if (!this.connected && this.socket === socket) this.fail(socket, `connect to ${this.host}:${this.port} timed out${this.tls ? ' (TCP or TLS handshake)' : ''}`);
     }, this.connectTimeoutMs);
-    socket.once('connect', () => {
+    socket.once(this.tls ? 'secureConnect' : 'connect', () => {
       clearTimeout(connectTimer);
       if (this.socket !== socket) return;
       this.connected = true;
@@ -254,7 +267,7 @@ export class DataClient {
       this.prober = null;
     }
     this.prober ??= new DataClient({
-      host: this.host, port: this.port, livenessSilenceMs: 0,
+      host: this.host, port: this.port, livenessSilenceMs: 0, tls: this.tls,
       connectTimeoutMs: this.livenessTimeoutMs, requestTimeoutMs: this.livenessTimeoutMs + 2 * SWEEP_INTERVAL_MS,
     });
     this.probeSentMs = now;

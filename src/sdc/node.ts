@@ -19,7 +19,7 @@ import { sdcPromMetrics } from './prom-metrics.js';
 import { VolumeToken } from './tokens.js';
 import { VolumeBackend } from './volume-backend.js';
 import type { FastifyInstance } from 'fastify';
-import { serverTlsOptions, type TlsMaterial } from '../shared/tls.js';
+import { mutualTls, serverTlsOptions, type TlsMaterial } from '../shared/tls.js';
 import { createSecureContext } from 'node:tls';
 
 export interface SdcNodeOptions {
@@ -61,7 +61,8 @@ interface Served {
 export class SdcNode {
   sdc: Sdc | undefined;
   ports = { nbd: 0, control: 0, mgmt: 0 };
-  readonly clients = new DataClientPool({ requestTimeoutMs: sdsRequestTimeoutMs });
+  /** Data connections to the SDSs: mutual TLS when the SDC runs TLS (its certificate is its client identity). */
+  readonly clients: DataClientPool;
   private readonly mdm: MdmClient;
   private readonly clusterKey: Buffer;
   private readonly log: Logger;
@@ -85,6 +86,7 @@ export class SdcNode {
     this.guid = o.guid ?? o.name;
     this.ioTimeoutMs = o.ioTimeoutMs ?? ioTimeoutMsDefault;
     this.clusterKey = readClusterKey(o.clusterKeyFile);
+    this.clients = new DataClientPool({ requestTimeoutMs: sdsRequestTimeoutMs, tls: mutualTls(o.tls, 'the SDC data plane') });
     this.mdm = new MdmClient({ url: o.mdmUrl, componentAuth: componentAuth('sdc', this.guid, this.clusterKey), timeoutMs: mdmCallTimeoutMs, ...(o.tls?.ca ? { ca: o.tls.ca } : {}) });
   }
 

@@ -5,15 +5,22 @@
  * the secondaries before acknowledging (src/sds/replication.ts). Message
  * types bind to handlers in one table (src/sds/data-handlers.ts); only
  * DataConnection (src/sds/data-connection.ts) touches a socket.
+ *
+ * With tls (the cluster runs TLS) the port speaks TLS 1.3 and admits only
+ * clients presenting a certificate of the cluster CA (SDCs, peer SDSs); a
+ * plain-text client or a certificate of another CA fails the handshake,
+ * which is logged and closes that connection alone. The frames are the same.
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import { mutualServerOptions, type MutualTls } from '../shared/tls.js';
 import type { Logger } from '../shared/logger.js';
 import { isPflexError } from '../shared/errors.js';
 import { Flag, MsgType, payloadIntact, REPLY_BIT, Status, type Frame, type StatusValue } from '../dataplane/proto.js';
 import type { DataClientPool } from '../dataplane/client.js';
 import type { ChunkKey, ChunkStore } from './store/chunk-store.js';
 import type { PgEntry, PgTable } from './pg-table.js';
-import { connectionsMax, replicaReadLeaseMs } from './limits.js';
+import { connectionsMax, replicaReadLeaseMs, tlsHandshakeTimeoutMs } from './limits.js';
 import { SdsMetrics } from './metrics.js';
 import { blockAligned, blockCrcs, CRC_BLOCK_BYTES } from '../shared/crc32.js';
 import type { VolumeLayout, VolumeTrees } from './volume-trees.js';
@@ -50,6 +57,8 @@ export interface DataServerOptions {
   replicaReadLeaseMs?: number;
   /** How long a secondary whose map lags (EPOCH_AHEAD, UNKNOWN_PG) is given to catch up before it is fenced; default forwardTimeoutMs. */
   forwardCatchUpMs?: number;
+  /** Mutual TLS on the data port; undefined: plain TCP. */
+  tls?: MutualTls | undefined;
 }
 
 export class DataServer {
@@ -93,7 +102,13 @@ export class DataServer {
       ...(opts.onJoinerFailure ? { onJoinerFailure: opts.onJoinerFailure } : {}),
       ...(opts.forwardCatchUpMs !== undefined ? { forwardCatchUpMs: opts.forwardCatchUpMs } : {}),
     });
-    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    if (opts.tls) {
+      const server = tls.createServer({ ...mutualServerOptions(opts.tls), noDelay: true, handshakeTimeout: tlsHandshakeTimeoutMs }, (socket) => this.accept(socket));
+      server.on('tlsClientError', (err, socket) => this.refuse(err, socket));
+      this.server = server;
+    } else {
+      this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    }
     this.server.maxConnections = connectionsMax;
   }
 
@@ -125,6 +140,14 @@ export class DataServer {
       this.conns.delete(conn);
       this.metrics.connections = this.conns.size;
     });
+  }
+
+  /** A client that failed the TLS handshake: plain text, no certificate, another CA, a timeout. */
+  private refuse(err: Error, socket: tls.TLSSocket): void {
+    this.metrics.tlsRefused++;
+    this.opts.log.warn({ remote: socket.remoteAddress, remotePort: socket.remotePort, err: err.message },
+      'data connection refused: TLS handshake failed (mutual TLS needs a client certificate of the cluster CA)');
+    socket.destroy();
   }
 
   /** Entry point of every decoded request frame. */

@@ -18,6 +18,8 @@ export const serverInflightBytesMax = 1024 * MiB;
 export const serverBufferedBytesMax = 1024 * MiB;
 /** Data connections accepted at once; further ones are closed at accept. */
 export const connectionsMax = 1024;
+/** With TLS: a data connection must finish its handshake within this long. */
+export const tlsHandshakeTimeoutMs = 10_000;
 /** A connection that sends nothing for this long (and has nothing in flight) is closed. */
 export const connectionIdleMs = 10 * 60_000;
 

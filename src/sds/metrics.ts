@@ -29,6 +29,8 @@ export class SdsMetrics {
   replicaReads = 0;
   errorReplies = 0;
   protocolErrors = 0;
+  /** Data connections refused at the TLS handshake (plain text, no or a foreign client certificate). */
+  tlsRefused = 0;
   checksumMismatchRequests = 0;
   /** Stored blocks that failed their checksum on read (each also raised an alert). */
   checksumErrors = 0;
@@ -62,7 +64,7 @@ export class SdsMetrics {
     }
     return {
       connections: this.connections, forwarded: this.forwarded, forwardFailures: this.forwardFailures, fences: this.fences, replicaReads: this.replicaReads,
-      errorReplies: this.errorReplies, protocolErrors: this.protocolErrors,
+      errorReplies: this.errorReplies, protocolErrors: this.protocolErrors, tlsRefused: this.tlsRefused,
       checksumMismatchRequests: this.checksumMismatchRequests, checksumErrors: this.checksumErrors,
       rebuild: { bytesPushed: this.rebuildBytesPushed, bytesSkipped: this.rebuildBytesSkipped, chunksPushed: this.rebuildChunksPushed },
       ops,

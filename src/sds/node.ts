@@ -26,7 +26,7 @@ import { CachedVolumeTrees } from './volume-trees.js';
 import { currentBootId, previousStop, readRunState, writeRunState, type PreviousStop } from './clean-stop.js';
 import { forwardTimeoutMs, heartbeatIntervalMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from './limits.js';
 import type { FastifyInstance } from 'fastify';
-import { peerHttp, type TlsMaterial } from '../shared/tls.js';
+import { mutualTls, peerHttp, type MutualTls, type TlsMaterial } from '../shared/tls.js';
 
 export interface SdsNodeOptions {
   name: string;
@@ -85,7 +85,9 @@ export class SdsNode {
   private control!: ReturnType<typeof buildControlServer>;
   private mgmt!: ReturnType<typeof buildMgmtServer>;
   private rebuild!: RebuildRunner;
-  private readonly peers = new DataClientPool({ requestTimeoutMs: forwardTimeoutMs });
+  /** Mutual TLS of the data port and of forwards to peers (on with the SDS's TLS). */
+  private readonly dataTls: MutualTls | undefined;
+  private readonly peers: DataClientPool;
   private readonly mdm: MdmClient;
   private readonly source: MdmPgMapSource;
   readonly pgs: PgTable;
@@ -100,6 +102,8 @@ export class SdsNode {
   constructor(private readonly o: SdsNodeOptions) {
     this.log = o.log;
     this.clusterKey = readClusterKey(o.clusterKeyFile);
+    this.dataTls = mutualTls(o.tls, 'the SDS data plane');
+    this.peers = new DataClientPool({ requestTimeoutMs: forwardTimeoutMs, tls: this.dataTls });
     this.mdm = new MdmClient({ url: o.mdmUrl, componentAuth: componentAuth('sds', o.name, this.clusterKey), timeoutMs: mdmCallTimeoutMs, ...(o.tls?.ca ? { ca: o.tls.ca } : {}) });
     this.source = new MdmPgMapSource(this.mdm);
     this.pgs = new PgTable(this.source);
@@ -132,7 +136,7 @@ export class SdsNode {
     });
     this.data = new DataServer({
       selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, tokens: new IoTokenVerifier(deriveKey(this.clusterKey, 'io-token')),
-      trees, peers: this.peers, log: this.log, metrics: this.metrics,
+      trees, peers: this.peers, log: this.log, metrics: this.metrics, tls: this.dataTls,
       onJoinerFailure: (pg, sdsId) => this.rebuild.onJoinerFailure(pg, sdsId),
     });
     const peer = peerHttp(o.tls);

@@ -16,6 +16,7 @@ const COUNTERS: ReadonlyArray<readonly [string, string, keyof SdsMetrics]> = [
   ['pflex_sds_checksum_mismatch_requests_total', 'Requests whose payload did not match the checksum the sender put in the frame', 'checksumMismatchRequests'],
   ['pflex_sds_error_replies_total', 'Data requests answered with a status other than OK', 'errorReplies'],
   ['pflex_sds_protocol_errors_total', 'Malformed frames (the connection was closed)', 'protocolErrors'],
+  ['pflex_sds_tls_refused_total', 'Data connections refused at the TLS handshake (plain text, no or a foreign client certificate)', 'tlsRefused'],
   ['pflex_sds_rebuild_bytes_pushed_total', 'Bytes this SDS sent to joining members in rebuild, rebalance and drain copies', 'rebuildBytesPushed'],
   ['pflex_sds_rebuild_bytes_skipped_total', 'Bytes a delta copy found identical on the joining member and did not send', 'rebuildBytesSkipped'],
   ['pflex_sds_rebuild_chunks_pushed_total', 'Chunks this SDS sent to joining members', 'rebuildChunksPushed'],

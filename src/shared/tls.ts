@@ -7,7 +7,8 @@
  * it, the system's trust store). A cluster is all TLS or all plain text.
  */
 import { readFileSync } from 'node:fs';
-import type { SecureContextOptions } from 'node:tls';
+import type { ConnectionOptions, SecureContextOptions, TlsOptions } from 'node:tls';
+import { isIP } from 'node:net';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { PflexError } from './errors.js';
 
@@ -64,4 +65,30 @@ export interface PeerHttp { scheme: 'http' | 'https'; fetch: Fetch }
 
 export function peerHttp(m: TlsMaterial | undefined): PeerHttp {
   return { scheme: httpScheme(m !== undefined), fetch: tlsFetch(m?.ca) };
+}
+
+/**
+ * Mutual TLS (the SDS data plane, docs/security.md): both ends present a
+ * certificate of the cluster CA and check the other's against it. The CA is
+ * required: without it the system's trust store would admit any public
+ * certificate as a client.
+ */
+export interface MutualTls { cert: Buffer; key: Buffer; ca: Buffer }
+
+/** The mTLS material of a component, or undefined when its TLS is off. */
+export function mutualTls(m: TlsMaterial | undefined, what: string): MutualTls | undefined {
+  if (m === undefined) return undefined;
+  if (m.ca === undefined) throw new PflexError('PFLEX_ERR_BAD_REQUEST', `${what} runs mutual TLS and needs the cluster CA (--tls-ca)`);
+  return { cert: m.cert, key: m.key, ca: m.ca };
+}
+
+/** A TLS server that demands a client certificate chaining to the CA (the handshake fails otherwise). */
+export function mutualServerOptions(m: MutualTls): TlsOptions {
+  return { ...serverTlsOptions(m), requestCert: true, rejectUnauthorized: true };
+}
+
+/** A TLS client of host presenting its certificate; the server's is checked against the CA and host. */
+export function mutualClientOptions(m: MutualTls, host: string): ConnectionOptions {
+  // SNI carries DNS names only; for an IP, Node checks the certificate's IP SANs against host.
+  return { cert: m.cert, key: m.key, ca: m.ca, minVersion: tlsMinVersion, ...(isIP(host) === 0 ? { servername: host } : {}) };
 }

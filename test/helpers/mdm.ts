@@ -8,6 +8,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readClusterKey } from '../../src/shared/component-auth.js';
 import { MdmClient } from '../../src/shared/mdm-client.js';
+import { readPem } from '../../src/shared/tls.js';
+import type { CertDir } from './certs.js';
 import { PFLEX_BIN, spawnPflex, tempDir, type PflexProcess, type Teardown } from './proc.js';
 
 export const ADMIN_PASSWORD = 'pflex-test-password';
@@ -16,6 +18,8 @@ const LISTENING_TIMEOUT_MS = 60_000;
 
 export interface Mdm {
   url: string;
+  /** With TLS: the certificates the cluster's components use. */
+  tls?: CertDir;
   dataDir: string;
   keyFile: string;
   clusterKey: Buffer;
@@ -33,6 +37,8 @@ export interface StartMdmOptions {
   reuse?: Mdm;
   /** Temp dir prefix. */
   prefix?: string;
+  /** Serve HTTPS with the certificate "mdm" of these (test/helpers/certs.ts). */
+  tls?: CertDir;
 }
 
 export async function startMdm(t: Teardown, opts: StartMdmOptions = {}): Promise<Mdm> {
@@ -43,11 +49,12 @@ export async function startMdm(t: Teardown, opts: StartMdmOptions = {}): Promise
     execFileSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', dataDir, '--admin-password', ADMIN_PASSWORD], { stdio: 'pipe' });
     writeFileSync(configFile, JSON.stringify(opts.config ?? {}));
   }
-  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', dataDir, '--port', String(opts.port ?? 0), '--config', configFile]);
+  const tls = opts.tls ?? opts.reuse?.tls;
+  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', dataDir, '--port', String(opts.port ?? 0), '--config', configFile, ...(tls ? tls.args('mdm') : [])]);
   const line = await proc.waitForLog((l) => l.msg === 'mdm listening', LISTENING_TIMEOUT_MS);
-  const url = `http://127.0.0.1:${String(line.port)}`;
-  const admin = new MdmClient({ url });
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${String(line.port)}`;
+  const admin = new MdmClient({ url, ...(tls ? { ca: readPem(tls.caFile) } : {}) });
   await admin.login('admin', ADMIN_PASSWORD);
   const keyFile = join(dataDir, 'cluster.key');
-  return { url, dataDir, keyFile, clusterKey: readClusterKey(keyFile), admin, proc };
+  return { url, dataDir, keyFile, clusterKey: readClusterKey(keyFile), admin, proc, ...(tls ? { tls } : {}) };
 }

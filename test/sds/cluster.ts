@@ -34,6 +34,8 @@ export async function startSdsProc(t: Test, mdm: Mdm, name: string, pool = 'pool
   const proc = spawnPflex(t, [
     'sds-server', 'start', '--data-dir', dir, '--mdm', mdm.url, '--cluster-key-file', mdm.keyFile, '--name', name,
     '--pd', pd, '--pool', pool, '--host', '127.0.0.1', '--port', '0', '--control-port', '0', '--mgmt-port', '0',
+    // A TLS cluster (startMdm with tls): the SDS gets its own certificate of the same CA.
+    ...(mdm.tls ? mdm.tls.args(name) : []),
   ]);
   const listening = await proc.waitForLog((l) => l.msg === 'sds listening', 60_000);
   const registered = await proc.waitForLog((l) => l.msg === 'sds registered', 60_000);
