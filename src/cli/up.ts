@@ -9,7 +9,8 @@
  *   data/sds1..3/        SDS storage roots
  *   data/logs/*.log      each child's JSON log
  *   data/certs/          with --tls: the cluster CA and a certificate per
- *                        component (made on the first --tls run), and
+ *                        component (made on the first --tls run; one
+ *                        missing, e.g. mgmt after an upgrade, is made), and
  *                        nbd-client/ for NBD clients (GnuTLS file names)
  *
  * On first run it creates protection domain pd1 and pool pool1 (two copies);
@@ -169,7 +170,7 @@ function ensureCerts(dataDir: string): { dir: string; args: (name: string) => st
   const dir = join(dataDir, 'certs');
   const ca = ensureCa(dir);
   const sans = { ips: ['127.0.0.1'], dns: ['localhost'] };
-  for (const name of ['mdm', ...SDS_NAMES, SDC_NAME, 'nbd-client']) {
+  for (const name of ['mdm', ...SDS_NAMES, SDC_NAME, MGMT_NAME, 'nbd-client']) {
     if (ca.created || !existsSync(join(dir, `${name}.crt`))) issueCert(dir, name, sans);
   }
   const nbdClientDir = gnutlsClientDir(dir, 'nbd-client', join(dir, 'nbd-client'));
@@ -237,7 +238,7 @@ async function up(a: UpArgs): Promise<void> {
     const sdc = new Child(SDC_NAME, sdcArgs, logDir);
     children.push(sdc);
     const mgmt = new Child(MGMT_NAME, [
-      'mgmt', 'start', '--mdm', mdmUrl, '--host', a['mgmt-host'], '--port', String(a['mgmt-port']), ...(certs ? ['--mdm-ca', certs.ca] : []),
+      'mgmt', 'start', '--mdm', mdmUrl, '--host', a['mgmt-host'], '--port', String(a['mgmt-port']), ...tlsArgs(MGMT_NAME),
     ], logDir);
     children.push(mgmt);
     await Promise.all(sds.map((c) => c.waitFor((l) => l.msg === 'sds registered', 'sds registered')));
@@ -248,7 +249,7 @@ async function up(a: UpArgs): Promise<void> {
     if (a.demo) demo = await ensureDemo(admin, poolId, sdcReg.sdcId as number, parseSize(a['demo-size']));
     const nbdPort = String(sdcUp.port);
     const mgmtUp = await mgmt.waitFor((l) => l.msg === 'mgmt listening', 'mgmt listening');
-    const mgmtUrl = `http://${a['mgmt-host'] === '0.0.0.0' ? '127.0.0.1' : a['mgmt-host']}:${String(mgmtUp.port)}/`;
+    const mgmtUrl = `${certs ? 'https' : 'http'}://${a['mgmt-host'] === '0.0.0.0' ? '127.0.0.1' : a['mgmt-host']}:${String(mgmtUp.port)}/`;
 
     say('');
     say(`pflex is up (${created ? 'new cluster' : 'existing cluster'}; data in ${dataDir}, logs in ${logDir})`);

@@ -4,7 +4,8 @@
  * HTTP API with the logged-in user's own token (src/mgmt/mdm.ts), so the
  * MDM enforces roles and audits. build() does not listen (tests inject).
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { serverTlsOptions, type TlsMaterial } from '../shared/tls.js';
 import { MGMT_LIMITS, SESSION_COOKIE } from './limits.js';
 import { MdmGateway } from './mdm.js';
 import { PAGES, loginHtml, pageHtml } from './pages.js';
@@ -21,6 +22,8 @@ export interface MgmtOptions {
   sessionKey?: Buffer;
   /** The dashboard is served over HTTPS (behind a TLS proxy): cookies get the Secure flag. */
   secureCookies?: boolean;
+  /** Serve HTTPS (TLS 1.3) with this certificate; cookies are then Secure whatever secureCookies says. */
+  https?: TlsMaterial;
   loggerInstance?: FastifyBaseLogger;
 }
 
@@ -50,15 +53,18 @@ function safeNext(next: unknown): string {
 }
 
 export async function buildMgmt(o: MgmtOptions): Promise<FastifyInstance> {
-  const app = Fastify({
+  const serverOptions: FastifyServerOptions = {
     ...(o.loggerInstance ? { loggerInstance: o.loggerInstance } : { logger: false }),
     bodyLimit: MGMT_LIMITS.requestBodyBytesMax,
     logController: new Fastify.LogController({ disableRequestLogging: true }),
-  });
+  };
+  // With TLS the raw server is an https.Server; routes and hooks do not care, so one app type serves both.
+  if (o.https) Object.assign(serverOptions, { https: serverTlsOptions(o.https) });
+  const app = Fastify(serverOptions);
   const codec = new SessionCodec(o.sessionKey);
   const mdm = new MdmGateway(o.mdmUrl, o.mdmCa);
   const files = loadStatic();
-  const secure = o.secureCookies ?? false;
+  const secure = (o.secureCookies ?? false) || o.https !== undefined;
   const live = new LiveStreams(mdm, app.log);
 
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { PflexError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
-import { readPem } from '../shared/tls.js';
+import { httpScheme, readPem, type TlsMaterial } from '../shared/tls.js';
 import { buildMgmt } from './app.js';
 
 export interface MgmtStartOptions {
@@ -14,8 +14,10 @@ export interface MgmtStartOptions {
   /** File of 64 hex digits: sessions survive a restart (default: a random key per run). */
   sessionKeyFile?: string;
   secureCookies?: boolean;
-  /** PEM file of the CA of an https MDM. */
+  /** PEM file of the CA of an https MDM (default: tls.ca). */
   mdmCaFile?: string;
+  /** Serve HTTPS with this certificate (secure cookies implied); its CA is trusted for the MDM too. */
+  tls?: TlsMaterial;
 }
 
 export function readSessionKey(path: string): Buffer {
@@ -40,10 +42,11 @@ export async function startMgmt(o: MgmtStartOptions): Promise<{ app: FastifyInst
   const app = await buildMgmt({
     mdmUrl: mdm.toString(), loggerInstance: logger, secureCookies: o.secureCookies ?? false,
     ...(o.sessionKeyFile ? { sessionKey: readSessionKey(o.sessionKeyFile) } : {}),
-    ...(o.mdmCaFile ? { mdmCa: readPem(o.mdmCaFile) } : {}),
+    ...(o.tls ? { https: o.tls } : {}),
+    ...(o.mdmCaFile ? { mdmCa: readPem(o.mdmCaFile) } : o.tls?.ca ? { mdmCa: o.tls.ca } : {}),
   });
   await app.listen({ host: o.host, port: o.port });
   const port = (app.server.address() as AddressInfo).port;
-  logger.info({ port, host: o.host, mdmUrl: mdm.toString(), url: `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}/` }, 'mgmt listening');
+  logger.info({ port, host: o.host, mdmUrl: mdm.toString(), tls: o.tls !== undefined, url: `${httpScheme(o.tls !== undefined)}://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}/` }, 'mgmt listening');
   return { app, port };
 }

@@ -2,15 +2,20 @@
  * `pflex up --tls`: certificates are made under DATA/certs on the first run,
  * every HTTP listener (MDM, SDS control and mgmt, SDC control and mgmt)
  * serves TLS 1.3 only with a certificate of the cluster CA, the CLI reaches
- * the MDM with --ca, SDSs copy chunks between them over HTTPS, and IO flows.
+ * the MDM with --ca, SDSs copy chunks between them over HTTPS, MGMT serves
+ * HTTPS with Secure cookies, and IO flows over the mutual-TLS data plane,
+ * which refuses plain-text clients and certificates of another CA.
  */
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { DataClient } from '../../src/dataplane/client.js';
+import { Status } from '../../src/dataplane/proto.js';
 import { MdmClient, type Sds } from '../../src/shared/mdm-client.js';
 import { readPem, tlsFetch } from '../../src/shared/tls.js';
+import { makeCerts } from '../helpers/certs.js';
 import { missingClients } from '../helpers/nbd.js';
 import { PFLEX_BIN, tempDir } from '../helpers/proc.js';
 import { interrupt, run, up } from '../helpers/up.js';
@@ -41,7 +46,7 @@ t.test('pflex up --tls', { skip }, async (t) => {
   const caPath = join(certs, 'ca.crt');
   const ca = readPem(caPath);
   t.equal(cluster.line.tls, true);
-  for (const name of ['ca', 'mdm', 'sds1', 'sds2', 'sds3', 'sdc1']) {
+  for (const name of ['ca', 'mdm', 'sds1', 'sds2', 'sds3', 'sdc1', 'mgmt']) {
     t.equal(statSync(join(certs, `${name}.key`)).mode & 0o777, 0o600, `${name}.key is 0600`);
     const v = await run('openssl', ['verify', '-CAfile', caPath, join(certs, `${name}.crt`)]);
     t.equal(v.code, 0, `${name}.crt is signed by the cluster CA`);
@@ -59,12 +64,15 @@ t.test('pflex up --tls', { skip }, async (t) => {
   t.equal(list.code, 0, 'later commands use the CA saved at login');
   t.match(list.out, /sds1/);
 
-  // The dashboard reaches the MDM over HTTPS with the cluster CA (pflex up passes --mdm-ca).
-  const dash = await fetch(`${String(cluster.line.mgmtUrl)}login`, {
+  // The dashboard serves HTTPS with its certificate and reaches the MDM over HTTPS trusting the cluster CA.
+  const mgmtUrl = String(cluster.line.mgmtUrl);
+  t.match(mgmtUrl, /^https:\/\//, 'MGMT serves HTTPS');
+  const dash = await tlsFetch(ca)(`${mgmtUrl}login`, {
     method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ username: 'admin', password }).toString(),
   });
   t.equal(dash.status, 303, 'a dashboard login goes through the MDM over TLS');
+  t.match(dash.headers.get('set-cookie') ?? '', /; Secure/, 'the session cookie is Secure');
 
   const admin = new MdmClient({ url: mdmUrl, ca });
   await admin.login('admin', password);
@@ -73,6 +81,7 @@ t.test('pflex up --tls', { skip }, async (t) => {
   const ports = [
     ['MDM', Number(new URL(mdmUrl).port)],
     ['SDC mgmt', sdcPort],
+    ['MGMT', Number(new URL(mgmtUrl).port)],
     ...sds.flatMap((s) => [[`${s.name} control`, s.controlPort!], [`${s.name} mgmt`, s.mgmtPort!]]),
   ] as Array<[string, number]>;
   for (const [name, port] of ports) {
@@ -97,6 +106,21 @@ t.test('pflex up --tls', { skip }, async (t) => {
   t.equal(size.out.trim(), String(64 * 1024 * 1024), 'nbdinfo over TLS sees the demo volume');
   const plain = await run('nbdinfo', ['--size', `nbd://127.0.0.1:${cluster.port}/`]);
   t.not(plain.code, 0, 'a plain NBD client is refused by the TLS SDC');
+  // The SDC got there over the mutual-TLS data plane; other data clients are refused by the SDS.
+  const dataClient = (material?: ConstructorParameters<typeof DataClient>[0]['tls']): DataClient => {
+    const c = new DataClient({ host: '127.0.0.1', port: sds[0]!.dataPort, requestTimeoutMs: 20_000, connectTimeoutMs: 10_000, ...(material ? { tls: material } : {}) });
+    t.teardown(() => c.close());
+    return c;
+  };
+  await t.rejects(dataClient().ping(), { code: 'PFLEX_ERR_UNAVAILABLE' }, 'a plain-text data client is refused by the SDS');
+  const foreign = makeCerts(t, ['intruder'], 'pflex-up-tls-foreign-').material('intruder');
+  await t.rejects(dataClient({ ...foreign, ca }).ping(), { code: 'PFLEX_ERR_UNAVAILABLE' }, 'a data client with a certificate of another CA is refused');
+  const own = (name: string) => ({ cert: readPem(join(certs, `${name}.crt`)), key: readPem(join(certs, `${name}.key`)), ca });
+  t.equal((await dataClient(own('sdc1')).ping()).status, Status.OK, 'a data client with a cluster certificate is served');
+  const sdsLog = join(dataDir, 'logs', `${sds[0]!.name}.log`);
+  for (let i = 0; i < 100 && (readFileSync(sdsLog, 'utf8').match(/data connection refused: TLS handshake failed/g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal((readFileSync(sdsLog, 'utf8').match(/data connection refused: TLS handshake failed/g) ?? []).length, 2, 'the SDS logged both refusals');
+
   const https = tlsFetch(ca);
   const auth = { authorization: `Bearer ${admin.bearerToken!}` };
   const [a, b] = [sds[0]!, sds[1]!];
