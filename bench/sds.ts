@@ -4,9 +4,11 @@
  * process) pushing 1 MiB and 4 KiB writes and reads to the PG's primary,
  * which replicates every write to the secondary before acknowledging.
  *
- *   npm run build && npm run bench:sds [-- --seconds 5]
+ *   npm run build && npm run bench:sds [-- --seconds 5] [-- --tls]
  *
- * Prints MB/s, IOPS and p50/p99 latency per phase.
+ * With --tls (or BENCH_TLS=1) the cluster runs TLS: the data connections
+ * (client -> primary, primary -> secondary) are mutual TLS 1.3, which is
+ * what the figures then cost. Prints MB/s, IOPS and p50/p99 latency per phase.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,10 +16,12 @@ import { join } from 'node:path';
 import { DataClient } from '../src/dataplane/client.js';
 import { Status, statusName } from '../src/dataplane/proto.js';
 import { startMdm, startSdsProc, waitForMapEpoch } from '../test/sds/cluster.js';
+import { makeCerts } from '../test/helpers/certs.js';
 import type { Test } from 'tap';
 
 const argSeconds = process.argv.indexOf('--seconds');
 const SECONDS = argSeconds > 0 ? Number(process.argv[argSeconds + 1]) : Number(process.env.BENCH_SECONDS ?? 4);
+const TLS = process.argv.includes('--tls') || process.env.BENCH_TLS === '1';
 const CHUNK = 1024 * 1024;
 const CHUNKS = 4096; // volume size in chunks (4 GiB, thin)
 const HOT = 32; // chunks the rewrite and 4 KiB phases cycle over
@@ -84,7 +88,8 @@ async function main(): Promise<void> {
   scope.teardown(() => rmSync(work, { recursive: true, force: true }));
   try {
     const t = scope as unknown as Test;
-    const mdm = await startMdm(t);
+    const certs = TLS ? makeCerts(t, ['mdm', 'sds1', 'sds2', 'bench-client']) : undefined;
+    const mdm = await startMdm(t, certs ? { tls: certs } : {});
     const pd = await mdm.admin.createPd('pd1');
     const pool = await mdm.admin.createPool({ protectionDomainId: pd.id, name: 'pool1', replicationFactor: 2, pgCount: 1 });
     const sds = await Promise.all(['sds1', 'sds2'].map((n) => startSdsProc(t, mdm, n)));
@@ -95,10 +100,10 @@ async function main(): Promise<void> {
     const { issueIoToken } = await import('../src/shared/iotoken.js');
     const { deriveKey } = await import('../src/shared/keys.js');
     const token = issueIoToken(deriveKey(mdm.clusterKey, 'io-token'), { sdcId: 1, volumeId: vol.id, rights: 'rw', expiresAtMs: Date.now() + 3_600_000 });
-    const c = new DataClient({ host: '127.0.0.1', port: primary.port, requestTimeoutMs: 60_000 });
+    const c = new DataClient({ host: '127.0.0.1', port: primary.port, requestTimeoutMs: 60_000, ...(certs ? { tls: certs.material('bench-client') } : {}) });
     scope.teardown(() => c.close());
     const addrOf = (chunk: number) => ({ pgId: 0, epoch: entry.epoch, volumeId: vol.id, treeId: vol.volumeTreeId, chunkIndex: chunk, layerId: 0 });
-    console.log(`SDS bench: RF 2, one PG, 2 SDS processes + client on loopback, ${SECONDS} s per phase, node ${process.version}`);
+    console.log(`SDS bench: RF 2, one PG, 2 SDS processes + client on loopback, data plane ${TLS ? 'mutual TLS 1.3' : 'plain TCP'}, ${SECONDS} s per phase, node ${process.version}`);
     console.log('');
     console.log('| phase | queue depth | MB/s | IOPS | p50 ms | p99 ms | errors |');
     console.log('|---|---|---|---|---|---|---|');

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { ERRORS, isPflexError } from '../shared/errors.js';
+import { ERRORS, isPflexError, PflexError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { defaultControlPort, defaultMgmtPort, defaultNbdPort, ioTimeoutMsDefault } from '../sdc/limits.js';
 import { SdcNode } from '../sdc/node.js';
@@ -10,7 +10,7 @@ import { shutdownTracing, startTracing, withTracing, type TracingArgs } from './
 interface Args extends TlsArgs, TracingArgs {
   mdm: string; 'cluster-key-file': string; name: string; guid?: string; host: string; address?: string;
   port: number; 'control-port': number; 'mgmt-port': number; 'default-volume'?: string; 'io-timeout-ms': number; 'replica-reads': boolean;
-  'nbd-tls': 'require' | 'optional';
+  'nbd-tls': 'require' | 'optional'; 'nbd-tls-verify-peer': boolean;
 }
 
 const env = process.env;
@@ -31,6 +31,7 @@ export const sdcServerCommand: CommandModule<object, Args> = {
     .option('control-port', { type: 'number', default: envInt('PFLEX_SDC_CONTROL_PORT') ?? defaultControlPort })
     .option('mgmt-port', { type: 'number', default: envInt('PFLEX_SDC_MGMT_PORT') ?? defaultMgmtPort })
     .option('nbd-tls', { choices: ['require', 'optional'] as const, default: (env.PFLEX_SDC_NBD_TLS as 'require' | 'optional' | undefined) ?? 'require', describe: 'with --tls-cert: NBD clients must STARTTLS, or may stay plain text (PFLEX_SDC_NBD_TLS)' })
+    .option('nbd-tls-verify-peer', { type: 'boolean', default: env.PFLEX_SDC_NBD_TLS_VERIFY_PEER === '1', describe: 'with --tls-cert: NBD clients must present a certificate of --tls-ca (PFLEX_SDC_NBD_TLS_VERIFY_PEER=1)' })
     .option('default-volume', { type: 'string', default: env.PFLEX_SDC_DEFAULT_VOLUME, describe: 'volume served for the empty export name (default: the only mapped one)' })
     .option('io-timeout-ms', { type: 'number', default: envInt('PFLEX_SDC_IO_TIMEOUT_MS') ?? ioTimeoutMsDefault, describe: 'an NBD request fails (EIO) after retrying this long' })
     .option('replica-reads', { type: 'boolean', default: env.PFLEX_SDC_REPLICA_READS === '1', describe: 'spread reads over every in-sync replica, not only the primary (docs/sdc.md)' }) as Argv<Args>,
@@ -40,10 +41,11 @@ export const sdcServerCommand: CommandModule<object, Args> = {
     try {
       await startTracing(a, 'pflex-sdc', a.name, log);
       const tls = loadTls(tlsFiles(a));
+      if (a['nbd-tls-verify-peer'] && !tls) throw new PflexError('PFLEX_ERR_BAD_REQUEST', '--nbd-tls-verify-peer needs TLS (--tls-cert, --tls-key, --tls-ca)');
       node = new SdcNode({
         name: a.name, ...(a.guid ? { guid: a.guid } : {}), mdmUrl: a.mdm, clusterKeyFile: a['cluster-key-file'], host: a.host,
         ...(a.address ? { address: a.address } : {}), port: a.port, controlPort: a['control-port'], mgmtPort: a['mgmt-port'],
-        ...(a['default-volume'] ? { defaultVolume: a['default-volume'] } : {}), ioTimeoutMs: a['io-timeout-ms'], replicaReads: a['replica-reads'], ...(tls ? { tls, nbdTls: a['nbd-tls'] } : {}), log,
+        ...(a['default-volume'] ? { defaultVolume: a['default-volume'] } : {}), ioTimeoutMs: a['io-timeout-ms'], replicaReads: a['replica-reads'], ...(tls ? { tls, nbdTls: a['nbd-tls'], nbdTlsVerifyPeer: a['nbd-tls-verify-peer'] } : {}), log,
       });
       await node.start();
     } catch (err) {

@@ -1,4 +1,4 @@
-import type { SecureContext } from 'node:tls';
+import type { SecureContextOptions } from 'node:tls';
 import type { BlockBackend, NbdExport } from './backend.js';
 import {
   CLIENT_FLAGS_KNOWN,
@@ -34,8 +34,11 @@ export interface HandshakeContext {
   /** Resolves a client-given name (the empty name already mapped to the default export). */
   findExport(name: string): Promise<NbdExport | undefined>;
   listExports(): Promise<readonly NbdExport[]>;
-  /** NBD_OPT_STARTTLS offered with this context; required: every option but STARTTLS and ABORT is refused before it. */
-  readonly tls?: { readonly context: SecureContext; readonly required: boolean };
+  /**
+   * NBD_OPT_STARTTLS offered with these options (certificate, key, CA, versions); required: every option but
+   * STARTTLS and ABORT is refused before it; verifyPeer: the client must present a certificate of options.ca.
+   */
+  readonly tls?: { readonly options: SecureContextOptions; readonly required: boolean; readonly verifyPeer?: boolean };
 }
 
 /** The outcome of option haggling: what transmission serves and how. */
@@ -163,7 +166,8 @@ export async function negotiate(wire: Wire, ctx: HandshakeContext): Promise<Sess
           if (!ctx.tls) throw new OptionRefused(REP.ERR_UNSUP, 'TLS is not configured on this server');
           if (wire.secure) throw new OptionInvalid('TLS is already negotiated');
           reply(REP.ACK);
-          await wire.startTls(ctx.tls.context);
+          const verifyPeer = ctx.tls.verifyPeer ?? false;
+          await wire.startTls({ ...ctx.tls.options, requestCert: verifyPeer, rejectUnauthorized: verifyPeer });
           // The spec: what was negotiated in plain text does not carry over.
           state.structured = false;
           state.metaExportName = undefined;

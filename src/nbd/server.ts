@@ -1,5 +1,5 @@
 import net, { type AddressInfo, type Socket } from 'node:net';
-import type { SecureContext } from 'node:tls';
+import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { NbdExport } from './backend.js';
 import { ConnectionClosedError, ProtocolError } from './errors.js';
@@ -18,11 +18,13 @@ export interface NbdServerOptions {
   logger: Logger;
   limits?: Partial<NbdLimits>;
   /**
-   * TLS by NBD_OPT_STARTTLS with this context (the caller makes it; TLS 1.3
+   * TLS by NBD_OPT_STARTTLS with these options (the caller's; TLS 1.3
    * is its choice); required: a client that does not upgrade is refused
-   * (NBD_REP_ERR_TLS_REQD), else plain text stays allowed.
+   * (NBD_REP_ERR_TLS_REQD), else plain text stays allowed; verifyPeer: the
+   * client must present a certificate signed by options.ca (mutual
+   * TLS), else the handshake fails and the connection is closed.
    */
-  tls?: { context: SecureContext; required: boolean };
+  tls?: { options: SecureContextOptions; required: boolean; verifyPeer?: boolean };
 }
 
 /** A server holding one export for every name its lookup knows. */

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
+import { Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
 import { ByteQueue } from './byte-queue.js';
 import { ConnectionClosedError, ProtocolError } from './errors.js';
 
@@ -16,6 +16,7 @@ export class Wire {
   private paused = false;
   private drainWaiters: Array<() => void> = [];
   private corked = false;
+  private tls = false;
 
   private readonly handlers = {
     data: (chunk: Buffer) => this.onData(chunk),
@@ -41,7 +42,7 @@ export class Wire {
 
   /** Whether the connection was upgraded with startTls. */
   get secure(): boolean {
-    return this.socket instanceof TLSSocket;
+    return this.tls;
   }
 
   /**
@@ -49,24 +50,33 @@ export class Wire {
    * the TLS handshake as the server on the same socket; every later read and
    * write goes through TLS. Nothing may arrive in between (the client waits
    * for the ACK), so bytes already received are a protocol violation.
+   *
+   * The handshake runs in a tls.Server of its own that never listens (it is
+   * handed this one socket): only a server checks a client certificate
+   * (options.requestCert and rejectUnauthorized) and sets `authorized`; a
+   * bare server-side TLSSocket does neither.
    */
-  async startTls(secureContext: SecureContext): Promise<void> {
+  async startTls(options: TlsOptions): Promise<void> {
     if (this.queue.length > 0) throw new ProtocolError('client sent data between NBD_OPT_STARTTLS and the TLS handshake');
     if (this.corked) this.uncork();
     const raw = this.socket;
     for (const [event, fn] of Object.entries(this.handlers)) raw.off(event, fn);
-    const secure = new TLSSocket(raw, { isServer: true, secureContext });
-    this.socket = secure;
-    this.listen(secure);
+    const engine = new TlsServer(options);
+    const secured = new Promise<TLSSocket>((resolve, reject) => {
+      engine.once('secureConnection', resolve);
+      engine.once('tlsClientError', (err: Error) => reject(new ConnectionClosedError(`TLS handshake failed: ${err.message}`)));
+      raw.once('close', () => reject(new ConnectionClosedError(options.rejectUnauthorized
+        ? 'TLS handshake failed: the client certificate is missing or not of the CA' : 'closed during the TLS handshake')));
+    });
+    engine.emit('connection', raw);
     if (this.paused) {
       this.paused = false;
       raw.resume();
     }
-    await new Promise<void>((resolve, reject) => {
-      secure.once('secure', resolve);
-      secure.once('error', (err: Error) => reject(new ConnectionClosedError(`TLS handshake failed: ${err.message}`)));
-      secure.once('close', () => reject(new ConnectionClosedError('closed during the TLS handshake')));
-    });
+    const secure = await secured;
+    this.socket = secure;
+    this.tls = true;
+    this.listen(secure);
   }
 
   get remote(): string {

@@ -20,7 +20,6 @@ import { VolumeToken } from './tokens.js';
 import { VolumeBackend } from './volume-backend.js';
 import type { FastifyInstance } from 'fastify';
 import { mutualTls, serverTlsOptions, type TlsMaterial } from '../shared/tls.js';
-import { createSecureContext } from 'node:tls';
 
 export interface SdcNodeOptions {
   name: string;
@@ -44,6 +43,8 @@ export interface SdcNodeOptions {
   replicaReads?: boolean;
   /** With tls: NBD clients must STARTTLS (default) or may stay plain text. */
   nbdTls?: 'require' | 'optional';
+  /** With tls: NBD clients must present a certificate of the cluster CA (tls.ca). */
+  nbdTlsVerifyPeer?: boolean;
   log: Logger;
 }
 
@@ -96,7 +97,7 @@ export class SdcNode {
       lookup: (name) => this.lookup(name),
       list: () => this.listExports(),
       logger: this.log,
-      ...(o.tls ? { tls: { context: createSecureContext(serverTlsOptions(o.tls)), required: o.nbdTls !== 'optional' } } : {}),
+      ...(o.tls ? { tls: { options: serverTlsOptions(o.tls), required: o.nbdTls !== 'optional', verifyPeer: o.nbdTlsVerifyPeer ?? false } } : {}),
     });
     const view = this.view();
     this.control = buildControlServer(this.log, this.clusterKey, o.tls, view);

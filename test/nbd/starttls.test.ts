@@ -7,9 +7,8 @@
  */
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createSecureContext } from 'node:tls';
 import { pino } from 'pino';
 import { ensureCa, gnutlsClientDir, issueCert } from '../../src/cli/certs.js';
 import { MemoryBackend, NbdServer, singleExportOptions } from '../../src/nbd/index.js';
@@ -30,9 +29,12 @@ function run(cmd: string, args: string[]): Promise<{ code: number; out: string }
   });
 }
 
-async function serve(t: Test, certs: string, required: boolean): Promise<number> {
-  const context = createSecureContext({ cert: readFileSync(join(certs, 'server.crt')), key: readFileSync(join(certs, 'server.key')), minVersion: 'TLSv1.3' });
-  const srv = new NbdServer({ ...singleExportOptions({ name: 'disk', backend: new MemoryBackend(16 * 1024 * 1024) }, log), tls: { context, required } });
+async function serve(t: Test, certs: string, required: boolean, verifyPeer = false): Promise<number> {
+  const options = {
+    cert: readFileSync(join(certs, 'server.crt')), key: readFileSync(join(certs, 'server.key')), minVersion: 'TLSv1.3',
+    ...(verifyPeer ? { ca: readFileSync(join(certs, 'ca.crt')) } : {}),
+  } as const;
+  const srv = new NbdServer({ ...singleExportOptions({ name: 'disk', backend: new MemoryBackend(16 * 1024 * 1024) }, log), tls: { options, required, verifyPeer } });
   t.teardown(() => srv.close());
   return (await srv.listen(0, '127.0.0.1')).port;
 }
@@ -82,6 +84,28 @@ t.test('NBD STARTTLS', { skip }, async (t) => {
     t.ok(await s.waitClosed(), 'EXPORT_NAME before STARTTLS closes the connection');
 
     t.equal((await run('nbdinfo', ['--size', tlsUri])).code, 0, 'the server still serves TLS clients');
+  });
+
+  await t.test('client certificate required (verifyPeer)', async (t) => {
+    const port = await serve(t, certs, true, true);
+    const uri = (dir: string) => `nbds://127.0.0.1:${port}/disk?tls-certificates=${dir}`;
+    t.equal((await run('nbdinfo', ['--size', uri(clientDir)])).code, 0, 'a client certificate of the CA is admitted (nbdinfo)');
+    const objs = ['--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${clientDir}`];
+    const img = `driver=nbd,host=127.0.0.1,port=${port},export=disk,tls-creds=tls0`;
+    const w = await run('qemu-io', [...objs, '--image-opts', img, '-c', 'write -P 0x7e 0 64k', '-c', 'read -P 0x7e 0 64k']);
+    t.equal(w.code, 0, `qemu-io with tls-creds-x509 client-cert.pem writes and reads: ${w.out}`);
+    // Trusts the server, but presents no certificate / one of another CA.
+    const caOnly = tempDir(t, 'pflex-nbd-ca-only-');
+    copyFileSync(join(certs, 'ca.crt'), join(caOnly, 'ca-cert.pem'));
+    const foreignCert = tempDir(t, 'pflex-nbd-foreign-cert-');
+    copyFileSync(join(certs, 'ca.crt'), join(foreignCert, 'ca-cert.pem'));
+    copyFileSync(join(otherDir, 'client-cert.pem'), join(foreignCert, 'client-cert.pem'));
+    copyFileSync(join(otherDir, 'client-key.pem'), join(foreignCert, 'client-key.pem'));
+    t.not((await run('nbdinfo', ['--size', uri(caOnly)])).code, 0, 'a client without a certificate is refused');
+    t.not((await run('nbdinfo', ['--size', uri(foreignCert)])).code, 0, 'a client certificate of another CA is refused');
+    const q = await run('qemu-io', ['--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${foreignCert}`, '--image-opts', img, '-c', 'read 0 4k']);
+    t.not(q.code, 0, 'qemu-io with a foreign client certificate too');
+    t.equal((await run('nbdinfo', ['--size', uri(clientDir)])).code, 0, 'the server still serves good clients');
   });
 
   await t.test('TLS optional', async (t) => {
