@@ -134,7 +134,8 @@ function initCluster(dataDir: string, mdmDir: string): { password: string; creat
     return { password, created: false };
   }
   const password = randomBytes(12).toString('base64url');
-  const r = spawnSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', mdmDir, '--admin-password', password], { encoding: 'utf8' });
+  // --opt=value: a base64url password may start with '-', which yargs would read as flags.
+  const r = spawnSync(process.execPath, [PFLEX_BIN, 'mdm', 'init', '--data-dir', mdmDir, `--admin-password=${password}`], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`pflex mdm init failed: ${r.stderr}`);
   writeFileSync(pwFile, `${password}\n`, { mode: 0o600 });
   return { password, created: true };

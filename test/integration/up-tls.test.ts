@@ -56,9 +56,9 @@ t.test('pflex up --tls', { skip }, async (t) => {
   t.match(mdmUrl, /^https:\/\//, 'the MDM serves HTTPS');
   const password = readFileSync(join(dataDir, 'admin-password'), 'utf8').trim();
   const env = { PFLEX_CONFIG_DIR: tempDir(t, 'pflex-up-tls-cli-'), PFLEX_CA: '' };
-  const noCa = await pflex(['login', '--mdm', mdmUrl, '--user', 'admin', '--password', password], env);
+  const noCa = await pflex(['login', '--mdm', mdmUrl, '--user', 'admin', `--password=${password}`], env);
   t.not(noCa.code, 0, 'the CLI refuses the MDM without the cluster CA');
-  const login = await pflex(['login', '--mdm', mdmUrl, '--ca', caPath, '--user', 'admin', '--password', password], env);
+  const login = await pflex(['login', '--mdm', mdmUrl, '--ca', caPath, '--user', 'admin', `--password=${password}`], env);
   t.equal(login.code, 0, `login with --ca ${login.out}`);
   const list = await pflex(['sds', 'list'], env);
   t.equal(list.code, 0, 'later commands use the CA saved at login');
