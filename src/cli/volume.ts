@@ -16,9 +16,15 @@ export const show = (v: Volume) =>
     ['kind', v.kind + (v.sourceVolumeId !== null ? ` (of volume ${v.sourceVolumeId})` : '') + (v.snapshotGroup ? `, group ${v.snapshotGroup}` : '')],
     ['volume tree', `${v.volumeTreeId}, layer ${v.layerId} (chain ${v.layerChain.join(' <- ')})`],
     ['layout', `chunk ${bytes(v.layout.chunkBytes)}, ${v.layout.pgCount} PGs, rf ${v.layout.replicationFactor}`],
-    ['mapped to SDCs', v.mappings.map((m) => `${m.sdcId}(${m.accessMode === 'readOnly' ? 'ro' : 'rw'})`).join(', ') || '-'],
+    ['mapped to SDCs', v.mappings.map((m) => `${m.sdcId}(${m.accessMode === 'readOnly' ? 'ro' : 'rw'}${qosText(m)})`).join(', ') || '-'],
     ['created', time(v.createdAtMs)],
   ]);
+
+/** ", qos 100 IOPS 50 MiB/s" for a mapping with limits. */
+function qosText(m: { iopsLimit?: number; bandwidthLimitBytesPerSec?: number }): string {
+  const parts = [...(m.iopsLimit ? [`${m.iopsLimit} IOPS`] : []), ...(m.bandwidthLimitBytesPerSec ? [`${bytes(m.bandwidthLimitBytesPerSec)}/s`] : [])];
+  return parts.length > 0 ? `, qos ${parts.join(' ')}` : '';
+}
 
 /** "20G" is the new size; "+5G" grows the current size by 5 GiB. */
 async function newSize(c: MdmClient, id: number, text: string): Promise<number> {
@@ -112,6 +118,17 @@ export const volumeCommand = noun('volume', 'volumes', [
   async (args, c) => {
     const v = await c.revertVolume(await volumeId(c, args.volume), await volumeId(c, args.snapshot));
     print(args, v, () => `reverted volume ${v.name} to snapshot ${args.snapshot}`);
+  }),
+  verb<{ volume: string; sdc: string; iops: number; bandwidth: string }>('qos <volume>', 'QoS limits of a volume on one SDC (0 = unlimited; applied live)', (y) =>
+    y.positional('volume', { type: 'string', demandOption: true })
+      .option('sdc', { type: 'string', demandOption: true, describe: 'SDC (name, guid or id)' })
+      .option('iops', { type: 'number', default: 0, describe: 'requests per second (0 = unlimited)' })
+      .option('bandwidth', { type: 'string', default: '0', describe: 'bytes per second, e.g. 50M (0 = unlimited)' }),
+  async (args, c) => {
+    const qos = { iopsLimit: args.iops, bandwidthLimitBytesPerSec: args.bandwidth === '0' ? 0 : parseSize(args.bandwidth) };
+    const v = await c.setMappingQos(await volumeId(c, args.volume), await sdcId(c, args.sdc), qos);
+    const limit = (n: number, unit: string): string => (n === 0 ? 'unlimited' : `${n}${unit}`);
+    print(args, v, () => `volume ${v.name} on SDC ${args.sdc}: ${limit(qos.iopsLimit, ' IOPS')}, ${qos.bandwidthLimitBytesPerSec === 0 ? 'unlimited' : `${bytes(qos.bandwidthLimitBytesPerSec)}/s`}`);
   }),
   verb<{ volume: string; sdc: string }>('unmap <volume>', 'unmap a volume from an SDC', (y) =>
     y.positional('volume', { type: 'string', demandOption: true }).option('sdc', { type: 'string', demandOption: true, describe: 'SDC (name, guid or id)' }),

@@ -74,6 +74,9 @@ export const MDM_LIMITS = Object.freeze({
   layerIdMax: 0xffff,
   /** Largest page of /alerts and /audit. */
   listLimitMax: 1000,
+  /** Highest QoS limits a mapping may set (0 = unlimited). */
+  qosIopsMax: 10_000_000,
+  qosBandwidthBytesPerSecMax: 1024 ** 4,
   passwordLengthMin: 8,
   passwordLengthMax: 256,
   messageLengthMax: 1024,

@@ -210,4 +210,9 @@ export const MIGRATIONS: readonly string[] = [
   );
   ALTER TABLE sdcs ADD COLUMN control_port INTEGER;
   `,
+  // 5: QoS limits per volume-to-SDC mapping (0 = unlimited), enforced by the SDC
+  `
+  ALTER TABLE volume_mappings ADD COLUMN iops_limit INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE volume_mappings ADD COLUMN bandwidth_limit_bps INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -27,3 +27,6 @@ export const tokenRenewFraction = 0.5;
 export const blockStatusChunksMax = 64;
 /** Chunks per volume remembered as stored (so BLOCK_STATUS skips their probe); 1M entries is a 1 TiB volume at 1 MiB chunks. */
 export const storedChunksCachedMax = 1 << 20;
+
+/** QoS token buckets hold this many seconds of their rate (the burst a mapping's limit allows). */
+export const qosBurstSeconds = 0.1;

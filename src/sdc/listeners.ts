@@ -22,6 +22,7 @@ import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../shared/logger.js';
 import { metricsHandler, requireScrapeAuth, type MetricsEndpoint } from '../shared/prom.js';
 import { tracingStats } from '../shared/tracing.js';
+import type { QosLimiter } from './qos.js';
 import type { VolumeStats } from './stats.js';
 import type { TlsMaterial } from '../shared/tls.js';
 
@@ -33,6 +34,7 @@ export interface ExportView {
   isDefault: boolean;
   mapEpoch: number | null;
   stats: VolumeStats | undefined;
+  qos: QosLimiter | undefined;
 }
 
 export interface SdcView {
@@ -58,7 +60,8 @@ export function buildMgmtServer(log: Logger, clusterKey: Buffer, tls: TlsMateria
     return {
       status: problems.length === 0 ? 'OK' : 'DEGRADED', problems, name: view.name, sdcId: view.sdcId ?? null,
       registered: view.sdcId !== undefined,
-      volumes: view.exports().map((e) => ({ name: e.name, id: e.volumeId, sizeBytes: e.sizeBytes, readOnly: e.readOnly, default: e.isDefault, mapEpoch: e.mapEpoch })),
+      volumes: view.exports().map((e) => ({ name: e.name, id: e.volumeId, sizeBytes: e.sizeBytes, readOnly: e.readOnly, default: e.isDefault, mapEpoch: e.mapEpoch,
+        qos: { iopsLimit: e.qos?.iopsLimit ?? 0, bandwidthLimitBytesPerSec: e.qos?.bandwidthLimitBytesPerSec ?? 0, requestsQueued: e.qos?.throttled ?? 0, waitedMs: Math.round(e.qos?.waitedMs ?? 0) } })),
     };
   });
   app.get('/stats', async () => {

@@ -15,6 +15,7 @@ import { scrapeAuthChecker } from '../shared/scrape-auth.js';
 import { buildControlServer, buildMgmtServer, type ExportView, type SdcView } from './listeners.js';
 import { heartbeatIntervalMs, ioTimeoutMsDefault, mapPollIntervalMs, mdmCallTimeoutMs, sdsRequestTimeoutMs } from './limits.js';
 import { PoolMap } from './pool-map.js';
+import { QosLimiter } from './qos.js';
 import { sdcPromMetrics } from './prom-metrics.js';
 import { VolumeToken } from './tokens.js';
 import { VolumeBackend } from './volume-backend.js';
@@ -74,6 +75,7 @@ export class SdcNode {
   private readonly served = new Map<number, Served>();
   private readonly tokens = new Map<number, VolumeToken>();
   private readonly maps = new Map<number, PoolMap>();
+  private readonly qos = new Map<number, QosLimiter>();
   private rescanning: Promise<void> | null = null;
   private rescansStarted = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -121,6 +123,7 @@ export class SdcNode {
     for (const t of this.timers) clearTimeout(t);
     await Promise.allSettled([this.nbd?.close(), this.control?.close(), this.mgmt?.close()]);
     for (const s of this.served.values()) await s.backend.close();
+    for (const q of this.qos.values()) q.close();
     this.clients.closeAll();
   }
 
@@ -210,11 +213,23 @@ export class SdcNode {
       const mode = modes.get(v.id);
       if (mode) mapped.set(v.name, { volume: v, readOnly: mode === 'readOnly' });
     }
+    // QoS changes apply live: the limiter is shared by the volume's backends and connections.
+    for (const m of sdc.mappings) {
+      const q = this.qos.get(m.volumeId);
+      if (q) q.set(m.iopsLimit ?? 0, m.bandwidthLimitBytesPerSec ?? 0);
+      else if (m.iopsLimit || m.bandwidthLimitBytesPerSec) this.qosOf(m.volumeId).set(m.iopsLimit, m.bandwidthLimitBytesPerSec);
+    }
     const before = [...this.mapped.keys()].sort().join(',');
     this.mapped = mapped;
     this.sdc = sdc;
     const after = [...mapped.keys()].sort().join(',');
     if (before !== after) this.log.info({ volumes: [...mapped.keys()] }, 'mapped volumes changed');
+  }
+
+  private qosOf(volumeId: number): QosLimiter {
+    let q = this.qos.get(volumeId);
+    if (!q) this.qos.set(volumeId, (q = new QosLimiter()));
+    return q;
   }
 
   private defaultName(): string | undefined {
@@ -257,6 +272,7 @@ export class SdcNode {
         map, token, clients: this.clients, log: this.log.child({ volume: v.name }), ioTimeoutMs: this.ioTimeoutMs,
         replicaReads: this.o.replicaReads ?? false,
         currentLayer: async () => (await this.mdm.getVolume(v.id)).layerId,
+        qos: this.qosOf(v.id),
       },
     );
     const served: Served = { key, backend, exp: { name: v.name, description: `pflex volume ${v.name}`, readOnly: m.readOnly, backend } };
@@ -286,7 +302,7 @@ export class SdcNode {
     const def = this.defaultName();
     return [...this.mapped.values()].map((m) => ({
       name: m.volume.name, volumeId: m.volume.id, sizeBytes: m.volume.sizeBytes, readOnly: m.readOnly, isDefault: m.volume.name === def,
-      mapEpoch: this.maps.get(m.volume.storagePoolId)?.epoch ?? null, stats: this.served.get(m.volume.id)?.backend.stats,
+      mapEpoch: this.maps.get(m.volume.storagePoolId)?.epoch ?? null, stats: this.served.get(m.volume.id)?.backend.stats, qos: this.qos.get(m.volume.id),
     }));
   }
 

@@ -34,6 +34,7 @@ import { blockStatusChunksMax, retryDelayMsMax, retryDelayMsMin, storedChunksCac
 import type { Endpoint, PoolMap, Route } from './pool-map.js';
 import type { OpName } from './stats.js';
 import { VolumeStats } from './stats.js';
+import type { QosLimiter } from './qos.js';
 import type { VolumeToken } from './tokens.js';
 
 export interface VolumeInfo {
@@ -58,6 +59,8 @@ export interface VolumeBackendDeps {
   replicaReads?: boolean;
   /** The volume's layer now, from the MDM (after an SDS answered LAYER_CHANGED). */
   currentLayer?: () => Promise<number>;
+  /** The mapping's QoS; requests wait here before anything is sent (none: unlimited). */
+  qos?: QosLimiter;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -129,6 +132,7 @@ export class VolumeBackend implements BlockBackend {
   async read(offset: number, length: number): Promise<Buffer> {
     const started = performance.now();
     const span = rootSampled() ? this.requestSpan('read', offset, length, false) : undefined;
+    await this.throttle(length, span);
     try {
       const ps = this.pieces(offset, length);
       let out: Buffer;
@@ -146,6 +150,15 @@ export class VolumeBackend implements BlockBackend {
       if (span) endSpan(span, err);
       throw err;
     }
+  }
+
+  /** Waits for the mapping's QoS to let a request of `bytes` go (at once when unlimited). */
+  private async throttle(bytes: number, span: Span | undefined): Promise<void> {
+    const queued = this.d.qos?.take(bytes);
+    if (!queued) return;
+    const t0 = performance.now();
+    await queued;
+    if (span) span.addEvent('qos.wait', { 'pflex.waited_ms': performance.now() - t0 });
   }
 
   /** The root span of a sampled NBD request (kind SERVER: the SDC serves it to the NBD client). */
@@ -178,9 +191,14 @@ export class VolumeBackend implements BlockBackend {
   private async modify(op: OpName, type: MsgTypeValue, offset: number, length: number, fua: boolean, data?: Buffer): Promise<void> {
     const started = performance.now();
     const flags = fua ? Flag.FUA : 0;
+    const span = rootSampled() ? this.requestSpan(op, offset, length, fua) : undefined;
+    // Trim and zero move no data: they count as operations, not bandwidth.
+    // Tokens are taken once, before the quiesce gate: a write held by a
+    // snapshot cut has already paid, and one waiting on QoS is not in flight
+    // (the cut does not wait for it).
+    await this.throttle(data ? length : 0, span);
     while (this.gate) await this.gate.promise;
     this.writesInflight++;
-    const span = rootSampled() ? this.requestSpan(op, offset, length, fua) : undefined;
     try {
       const ps = this.pieces(offset, length);
       const one = async (p: Piece): Promise<void> => {
@@ -257,9 +275,10 @@ export class VolumeBackend implements BlockBackend {
    */
   async flush(): Promise<void> {
     const started = performance.now();
+    const span = rootSampled() ? this.requestSpan('flush', 0, 0, false) : undefined;
+    await this.throttle(0, span);
     const dirty = this.dirty;
     this.dirty = new Map();
-    const span = rootSampled() ? this.requestSpan('flush', 0, 0, false) : undefined;
     try {
       const down: number[] = [];
       await Promise.all([...dirty.values()].map((ep) => this.flushOne(ep, span).catch((err: unknown) => {

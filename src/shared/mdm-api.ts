@@ -59,7 +59,11 @@ export const Sds = Type.Object({
   usedBytes: Type.Integer(), state: ComponentState, lastHeartbeatMs: Type.Integer(), createdAtMs: Type.Integer(),
 });
 
-export const Mapping = Type.Object({ volumeId: Type.Integer(), sdcId: Type.Integer(), accessMode: AccessMode, createdAtMs: Type.Integer() });
+export const Mapping = Type.Object({
+  volumeId: Type.Integer(), sdcId: Type.Integer(), accessMode: AccessMode, createdAtMs: Type.Integer(),
+  /** QoS the SDC enforces for this mapping; 0 = unlimited. */
+  iopsLimit: Type.Integer(), bandwidthLimitBytesPerSec: Type.Integer(),
+});
 
 export const Sdc = Type.Object({
   id: Type.Integer(), guid: Type.String(), name: Type.String(), address: Type.Union([Type.String(), Type.Null()]), state: ComponentState,

@@ -340,6 +340,9 @@ export class MdmClient {
   setMappingAccess(id: number, sdcId: number, accessMode: AccessMode): Promise<Volume> {
     return this.patch(`/volumes/${id}/mappings/${sdcId}`, { accessMode });
   }
+  setMappingQos(id: number, sdcId: number, qos: { iopsLimit: number; bandwidthLimitBytesPerSec: number }): Promise<Volume> {
+    return this.request('PUT', `/volumes/${id}/mappings/${sdcId}/qos`, { body: qos });
+  }
   unmapVolume(id: number, sdcId: number): Promise<Volume> { return this.delete(`/volumes/${id}/mappings/${sdcId}`); }
   listVolumeDeletions(filter: { state?: 'pending' | 'done'; storagePoolId?: number } = {}): Promise<VolumeDeletion[]> {
     return this.get('/volume-deletions', { ...filter });

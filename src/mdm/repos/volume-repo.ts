@@ -31,7 +31,8 @@ export interface NewVolumeRow {
   name: string; storagePoolId: number; sizeBytes: number; provisioning: Provisioning;
   kind?: VolumeKind; treeId?: number; layerId?: number; sourceVolumeId?: number | null; snapshotGroup?: string | null; policyId?: number | null;
 }
-export interface Mapping { volumeId: number; sdcId: number; accessMode: AccessMode; createdAtMs: number }
+/** iopsLimit, bandwidthLimitBytesPerSec: QoS the SDC enforces for this mapping (0 = unlimited). */
+export interface Mapping { volumeId: number; sdcId: number; accessMode: AccessMode; createdAtMs: number; iopsLimit: number; bandwidthLimitBytesPerSec: number }
 export interface VolumeDeletion {
   id: number; volumeId: number; volumeName: string; volumeTreeId: number; storagePoolId: number; sizeBytes: number;
   state: 'pending' | 'done'; createdAtMs: number; doneAtMs: number | null;
@@ -43,7 +44,7 @@ interface VolumeRow {
 }
 interface LayerRow { tree_id: number; layer_id: number; parent_layer_id: number | null; created_at_ms: number }
 interface LayerDeletionRow { id: number; pool_id: number; tree_id: number; layer_id: number; state: 'pending' | 'done'; created_at_ms: number; done_at_ms: number | null }
-interface MappingRow { volume_id: number; sdc_id: number; access_mode: AccessMode; created_at_ms: number }
+interface MappingRow { volume_id: number; sdc_id: number; access_mode: AccessMode; created_at_ms: number; iops_limit: number; bandwidth_limit_bps: number }
 interface DeletionRow {
   id: number; volume_id: number; volume_name: string; volume_tree_id: number; pool_id: number; size_bytes: number;
   state: 'pending' | 'done'; created_at_ms: number; done_at_ms: number | null;
@@ -58,7 +59,9 @@ const layer = (r: LayerRow): Layer => ({ treeId: r.tree_id, layerId: r.layer_id,
 const layerDeletion = (r: LayerDeletionRow): LayerDeletion => ({
   id: r.id, storagePoolId: r.pool_id, treeId: r.tree_id, layerId: r.layer_id, state: r.state, createdAtMs: r.created_at_ms, doneAtMs: r.done_at_ms,
 });
-const mapping = (r: MappingRow): Mapping => ({ volumeId: r.volume_id, sdcId: r.sdc_id, accessMode: r.access_mode, createdAtMs: r.created_at_ms });
+const mapping = (r: MappingRow): Mapping => ({
+  volumeId: r.volume_id, sdcId: r.sdc_id, accessMode: r.access_mode, createdAtMs: r.created_at_ms, iopsLimit: r.iops_limit, bandwidthLimitBytesPerSec: r.bandwidth_limit_bps,
+});
 const deletion = (r: DeletionRow): VolumeDeletion => ({
   id: r.id, volumeId: r.volume_id, volumeName: r.volume_name, volumeTreeId: r.volume_tree_id, storagePoolId: r.pool_id,
   sizeBytes: r.size_bytes, state: r.state, createdAtMs: r.created_at_ms, doneAtMs: r.done_at_ms,
@@ -177,6 +180,10 @@ export class VolumeRepo extends Repo {
   }
   setAccessMode(volumeId: number, sdcId: number, accessMode: AccessMode): void {
     this.stmt('UPDATE volume_mappings SET access_mode = ? WHERE volume_id = ? AND sdc_id = ?').run(accessMode, volumeId, sdcId);
+  }
+  setQos(volumeId: number, sdcId: number, iopsLimit: number, bandwidthLimitBytesPerSec: number): void {
+    this.stmt('UPDATE volume_mappings SET iops_limit = ?, bandwidth_limit_bps = ? WHERE volume_id = ? AND sdc_id = ?')
+      .run(iopsLimit, bandwidthLimitBytesPerSec, volumeId, sdcId);
   }
   unmap(volumeId: number, sdcId: number): void {
     this.stmt('DELETE FROM volume_mappings WHERE volume_id = ? AND sdc_id = ?').run(volumeId, sdcId);

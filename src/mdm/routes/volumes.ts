@@ -1,5 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
+import { MDM_LIMITS } from '../config.js';
 import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, LayerRelease, Name, Provisioning, Volume, VolumeDeletion, VolumeKind } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 import { requireSelf } from './guards.js';
@@ -70,6 +71,14 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
     config: { access: 'admin' },
     schema: { tags: ['volumes'], params: MappingParams, body: obj({ accessMode: AccessMode }), response: { 200: Volume, ...ERROR_ANSWERS } },
   }, async (req) => v.setAccessMode(req.params.id, req.params.sdcId, req.body.accessMode));
+  app.put('/volumes/:id/mappings/:sdcId/qos', {
+    config: { access: 'admin' },
+    schema: {
+      tags: ['volumes'], summary: 'QoS limits of a mapping, enforced by the SDC (0 = unlimited); applied live within a heartbeat', params: MappingParams,
+      body: obj({ iopsLimit: Type.Integer({ minimum: 0, maximum: MDM_LIMITS.qosIopsMax }), bandwidthLimitBytesPerSec: Type.Integer({ minimum: 0, maximum: MDM_LIMITS.qosBandwidthBytesPerSecMax }) }),
+      response: { 200: Volume, ...ERROR_ANSWERS },
+    },
+  }, async (req) => v.setQos(req.params.id, req.params.sdcId, req.body));
   app.delete('/volumes/:id/mappings/:sdcId', {
     config: { access: 'admin' },
     schema: { tags: ['volumes'], summary: 'Unmap (the SDC can no longer renew its IO token)', params: MappingParams, response: { 200: Volume, ...ERROR_ANSWERS } },

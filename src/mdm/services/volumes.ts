@@ -161,6 +161,16 @@ export class VolumeService {
     });
   }
 
+  /** QoS of one mapping (0 = unlimited); the SDC picks it up at its next rescan (every heartbeat). */
+  setQos(id: number, sdcId: number, qos: { iopsLimit: number; bandwidthLimitBytesPerSec: number }): VolumeView {
+    return tx(this.db, () => {
+      this.must(id);
+      if (!this.repo.getMapping(id, sdcId)) throw notFound(`volume ${id} is not mapped to SDC ${sdcId}`);
+      this.repo.setQos(id, sdcId, qos.iopsLimit, qos.bandwidthLimitBytesPerSec);
+      return this.get(id);
+    });
+  }
+
   unmap(id: number, sdcId: number): VolumeView {
     return tx(this.db, () => {
       this.must(id);
