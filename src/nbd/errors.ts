@@ -26,6 +26,14 @@ export class ConnectionClosedError extends Error {
   }
 }
 
+/** The TLS handshake after NBD_OPT_STARTTLS failed (no or a refused client certificate, a client distrusting us, garbage). */
+export class TlsHandshakeError extends ConnectionClosedError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TlsHandshakeError';
+  }
+}
+
 const NODE_CODE_ERRNO: Record<string, number> = {
   ENOSPC: NBD_ERRNO.ENOSPC,
   EDQUOT: NBD_ERRNO.ENOSPC,

@@ -2,7 +2,7 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { NbdExport } from './backend.js';
-import { ConnectionClosedError, ProtocolError } from './errors.js';
+import { ConnectionClosedError, ProtocolError, TlsHandshakeError } from './errors.js';
 import { negotiate, type HandshakeContext } from './handshake.js';
 import { resolveLimits, type NbdLimits } from './limits.js';
 import { Transmission } from './transmission.js';
@@ -170,6 +170,7 @@ class Connection {
       this.log.debug({ remote }, 'nbd client detached');
     } catch (err) {
       if (err instanceof ProtocolError) this.log.info({ remote, reason: err.message }, 'nbd protocol violation, closing connection');
+      else if (err instanceof TlsHandshakeError) this.log.warn({ remote, reason: err.message }, 'nbd client refused: TLS handshake failed');
       else if (!(err instanceof ConnectionClosedError)) this.log.error({ remote, err }, 'nbd connection failed');
       this.wire.destroy();
     } finally {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
 import { ByteQueue } from './byte-queue.js';
-import { ConnectionClosedError, ProtocolError } from './errors.js';
+import { ConnectionClosedError, ProtocolError, TlsHandshakeError } from './errors.js';
 
 /**
  * The only place that touches a client socket: framed reads with
@@ -64,9 +64,10 @@ export class Wire {
     const engine = new TlsServer(options);
     const secured = new Promise<TLSSocket>((resolve, reject) => {
       engine.once('secureConnection', resolve);
-      engine.once('tlsClientError', (err: Error) => reject(new ConnectionClosedError(`TLS handshake failed: ${err.message}`)));
-      raw.once('close', () => reject(new ConnectionClosedError(options.rejectUnauthorized
-        ? 'TLS handshake failed: the client certificate is missing or not of the CA' : 'closed during the TLS handshake')));
+      engine.once('tlsClientError', (err: Error) => reject(new TlsHandshakeError(`TLS handshake failed: ${err.message}`)));
+      raw.once('close', () => reject(options.rejectUnauthorized
+        ? new TlsHandshakeError('TLS handshake failed: the client certificate is missing or not of the CA')
+        : new ConnectionClosedError('closed during the TLS handshake')));
     });
     engine.emit('connection', raw);
     if (this.paused) {
