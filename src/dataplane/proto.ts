@@ -30,7 +30,7 @@
  *  56+T  R   trace context (binary W3C traceparent: traceBytes in tracing.ts, encodeTraceparent here)
  *  ...       payload (WRITE data, READ reply data, UTF-8 error text)
  */
-import zlib from 'node:zlib';
+import { crc32 } from '../shared/crc32.js';
 import { framePayloadBytesMax, frameTokenBytesMax, frameTraceBytesMax, chunkBytesMax } from './limits.js';
 
 import { assert } from '../shared/errors.js';
@@ -145,7 +145,7 @@ export function encodeHead(h: FrameHeader, token: Buffer, trace: Buffer, payload
   head.writeUInt16LE(h.status, 38);
   head.writeUInt32LE(h.offset >>> 0, 40);
   head.writeUInt32LE(h.length >>> 0, 44);
-  head.writeUInt32LE(payload.length === 0 ? 0 : payloadCrc ?? zlib.crc32(payload), 48);
+  head.writeUInt32LE(payload.length === 0 ? 0 : payloadCrc ?? crc32(payload), 48);
   head.writeUInt16LE(token.length, 52);
   head[54] = trace.length;
   head[55] = 0;
@@ -206,7 +206,7 @@ export function decodeFrame(buf: Buffer): Frame {
  * CHECKSUM_MISMATCH (the sender may resend) instead of closing the connection.
  */
 export function payloadIntact(f: Frame): boolean {
-  return f.payload.length > 0 ? zlib.crc32(f.payload) === f.crc : f.crc === 0;
+  return f.payload.length > 0 ? crc32(f.payload) === f.crc : f.crc === 0;
 }
 
 /** Per-type structural rules; semantic checks (token, epoch) belong to the server. */

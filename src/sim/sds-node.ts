@@ -5,7 +5,7 @@
  * frames through DataServer.dispatch with a stand-in connection; forwards
  * and MDM calls leave through the simulated network.
  */
-import zlib from 'node:zlib';
+import { crc32 } from '../shared/crc32.js';
 import { pino } from 'pino';
 import { replyHeader, Status, type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue, type StatusValue } from '../dataplane/proto.js';
 import type { DataClientPool } from '../dataplane/client.js';
@@ -218,7 +218,7 @@ export function frameOf(type: number, req: Omit<ChunkRequest, 'requestId'>, toke
   return {
     type, flags: req.flags, requestId: (requestIds = (requestIds + 1) >>> 0), pgId: req.pgId, epoch: req.epoch, volumeId: req.volumeId,
     treeId: req.treeId, chunkIndex: req.chunkIndex, layerId: req.layerId, status: 0, offset: req.offset, length: req.length,
-    crc: crc ?? (payload.length > 0 ? zlib.crc32(payload) : 0), token, trace, payload,
+    crc: crc ?? (payload.length > 0 ? crc32(payload) : 0), token, trace, payload,
   };
 }
 

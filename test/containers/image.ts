@@ -127,7 +127,24 @@ function populateRootfs(rootfs: string): void {
         return !pkg.endsWith('/better-sqlite3') || !/^(deps|src|build\/(deps|Release\/(obj|obj\.target|\.deps)))(\/|$)/.test(rel);
       },
     });
+    // Native addons may need libraries node itself does not link (librt for @node-rs/crc32).
+    for (const addon of nativeAddons(pkg)) for (const lib of sharedLibraries(addon)) copyInto(rootfs, lib);
   }
+}
+
+/** The .node files of one package (its own, not those of nested node_modules). */
+function nativeAddons(pkg: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.name === 'node_modules') continue;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.node')) found.push(p);
+    }
+  };
+  walk(pkg);
+  return found;
 }
 
 function takeLock(path: string): () => void {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import zlib from 'node:zlib';
-import { blockAligned, blockCrcs, combineBlock, CRC_BLOCK_BYTES } from '../../src/shared/crc32.js';
+import { blockAligned, blockCrcs, combineBlock, crc32, CRC_BLOCK_BYTES } from '../../src/shared/crc32.js';
 import { Rng } from './rng.js';
 
 t.test('the CRC folded from block CRCs equals zlib.crc32 of the whole buffer', async (t) => {
@@ -14,6 +14,21 @@ t.test('the CRC folded from block CRCs equals zlib.crc32 of the whole buffer', a
   const a = rng.bytes(100);
   const b = rng.bytes(CRC_BLOCK_BYTES);
   t.equal(combineBlock(zlib.crc32(a), zlib.crc32(b)), zlib.crc32(Buffer.concat([a, b])), 'any prefix length');
+});
+
+t.test('the SIMD crc32 computes zlib.crc32, so chunk checksum files and frames of earlier versions still verify', async (t) => {
+  t.equal(crc32(Buffer.from('123456789')), 0xcbf43926, 'the IEEE check value');
+  t.equal(crc32(Buffer.alloc(0)), 0);
+  const rng = new Rng(12);
+  let same = 0;
+  const cases = 300;
+  for (let i = 0; i < cases; i++) {
+    const data = rng.bytes(i < 200 ? i * 37 : CRC_BLOCK_BYTES * (i - 199));
+    const start = i % 3 === 0 ? 0 : zlib.crc32(rng.bytes(16));
+    if (crc32(data, start) === zlib.crc32(data, start)) same++;
+    else t.fail(`length ${data.length} from ${start}: ${crc32(data, start)} != ${zlib.crc32(data, start)}`);
+  }
+  t.equal(same, cases, 'equal for every length and continued CRC');
 });
 
 t.test('alignment', async (t) => {

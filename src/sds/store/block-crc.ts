@@ -1,5 +1,5 @@
 /**
- * Per-block checksums of stored chunks. One CRC32 (node's native zlib.crc32)
+ * Per-block checksums of stored chunks. One CRC32 (shared/crc32.ts)
  * per 4 KiB block, kept in a side file as little-endian u32 words.
  *
  * A stored word of 0 means "never written": the block must then read as all
@@ -7,14 +7,14 @@
  * written, so a chunk needs no initialisation). A block is good when its
  * CRC equals the stored word, or the word is 0 and the block is all zeros.
  */
-import zlib from 'node:zlib';
+import { crc32 } from '../../shared/crc32.js';
 import { checksumBlockBytes } from '../limits.js';
 
 export const BLOCK_BYTES = checksumBlockBytes;
-export const ZERO_BLOCK_CRC = zlib.crc32(Buffer.alloc(BLOCK_BYTES));
+export const ZERO_BLOCK_CRC = crc32(Buffer.alloc(BLOCK_BYTES));
 
 export function blockCrc(block: Buffer): number {
-  return zlib.crc32(block);
+  return crc32(block);
 }
 
 export function blockGood(stored: number, actual: number): boolean {
