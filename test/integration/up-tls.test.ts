@@ -4,11 +4,13 @@
  * serves TLS 1.3 only with a certificate of the cluster CA, the CLI reaches
  * the MDM with --ca, SDSs copy chunks between them over HTTPS, MGMT serves
  * HTTPS with Secure cookies, and IO flows over the mutual-TLS data plane,
- * which refuses plain-text clients and certificates of another CA.
+ * which refuses plain-text clients and certificates of another CA. The SDC
+ * runs with PFLEX_SDC_NBD_TLS_VERIFY_PEER=1: NBD clients need the
+ * nbd-client certificate.
  */
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { DataClient } from '../../src/dataplane/client.js';
@@ -41,7 +43,8 @@ function pflex(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; 
 
 t.test('pflex up --tls', { skip }, async (t) => {
   const dataDir = join(tempDir(t, 'pflex-up-tls-'), 'data');
-  const cluster = await up(t, dataDir, ['--tls']);
+  // pflex up passes its environment on: the SDC asks NBD clients for a certificate of the cluster CA.
+  const cluster = await up(t, dataDir, ['--tls'], { PFLEX_SDC_NBD_TLS_VERIFY_PEER: '1' });
   const certs = join(dataDir, 'certs');
   const caPath = join(certs, 'ca.crt');
   const ca = readPem(caPath);
@@ -106,6 +109,10 @@ t.test('pflex up --tls', { skip }, async (t) => {
   t.equal(size.out.trim(), String(64 * 1024 * 1024), 'nbdinfo over TLS sees the demo volume');
   const plain = await run('nbdinfo', ['--size', `nbd://127.0.0.1:${cluster.port}/`]);
   t.not(plain.code, 0, 'a plain NBD client is refused by the TLS SDC');
+  const caOnly = tempDir(t, 'pflex-up-tls-ca-only-');
+  copyFileSync(caPath, join(caOnly, 'ca-cert.pem'));
+  const noCert = await run('nbdinfo', ['--size', `nbds://127.0.0.1:${cluster.port}/?tls-certificates=${caOnly}`]);
+  t.not(noCert.code, 0, 'an NBD client without a certificate is refused (--nbd-tls-verify-peer)');
   // The SDC got there over the mutual-TLS data plane; other data clients are refused by the SDS.
   const dataClient = (material?: ConstructorParameters<typeof DataClient>[0]['tls']): DataClient => {
     const c = new DataClient({ host: '127.0.0.1', port: sds[0]!.dataPort, requestTimeoutMs: 20_000, connectTimeoutMs: 10_000, ...(material ? { tls: material } : {}) });
