@@ -5,6 +5,12 @@ import { bytes, table, time } from './format.js';
 import { volumeId } from './resolve.js';
 import { show } from './volume.js';
 
+/** A space figure of a snapshot list row; "?" marks a figure some SDS could not answer for. */
+function spaceText(space: { layerBytes: number; reclaimableBytes: number; partial: boolean } | undefined, key: 'layerBytes' | 'reclaimableBytes'): string {
+  if (!space) return '-';
+  return bytes(space[key]) + (space.partial ? '?' : '');
+}
+
 /** "90s", "15m", "1h", "1d" or plain milliseconds. */
 export function parseInterval(text: string): number {
   const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
@@ -69,13 +75,15 @@ export const snapshotCommand = noun('snapshot', 'snapshots of volumes (read-only
   }),
   verb<{ volume?: string }>('list', 'list snapshots', (y) => y.option('volume', { type: 'string', describe: 'only snapshots of this volume' }),
     async (args, c) => {
-      const list = await c.listSnapshots(args.volume !== undefined ? { volumeId: await volumeId(c, args.volume) } : {});
+      const list = await c.listSnapshots({ ...(args.volume !== undefined ? { volumeId: await volumeId(c, args.volume) } : {}), space: true });
       print(args, list, () => table(list, [
         { header: 'id', value: (v) => v.id, align: 'right' },
         { header: 'name', value: (v) => v.name },
         { header: 'of volume', value: (v) => v.sourceVolumeId ?? '-', align: 'right' },
         { header: 'size', value: (v) => bytes(v.sizeBytes), align: 'right' },
         { header: 'layer', value: (v) => v.layerId, align: 'right' },
+        { header: 'own bytes', value: (v) => spaceText(v.space, 'layerBytes'), align: 'right' },
+        { header: 'delete frees', value: (v) => spaceText(v.space, 'reclaimableBytes'), align: 'right' },
         { header: 'group', value: (v) => v.snapshotGroup ?? '' },
         { header: 'mapped to', value: (v) => v.mappings.map((m) => m.sdcId).join(',') },
         { header: 'created', value: (v) => time(v.createdAtMs) },

@@ -15,6 +15,7 @@ export const show = (v: Volume) =>
     ['storage pool', v.storagePoolId],
     ['kind', v.kind + (v.sourceVolumeId !== null ? ` (of volume ${v.sourceVolumeId})` : '') + (v.snapshotGroup ? `, group ${v.snapshotGroup}` : '')],
     ['volume tree', `${v.volumeTreeId}, layer ${v.layerId} (chain ${v.layerChain.join(' <- ')})`],
+    ...(v.space ? [['space', `${bytes(v.space.layerBytes)} in its layer, deleting it frees ${bytes(v.space.reclaimableBytes)}${v.space.partial ? ' (some SDS did not answer)' : ''}`] as [string, string]] : []),
     ['layout', `chunk ${bytes(v.layout.chunkBytes)}, ${v.layout.pgCount} PGs, rf ${v.layout.replicationFactor}`],
     ['mapped to SDCs', v.mappings.map((m) => `${m.sdcId}(${m.accessMode === 'readOnly' ? 'ro' : 'rw'}${qosText(m)})`).join(', ') || '-'],
     ['created', time(v.createdAtMs)],
@@ -68,7 +69,7 @@ export const volumeCommand = noun('volume', 'volumes', [
     ]));
   }),
   verb<{ volume: string }>('show <volume>', 'show a volume (name or id)', (y) => y.positional('volume', { type: 'string', demandOption: true }), async (args, c) => {
-    const v = await c.getVolume(await volumeId(c, args.volume));
+    const v = await c.getVolume(await volumeId(c, args.volume), { space: true });
     print(args, v, () => show(v));
   }),
   verb<{ volume: string; name: string }>('rename <volume> <name>', 'rename a volume', (y) =>

@@ -12,6 +12,7 @@
  *   DELETE /pgs/:pg                               drop all data of the PG -> {ok}
  *   POST   /volumes/forget                        {volumeIds}: forget cached volume -> layer answers (a snapshot moved them) -> {ok}
  *   POST   /layers/drop                           {treeId, layerId}: delete that layer's chunks in every PG (the layer was freed) -> {chunks}
+ *   GET    /trees/:tree/layers                    bytes of a tree's chunks here, by PG and layer: [{pg, layerId, chunks, bytes}] (space accounting)
  */
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../shared/logger.js';
@@ -119,6 +120,22 @@ export function buildControlServer(o: ControlServerOptions) {
     if (chunks > 0) await store.flush();
     o.log.info({ treeId, layerId, chunks }, 'dropped the chunks of a freed layer');
     return { chunks };
+  });
+
+  app.get('/trees/:tree/layers', { schema: { params: Type.Object({ tree: Type.Integer({ minimum: 0, maximum: 0xffffffff }) }) } }, async (req) => {
+    const out: Array<{ pg: number; layerId: number; chunks: number; bytes: number }> = [];
+    for (const pg of await store.pgs()) {
+      const byLayer = new Map<number, { pg: number; layerId: number; chunks: number; bytes: number }>();
+      for (const c of await store.list(pg)) {
+        if (c.treeId !== req.params.tree) continue;
+        let e = byLayer.get(c.layerId);
+        if (!e) byLayer.set(c.layerId, (e = { pg, layerId: c.layerId, chunks: 0, bytes: 0 }));
+        e.chunks++;
+        e.bytes += c.sizeBytes;
+      }
+      out.push(...byLayer.values());
+    }
+    return out;
   });
 
   app.delete('/pgs/:pg', { schema: { params: PgParams } }, async (req) => {

@@ -71,12 +71,17 @@ export const Sdc = Type.Object({
 });
 
 export const VolumeKind = Type.Union([Type.Literal('volume'), Type.Literal('snapshot')]);
+/** Space of a volume row's layers (docs/snapshots.md "Space accounting"): one copy's logical bytes. */
+export const VolumeSpace = Type.Object({ layerBytes: Type.Integer(), reclaimableBytes: Type.Integer(), partial: Type.Boolean() });
+
 export const Volume = Type.Object({
   id: Type.Integer(), name: Type.String(), storagePoolId: Type.Integer(), volumeTreeId: Type.Integer(), sizeBytes: Type.Integer(),
   provisioning: Provisioning, createdAtMs: Type.Integer(), reservedBytes: Type.Integer(), mappings: Type.Array(Mapping),
   layout: Type.Object({ chunkBytes: Type.Integer(), pgCount: Type.Integer(), replicationFactor: Type.Integer() }),
   kind: VolumeKind, layerId: Type.Integer(), layerChain: Type.Array(Type.Integer()), sourceVolumeId: NullableInt,
   snapshotGroup: Type.Union([Type.String(), Type.Null()]), policyId: NullableInt,
+  /** Only with ?space=true (asked of the SDSs). */
+  space: Type.Optional(VolumeSpace),
 });
 
 /** Deleting a volume row that was not its tree's last: the layers nothing needs any more (their chunks are reclaimed). */

@@ -326,7 +326,8 @@ export class MdmClient {
   // --- volumes --------------------------------------------------------------
 
   listVolumes(filter: { storagePoolId?: number; name?: string; kind?: 'volume' | 'snapshot' } = {}): Promise<Volume[]> { return this.get('/volumes', { ...filter }); }
-  getVolume(id: number): Promise<Volume> { return this.get(`/volumes/${id}`); }
+  /** space: also the bytes of its layers, asked of the SDSs (docs/snapshots.md). */
+  getVolume(id: number, opts: { space?: boolean } = {}): Promise<Volume> { return this.get(`/volumes/${id}`, opts.space ? { space: true } : {}); }
   createVolume(volume: NewVolume): Promise<Volume> { return this.post('/volumes', volume); }
   renameVolume(id: number, name: string): Promise<Volume> { return this.patch(`/volumes/${id}`, { name }); }
   resizeVolume(id: number, sizeBytes: number, force = false): Promise<Volume> {
@@ -351,7 +352,7 @@ export class MdmClient {
 
   // --- snapshots --------------------------------------------------------------
 
-  listSnapshots(filter: { volumeId?: number } = {}): Promise<Volume[]> { return this.get('/snapshots', { ...filter }); }
+  listSnapshots(filter: { volumeId?: number; space?: boolean } = {}): Promise<Volume[]> { return this.get('/snapshots', { ...filter }); }
   createSnapshot(volumeId: number, name: string): Promise<Volume> { return this.post('/snapshots', { volumeId, name }); }
   snapshotGroup(snapshots: Array<{ volumeId: number; name: string }>): Promise<{ group: string | null; snapshots: Volume[] }> {
     return this.post('/consistency-group-snapshots', { snapshots });

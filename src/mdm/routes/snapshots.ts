@@ -14,9 +14,13 @@ export function snapshotRoutes(app: MdmApp, s: Services): void {
     config: { access: 'read' },
     schema: {
       tags: ['snapshots'], summary: 'Snapshots (volumes of kind snapshot), optionally of one volume',
-      querystring: obj({ volumeId: Type.Optional(Id) }), response: { 200: Type.Array(Volume), ...ERROR_ANSWERS },
+      querystring: obj({ volumeId: Type.Optional(Id), space: Type.Optional(Type.Boolean({ description: 'add space (layer bytes, reclaimable bytes), asked of the SDSs' })) }),
+      response: { 200: Type.Array(Volume), ...ERROR_ANSWERS },
     },
-  }, async (req) => s.volumes.list({ kind: 'snapshot' }).filter((v) => req.query.volumeId === undefined || v.sourceVolumeId === req.query.volumeId));
+  }, async (req) => {
+    const list = s.volumes.list({ kind: 'snapshot' }).filter((v) => req.query.volumeId === undefined || v.sourceVolumeId === req.query.volumeId);
+    return req.query.space ? s.space.of(list) : list;
+  });
   app.post('/snapshots', {
     config: { access: 'admin' },
     schema: {

@@ -24,8 +24,11 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
   }));
   app.get('/volumes/:id', {
     config: { access: 'read' },
-    schema: { tags: ['volumes'], params: IdParams, response: { 200: Volume, ...ERROR_ANSWERS } },
-  }, async (req) => v.get(req.params.id));
+    schema: {
+      tags: ['volumes'], params: IdParams, querystring: obj({ space: Type.Optional(Type.Boolean({ description: 'add space (layer bytes, reclaimable bytes), asked of the SDSs' })) }),
+      response: { 200: Volume, ...ERROR_ANSWERS },
+    },
+  }, async (req) => (req.query.space ? (await s.space.of([v.get(req.params.id)]))[0]! : v.get(req.params.id)));
   app.post('/volumes', {
     config: { access: 'admin' },
     schema: {

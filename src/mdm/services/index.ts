@@ -1,3 +1,4 @@
+import { SpaceService } from './space.js';
 import type { MdmConfig } from '../config.js';
 import type { Db } from '../db.js';
 import { AlertRepo } from '../repos/alert-repo.js';
@@ -39,6 +40,7 @@ export interface Services {
   metrics: MetricsService;
   stats: StatsService;
   snapshots: SnapshotService;
+  space: SpaceService;
 }
 
 export interface ServiceDeps {
@@ -72,6 +74,7 @@ export function createServices(d: ServiceDeps): Services {
   const rebuild = new RebuildService(d.db, pgRepo, new RebuildRepo(d.db), topoRepo, topology, alerts, d.place, d.config, d.clock, events,
     d.sdsControl ?? new HttpSdsControl(d.clusterKey, d.peer));
   const stats = new StatsService(topoRepo, volRepo, d.clock);
+  const layerControl = d.layerControl ?? new HttpLayerControl(d.clusterKey, d.peer);
   const services: Services = {
     events,
     auth: new AuthService(d.db, secRepo, d.clusterKey, d.config, d.clock, d.sign),
@@ -85,8 +88,8 @@ export function createServices(d: ServiceDeps): Services {
     rebuild,
     metrics: new MetricsService({ topology, volumes, rebuild, alerts, pgs: pgRepo, clock: d.clock, processMetrics: d.processMetrics ?? false }),
     stats,
-    snapshots: new SnapshotService(d.db, volRepo, new PolicyRepo(d.db), topoRepo, volumes, d.layerControl ?? new HttpLayerControl(d.clusterKey, d.peer),
-      d.config, d.clock, events),
+    snapshots: new SnapshotService(d.db, volRepo, new PolicyRepo(d.db), topoRepo, volumes, layerControl, d.config, d.clock, events),
+    space: new SpaceService(volRepo, topoRepo, layerControl),
   };
   installAlertRules(events, alerts, topology);
   return services;

@@ -16,7 +16,11 @@ export interface LayerControl {
   resume(sdc: ControlEndpoint, volumes: VolumeLayer[]): Promise<void>;
   forget(sds: ControlEndpoint, volumeIds: number[]): Promise<void>;
   dropLayer(sds: ControlEndpoint, treeId: number, layerId: number): Promise<void>;
+  /** Bytes of a tree's chunks on one SDS, by PG and layer (one replica's view). */
+  treeLayers(sds: ControlEndpoint, treeId: number): Promise<TreeLayerBytes[]>;
 }
+
+export interface TreeLayerBytes { pg: number; layerId: number; chunks: number; bytes: number }
 
 export class HttpLayerControl implements LayerControl {
   constructor(private readonly clusterKey: Buffer, private readonly peer: PeerHttp = peerHttp(undefined)) {}
@@ -32,5 +36,8 @@ export class HttpLayerControl implements LayerControl {
   }
   async dropLayer(sds: ControlEndpoint, treeId: number, layerId: number): Promise<void> {
     await controlCall(this.clusterKey, sds, 'POST', '/layers/drop', { treeId, layerId }, MDM_LIMITS.controlCallTimeoutMs, this.peer);
+  }
+  async treeLayers(sds: ControlEndpoint, treeId: number): Promise<TreeLayerBytes[]> {
+    return await controlCall(this.clusterKey, sds, 'GET', `/trees/${treeId}/layers`, undefined, MDM_LIMITS.controlCallTimeoutMs, this.peer) as TreeLayerBytes[];
   }
 }
