@@ -34,3 +34,10 @@ export const rebuildKeyListBytesMax = 16 * 1024 * 1024;
  * this, or as soon as the PG is whole or copied elsewhere, it is dropped.
  */
 export const rebuildStaleKeepMs = 10 * 60_000;
+/**
+ * After the pass over the listing, the copy re-lists the PG and pushes the
+ * chunks that appeared meanwhile (docs/rebuild.md, "Layers created during a
+ * copy"), until a listing brings nothing new or after this many passes; one
+ * last listing is then done under the PG lock.
+ */
+export const rebuildRelistPassesMax = 4;

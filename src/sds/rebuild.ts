@@ -28,8 +28,8 @@ import { controlAuthorization } from '../shared/control-auth.js';
 import type { PgEntry, PgTable } from './pg-table.js';
 import type { ChunkDigest, RebuildMode, SdsRebuildStatus, StartRebuild } from '../dataplane/rebuild-proto.js';
 import {
-  rebuildBurstBytesMax, rebuildDeltaChunksMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildStartLockedTimeoutMs,
-  rebuildYieldInflightBytes, rebuildYieldMs,
+  rebuildBurstBytesMax, rebuildDeltaChunksMax, rebuildEpochWaitMs, rebuildHistoryMax, rebuildPushTimeoutMs, rebuildRelistPassesMax,
+  rebuildStartLockedTimeoutMs, rebuildYieldInflightBytes, rebuildYieldMs,
 } from './rebuild-limits.js';
 import { chunkName, type ChunkInfo, type ChunkKey, type ChunkStore } from './store/chunk-store.js';
 import { peerHttp, type PeerHttp } from '../shared/tls.js';
@@ -168,6 +168,8 @@ export class RebuildRunner {
     }
     job.chunksTotal = chunks.length;
     job.bytesTotal = chunks.reduce((a, c) => a + c.sizeBytes, 0);
+    // Chunks whose pushed image the joining member holds (see pushNew).
+    const imaged = new Set<string>();
     for (const c of chunks) {
       if (job.poisoned) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'a write could not be forwarded to the joining member');
       if (this.o.server.inflightBytes > rebuildYieldInflightBytes) await this.yieldToClients();
@@ -188,13 +190,19 @@ export class RebuildRunner {
       } else if (r.removed) {
         job.chunksRemoved++;
       }
+      if (r.kind !== 'gone') imaged.add(chunkName(c));
       job.bytesDone += c.sizeBytes;
       job.chunksDone++;
     }
+    for (let pass = 0; pass < rebuildRelistPassesMax && (await this.pushNew(cmd, job, imaged)) > 0; pass++);
     // Every image durable on the joining member before it becomes a member (later writes follow client FLUSH/FUA).
     await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-flush?epoch=${cmd.epoch}`, '{}', 'application/json');
     await locks.acquire(pgLockKey(cmd.pg), true);
     try {
+      // No write is in flight: what appeared since the last pass is pushed now, and is durable before the join.
+      if ((await this.pushNew(cmd, job, imaged)) > 0) {
+        await this.call(cmd.target, 'POST', `/pgs/${cmd.pg}/join-flush?epoch=${cmd.epoch}`, '{}', 'application/json');
+      }
       if (job.poisoned) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'a write could not be forwarded to the joining member');
       const now = this.o.pgs.get(cmd.pg);
       if (!now || now.epoch !== cmd.epoch) throw new PflexError('PFLEX_ERR_STALE_EPOCH', `PG ${cmd.pg} moved on from epoch ${cmd.epoch} during the copy`);
@@ -263,6 +271,36 @@ export class RebuildRunner {
     } finally {
       locks.release(lockKey, true);
     }
+  }
+
+  /**
+   * Pushes, whole, every chunk of the PG that appeared since the listing and
+   * was not pushed yet; resolves with how many it pushed. Such a chunk was
+   * created on the joining member by a forwarded write, and the first write
+   * of a chunk into a layer with ancestors copies the nearest ancestor's
+   * chunk there (src/sds/layered.ts): on the joining member that ancestor
+   * may not have been copied yet (or was an old, stale copy kept for the
+   * delta), so its copy-on-write had the wrong base. A pushed image is the
+   * primary's whole chunk, and every later write applies on both sides to
+   * the same bytes, so a chunk is pushed once. Layer 0 is a tree's root
+   * (the MDM numbers layers from 1 after it): its chunks have no ancestor
+   * and are right by forwarding alone.
+   */
+  private async pushNew(cmd: StartRebuild, job: Job, imaged: Set<string>): Promise<number> {
+    const fresh = (await this.o.store.list(cmd.pg)).filter((c) => c.layerId !== 0 && !imaged.has(chunkName(c)));
+    let pushed = 0;
+    for (const c of fresh) {
+      if (job.poisoned) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'a write could not be forwarded to the joining member');
+      const r = await this.copyChunk(cmd, c, false);
+      if (r.kind !== 'pushed') continue;
+      imaged.add(chunkName(c));
+      pushed++;
+      job.chunksPushed++;
+      job.bytesPushed += r.bytes;
+      this.o.server.metrics.rebuildChunksPushed++;
+      this.o.server.metrics.rebuildBytesPushed += r.bytes;
+    }
+    return pushed;
   }
 
   /** The chunk's bytes up to its size, or null when it does not exist. */

@@ -5,7 +5,9 @@
  * differing, larger, missing and unreadable ones are, ones the primary no
  * longer has are removed. The whole copy still works (delta off, or a
  * joining member without join-keep). And what a former member keeps of a
- * PG it left (keepStale, dropIfNotMember).
+ * PG it left (keepStale, dropIfNotMember). And the first write of a chunk
+ * into a new layer (after a snapshot) that reaches the joining member
+ * before the ancestor chunk its copy-on-write needs.
  */
 import { randomBytes } from 'node:crypto';
 import { writeFileSync, readFileSync } from 'node:fs';
@@ -20,12 +22,13 @@ import { PgTable, type PgEntry } from '../../src/sds/pg-table.js';
 import type { SdsRebuildStatus } from '../../src/dataplane/rebuild-proto.js';
 import { rebuildStaleKeepMs, rebuildStartLockedTimeoutMs } from '../../src/sds/rebuild-limits.js';
 import { dropIfNotMember, keepStale, rebuildRoutes } from '../../src/sds/rebuild-routes.js';
-import { RebuildRunner } from '../../src/sds/rebuild.js';
+import { chunkLockKey, pgLockKey, RebuildRunner } from '../../src/sds/rebuild.js';
+import { LayeredChunks } from '../../src/sds/layered.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
 import { FileChunkStore } from '../../src/sds/store/file-store.js';
 import { KeyedRwLock } from '../../src/sds/store/rw-lock.js';
 import { SdsMetrics } from '../../src/sds/metrics.js';
-import type { ChunkKey } from '../../src/sds/store/chunk-store.js';
+import { chunkName, type ChunkKey } from '../../src/sds/store/chunk-store.js';
 import { tempDir } from '../helpers/proc.js';
 
 const KiB = 1024;
@@ -229,4 +232,50 @@ t.test('dropIfNotMember keeps a degraded PG it left, drops a whole one, and drop
   t.same(await store.pgs(), [0]);
   t.equal(await dropIfNotMember(o, 0, true, true), true, 'released: dropped at once');
   t.same(await store.pgs(), []);
+});
+
+/** Every chunk of the PG, every layer, by chunk name. */
+async function layers(s: FileChunkStore): Promise<Array<[string, Buffer]>> {
+  const out: Array<[string, Buffer]> = [];
+  for (const c of await s.list(PG)) out.push([chunkName(c), c.sizeBytes === 0 ? Buffer.alloc(0) : (await s.read(PG, c, 0, c.sizeBytes))!]);
+  return out.sort((a, b) => a[0].localeCompare(b[0]));
+}
+
+t.test('a first write into a new layer reaching the joining member before the ancestor chunk it copies up: the copy ends with the primary\'s chunks', async (t) => {
+  const p = await pair(t);
+  // Layer 0 holds chunks 0-3 and is a snapshot now; the volume writes layer 1 above it.
+  for (let i = 0; i < 4; i++) await p.primary.write(PG, key(i), 0, randomBytes(64 * KiB));
+  const top = (i: number): ChunkKey => ({ treeId: 7, chunkIndex: i, layerId: 1 });
+  const below = [0];
+  const onPrimary = new LayeredChunks(p.primary);
+  const onJoiner = new LayeredChunks(p.joiner);
+  // The copy is held before layer-0 chunks 2 and 3 (their locks are taken), after its listing.
+  const held = [chunkLockKey(PG, key(2)), chunkLockKey(PG, key(3))];
+  for (const k of held) t.equal(p.server.locks.acquire(k, true), undefined);
+  const copied = copy(p);
+  while (p.runner.list()[0]!.chunksTotal === 0) await new Promise((r) => setTimeout(r, 5));
+  t.equal(await p.joiner.stat(PG, key(2)), null, 'the joining member does not have layer-0 chunk 2 yet');
+  // Client requests into layer 1, as the data server runs them: PG then chunk lock shared, applied on the primary and forwarded.
+  const data = randomBytes(4 * KiB);
+  const request = async (i: number, apply: (l: LayeredChunks) => Promise<void>): Promise<void> => {
+    await p.server.locks.acquire(pgLockKey(PG), false);
+    await p.server.locks.acquire(chunkLockKey(PG, top(i)), false);
+    try {
+      await Promise.all([apply(onPrimary), apply(onJoiner)]);
+    } finally {
+      p.server.locks.release(chunkLockKey(PG, top(i)), false);
+      p.server.locks.release(pgLockKey(PG), false);
+    }
+  };
+  await request(2, (l) => l.write(PG, top(2), below, 8 * KiB, data, false));
+  await request(3, (l) => l.zero(PG, top(3), below, 0, 16 * KiB, false));
+  for (const k of held) p.server.locks.release(k, true);
+  const s = await copied;
+  t.equal(s.state, 'done', `copy done ${s.error ?? ''}`);
+  t.same(await layers(p.joiner), await layers(p.primary), 'the joining member holds exactly the primary\'s chunks, every layer');
+  for (const i of [2, 3]) {
+    const want = await onPrimary.read(PG, top(i), below, 0, 64 * KiB);
+    t.ok(want && (await onJoiner.read(PG, top(i), below, 0, 64 * KiB))?.equals(want), `chunk ${i} of layer 1 reads the same on both (ancestor bytes around the write)`);
+  }
+  t.ok(s.chunksPushed >= 6, `the layer-1 chunks created during the copy were pushed after it (${s.chunksPushed} pushed)`);
 });
