@@ -4,7 +4,7 @@
  * a pool with two copies and volumes mapped to the SDC. Everything is torn
  * down with the test.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { Volume } from '../../src/shared/mdm-client.js';
@@ -87,6 +87,22 @@ export function chunksOn(s: SdsProc, treeId: number): Map<number, string[]> {
       if (!m || Number(m[1]) !== treeId) continue;
       const idx = Number(m[2]);
       out.set(idx, [...(out.get(idx) ?? []), pgDir]);
+    }
+  }
+  return out;
+}
+
+/** Chunk files of a tree on one SDS: "pg-N/tree-index-layer" -> bytes. */
+export function chunkFiles(s: SdsProc, treeId: number): Map<string, Buffer> {
+  const root = join(s.dir, 'chunks');
+  const out = new Map<string, Buffer>();
+  if (!existsSync(root)) return out;
+  for (const pgDir of readdirSync(root)) {
+    const dir = join(root, pgDir);
+    if (!statSync(dir).isDirectory()) continue;
+    for (const name of readdirSync(dir)) {
+      const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
+      if (m && Number(m[1]) === treeId) out.set(`${pgDir}/${name.slice(0, -4)}`, readFileSync(join(dir, name)));
     }
   }
   return out;

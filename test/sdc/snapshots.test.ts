@@ -10,13 +10,12 @@
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Volume } from '../../src/shared/mdm-client.js';
 import { missingClients } from '../helpers/nbd.js';
 import { tempDir } from '../helpers/proc.js';
-import type { SdsProc } from '../sds/cluster.js';
-import { startCluster, type Cluster } from './cluster.js';
+import { chunkFiles, startCluster, type Cluster } from './cluster.js';
 
 const skip = missingClients('nbdinfo', 'qemu-io', 'nbdcopy');
 const MiB = 1024 * 1024;
@@ -58,22 +57,6 @@ function same(t: Test, got: Buffer, want: Buffer, what: string): void {
   t.equal(got.length, want.length, `${what}: size`);
   const diff = got.findIndex((b, i) => b !== want[i]);
   t.equal(diff, -1, `${what}: byte for byte${diff >= 0 ? ` (first difference at ${diff})` : ''}`);
-}
-
-/** Chunk files of a tree on one SDS: "pg-N/tree-index-layer" -> bytes. */
-function chunkFiles(s: SdsProc, treeId: number): Map<string, Buffer> {
-  const root = join(s.dir, 'chunks');
-  const out = new Map<string, Buffer>();
-  if (!existsSync(root)) return out;
-  for (const pgDir of readdirSync(root)) {
-    const dir = join(root, pgDir);
-    if (!statSync(dir).isDirectory()) continue;
-    for (const name of readdirSync(dir)) {
-      const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
-      if (m && Number(m[1]) === treeId) out.set(`${pgDir}/${name.slice(0, -4)}`, readFileSync(join(dir, name)));
-    }
-  }
-  return out;
 }
 
 function layersOnDisk(c: Cluster, treeId: number): Set<number> {
