@@ -74,36 +74,30 @@ export async function startCluster(t: Test, opts: ClusterOptions = {}): Promise<
   };
 }
 
-/** Chunk files of a volume tree on one SDS: "chunkIndex" -> pg directory names holding it. */
-export function chunksOn(s: SdsProc, treeId: number): Map<number, string[]> {
+/** Every chunk file of a volume tree on one SDS (by the PG directory layout of docs/sds.md). */
+function treeFiles(s: SdsProc, treeId: number): Array<{ pgDir: string; name: string; chunkIndex: number; path: string }> {
   const root = join(s.dir, 'chunks');
-  const out = new Map<number, string[]>();
+  const out: Array<{ pgDir: string; name: string; chunkIndex: number; path: string }> = [];
   if (!existsSync(root)) return out;
   for (const pgDir of readdirSync(root)) {
     const dir = join(root, pgDir);
     if (!statSync(dir).isDirectory()) continue;
     for (const name of readdirSync(dir)) {
       const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
-      if (!m || Number(m[1]) !== treeId) continue;
-      const idx = Number(m[2]);
-      out.set(idx, [...(out.get(idx) ?? []), pgDir]);
+      if (m && Number(m[1]) === treeId) out.push({ pgDir, name: name.slice(0, -4), chunkIndex: Number(m[2]), path: join(dir, name) });
     }
   }
   return out;
 }
 
+/** Chunk files of a volume tree on one SDS: "chunkIndex" -> pg directory names holding it. */
+export function chunksOn(s: SdsProc, treeId: number): Map<number, string[]> {
+  const out = new Map<number, string[]>();
+  for (const f of treeFiles(s, treeId)) out.set(f.chunkIndex, [...(out.get(f.chunkIndex) ?? []), f.pgDir]);
+  return out;
+}
+
 /** Chunk files of a tree on one SDS: "pg-N/tree-index-layer" -> bytes. */
 export function chunkFiles(s: SdsProc, treeId: number): Map<string, Buffer> {
-  const root = join(s.dir, 'chunks');
-  const out = new Map<string, Buffer>();
-  if (!existsSync(root)) return out;
-  for (const pgDir of readdirSync(root)) {
-    const dir = join(root, pgDir);
-    if (!statSync(dir).isDirectory()) continue;
-    for (const name of readdirSync(dir)) {
-      const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
-      if (m && Number(m[1]) === treeId) out.set(`${pgDir}/${name.slice(0, -4)}`, readFileSync(join(dir, name)));
-    }
-  }
-  return out;
+  return new Map(treeFiles(s, treeId).map((f) => [`${f.pgDir}/${f.name}`, readFileSync(f.path)]));
 }

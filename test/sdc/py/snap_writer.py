@@ -11,31 +11,13 @@ block of any image holds. Every acknowledged write prints a JSON line
 on stdin: "stop" ends the loop ({"stopped": n}); "quit" exits. An NBD error
 prints {"error": ...} and exits 1.
 """
-import json
-import select
 import sys
 import time
 
 import nbd
 
-BLOCK = 4096
-
-
-def pattern(i, block):
-    head = ("write %08d block %04d " % (i, block)).encode()
-    return (head * (BLOCK // len(head) + 1))[:BLOCK]
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def command(block):
-    if not block and not select.select([sys.stdin], [], [], 0)[0]:
-        return None
-    line = sys.stdin.readline()
-    return line.strip() if line else "quit"
+# The same patterns and stdout/stdin protocol as io_loop.py (this directory is on sys.path).
+from io_loop import command, emit, pattern
 
 
 def main():
