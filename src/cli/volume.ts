@@ -1,5 +1,5 @@
 import { PflexError } from '../shared/errors.js';
-import type { MdmClient, Provisioning, Volume } from '../shared/mdm-client.js';
+import type { MdmClient, Provisioning, Volume, VolumeDeletion, VolumeTrim } from '../shared/mdm-client.js';
 import { parseSize } from '../shared/units.js';
 import { noun, print, verb } from './common.js';
 import { bytes, keyValues, table, time } from './format.js';
@@ -26,6 +26,9 @@ function qosText(m: { iopsLimit?: number; bandwidthLimitBytesPerSec?: number }):
   const parts = [...(m.iopsLimit ? [`${m.iopsLimit} IOPS`] : []), ...(m.bandwidthLimitBytesPerSec ? [`${bytes(m.bandwidthLimitBytesPerSec)}/s`] : [])];
   return parts.length > 0 ? `, qos ${parts.join(' ')}` : '';
 }
+/** Progress of a reclaim task: SDSs that confirmed, what they freed, the last failure (retried). */
+const progress = (d: VolumeDeletion | VolumeTrim): string =>
+  `${d.sdsConfirmed}/${d.sdsTotal} SDS, ${bytes(d.bytesFreed)} freed${d.state === 'pending' && d.lastError ? ` (retrying: ${d.lastError})` : ''}`;
 
 /** "20G" is the new size; "+5G" grows the current size by 5 GiB. */
 async function newSize(c: MdmClient, id: number, text: string): Promise<number> {
@@ -87,6 +90,43 @@ export const volumeCommand = noun('volume', 'volumes', [
     }
     const v = await c.resizeVolume(id, size);
     print(args, v, () => show(v));
+  }),
+  verb<{ volume: string; size: string; force: boolean }>('shrink <volume> <size>', 'shrink an unmapped volume to <size>: the data past it is destroyed', (y) =>
+    y.positional('volume', { type: 'string', demandOption: true }).positional('size', { type: 'string', demandOption: true })
+      .option('force', { type: 'boolean', default: false, describe: 'required: shrinking destroys the data past the new end' }),
+  async (args, c) => {
+    const id = await volumeId(c, args.volume);
+    const current = await c.getVolume(id);
+    const size = parseSize(args.size);
+    if (size >= current.sizeBytes) {
+      throw new PflexError('PFLEX_ERR_BAD_REQUEST', `shrink only makes a volume smaller: ${bytes(size)} is not smaller than its ${bytes(current.sizeBytes)}`);
+    }
+    const v = await c.resizeVolume(id, size, args.force);
+    print(args, v, () => `${show(v)}\nthe data past ${bytes(size)} is removed from the SDSs in the background (pflex volume trims)`);
+  }),
+  verb<{ state?: 'pending' | 'done' }>('deletions', 'deleted volumes and the removal of their data from the SDSs', (y) =>
+    y.option('state', { type: 'string', choices: ['pending', 'done'] }), async (args, c) => {
+    const list = await c.listVolumeDeletions(args.state ? { state: args.state } : {});
+    print(args, list, () => table(list, [
+      { header: 'id', value: (d) => d.id, align: 'right' },
+      { header: 'volume', value: (d) => d.volumeName },
+      { header: 'size', value: (d) => bytes(d.sizeBytes), align: 'right' },
+      { header: 'state', value: (d) => d.state },
+      { header: 'progress', value: progress },
+      { header: 'deleted', value: (d) => time(d.createdAtMs) },
+    ]));
+  }),
+  verb<{ state?: 'pending' | 'done' }>('trims', 'shrunk volumes and the removal of their data past the new end', (y) =>
+    y.option('state', { type: 'string', choices: ['pending', 'done'] }), async (args, c) => {
+    const list = await c.listVolumeTrims(args.state ? { state: args.state } : {});
+    print(args, list, () => table(list, [
+      { header: 'id', value: (d) => d.id, align: 'right' },
+      { header: 'volume', value: (d) => d.volumeId, align: 'right' },
+      { header: 'from', value: (d) => bytes(d.fromBytes), align: 'right' },
+      { header: 'state', value: (d) => d.state },
+      { header: 'progress', value: progress },
+      { header: 'shrunk', value: (d) => time(d.createdAtMs) },
+    ]));
   }),
   verb<{ volume: string; force: boolean }>('delete <volume>', 'delete a volume (its data is removed in the background)', (y) =>
     y.positional('volume', { type: 'string', demandOption: true }).option('force', { type: 'boolean', default: false, describe: 'also when mapped' }),

@@ -156,6 +156,7 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     processMetrics: opts.processMetrics ?? false,
   });
   services.rebuild.logger = app.log;
+  services.reclaim.logger = app.log;
   flushBeats = () => services.health.flushBeats();
   const routes: RouteInfo[] = [];
   app.decorate('mdm', { services, db, config, clock, routes });
@@ -254,6 +255,11 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     }, config.snapshotTickMs);
     snapshotTimer.unref();
     app.addHook('onClose', async () => clearInterval(snapshotTimer));
+    const reclaimTimer = setInterval(() => {
+      services.reclaim.tick().catch((err: unknown) => app.log.error({ err }, 'reclaim tick failed'));
+    }, config.reclaimTickMs);
+    reclaimTimer.unref();
+    app.addHook('onClose', async () => clearInterval(reclaimTimer));
   }
 
   registerRoutes(app, services);

@@ -42,6 +42,8 @@ export interface MdmConfig {
   snapshotTickMs: number;
   /** How long a quiesced SDC holds writes at most before resuming by itself (the MDM resumes it sooner). */
   snapshotQuiesceHoldMs: number;
+  /** How often the MDM asks SDSs to remove deleted volumes and shrunk tails (server only; tests may call reclaim.tick()). */
+  reclaimTickMs: number;
 }
 
 export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
@@ -64,6 +66,7 @@ export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
   rebuildRetryDelayMs: 2000,
   snapshotTickMs: 1000,
   snapshotQuiesceHoldMs: 10_000,
+  reclaimTickMs: 2000,
 });
 
 /** Fixed limits (not configurable: they shape the schema). */

@@ -215,4 +215,38 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE volume_mappings ADD COLUMN iops_limit INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE volume_mappings ADD COLUMN bandwidth_limit_bps INTEGER NOT NULL DEFAULT 0;
   `,
+  // 6: reclaim — deleted volumes and shrunk tails are removed from the SDSs by the MDM (src/mdm/services/reclaim.ts);
+  //    freed snapshot layers (layer_deletions, migration 4) go through the same per-SDS confirmed mechanism
+  `
+  ALTER TABLE volume_deletions ADD COLUMN chunks_freed INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE volume_deletions ADD COLUMN bytes_freed INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE volume_deletions ADD COLUMN last_error TEXT;
+  CREATE TABLE volume_trims (
+    id INTEGER PRIMARY KEY,
+    volume_id INTEGER NOT NULL,
+    volume_tree_id INTEGER NOT NULL,
+    pool_id INTEGER NOT NULL,
+    from_bytes INTEGER NOT NULL,
+    chunk_bytes INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done')),
+    chunks_freed INTEGER NOT NULL DEFAULT 0,
+    bytes_freed INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at_ms INTEGER NOT NULL,
+    done_at_ms INTEGER
+  );
+  CREATE INDEX volume_trims_state ON volume_trims(state, volume_id);
+  ALTER TABLE layer_deletions ADD COLUMN chunks_freed INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE layer_deletions ADD COLUMN bytes_freed INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE layer_deletions ADD COLUMN last_error TEXT;
+  -- Which SDS has done which reclaim task (task: 'deletion:<id>', 'trim:<id>' or 'layer:<id>').
+  CREATE TABLE reclaim_confirmations (
+    task TEXT NOT NULL,
+    sds_id INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (task, sds_id)
+  );
+  `,
 ];

@@ -13,6 +13,9 @@
  *   POST   /volumes/forget                        {volumeIds}: forget cached volume -> layer answers (a snapshot moved them) -> {ok}
  *   POST   /layers/drop                           {treeId, layerId}: delete that layer's chunks in every PG (the layer was freed) -> {chunks}
  *   GET    /trees/:tree/layers                    bytes of a tree's chunks here, by PG and layer: [{pg, layerId, chunks, bytes}] (space accounting)
+ *
+ * node.ts mounts the rebuild routes (rebuild-routes.ts) and the reclaim
+ * routes (reclaim-routes.ts: deleted volume trees, shrunk tails) here too.
  */
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../shared/logger.js';

@@ -44,6 +44,8 @@ export interface DataServerOptions {
   tokens: TokenCheck;
   /** Volume -> tree, to check that a frame's tree belongs to its token's volume. */
   trees: VolumeTrees;
+  /** Trees of deleted volumes (src/sds/dead-trees.ts): no IO reaches them any more. */
+  deadTrees?: { has(treeId: number): boolean };
   /** Connections to peer SDSs for forwarding (timeout = forward timeout). */
   peers: DataClientPool;
   log: Logger;
@@ -193,6 +195,8 @@ export class DataServer {
    * volume): it is looked up again. An older one is the client's: LAYER_CHANGED.
    */
   async checkTree(f: Frame): Promise<StatusValue | undefined> {
+    // The volume was deleted: a token still valid for it must not write its chunks back.
+    if (this.opts.deadTrees?.has(f.treeId)) return Status.TOKEN_SCOPE;
     let layout: VolumeLayout | undefined;
     try {
       layout = this.opts.trees.cached(f.volumeId) ?? await this.opts.trees.resolve(f.volumeId);

@@ -23,6 +23,8 @@ import { RebuildRunner } from './rebuild.js';
 import { dropIfNotMember, rebuildRoutes } from './rebuild-routes.js';
 import { FileChunkStore } from './store/file-store.js';
 import { CachedVolumeTrees } from './volume-trees.js';
+import { DeadTrees } from './dead-trees.js';
+import { reclaimRoutes } from './reclaim-routes.js';
 import { currentBootId, previousStop, readRunState, writeRunState, type PreviousStop } from './clean-stop.js';
 import { forwardTimeoutMs, heartbeatIntervalMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from './limits.js';
 import type { FastifyInstance } from 'fastify';
@@ -125,6 +127,7 @@ export class SdsNode {
     this.uncleanPending = !this.previous.clean;
     await this.writeRunState('running');
     if (!this.previous.clean) this.log.warn({ reason: this.previous.reason }, 'previous run did not stop cleanly: un-flushed writes may be lost; the MDM will fence this SDS out of its PGs (they are rebuilt)');
+    const deadTrees = await DeadTrees.open(o.dataDir);
     const trees = new CachedVolumeTrees(async (volumeId) => {
       try {
         const v = await this.mdm.getVolume(volumeId);
@@ -136,7 +139,7 @@ export class SdsNode {
     });
     this.data = new DataServer({
       selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, tokens: new IoTokenVerifier(deriveKey(this.clusterKey, 'io-token')),
-      trees, peers: this.peers, log: this.log, metrics: this.metrics, tls: this.dataTls,
+      trees, deadTrees, peers: this.peers, log: this.log, metrics: this.metrics, tls: this.dataTls,
       onJoinerFailure: (pg, sdsId) => this.rebuild.onJoinerFailure(pg, sdsId),
     });
     const peer = peerHttp(o.tls);
@@ -145,7 +148,8 @@ export class SdsNode {
       selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, clusterKey: this.clusterKey, caller: `sds:${o.name}`, peer, log: this.log,
       join: async (poolId, pg, sdsId, epoch, progress) => (await this.mdm.request<{ pg: PgEntry }>('POST', `/storage-pools/${poolId}/pgs/${pg}/join`, { body: { sdsId, epoch, progress } })).pg,
     });
-    await this.control.register(rebuildRoutes({ selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, runner: this.rebuild, log: this.log }));
+    await this.control.register(rebuildRoutes({ selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, runner: this.rebuild, deadTrees, log: this.log }));
+    await this.control.register(reclaimRoutes({ store: this.store, server: this.data, deadTrees, log: this.log }));
     const view = (): MgmtView => this.view();
     this.mgmt = buildMgmtServer(this.clusterKey, this.log, o.tls, view, { registry: sdsPromMetrics(view, { processMetrics: true }), authorized: scrapeAuthChecker(this.clusterKey) });
     this.ports.data = await this.data.listen(o.dataPort, o.host);

@@ -23,6 +23,8 @@ export interface RebuildRoutesOptions {
   pgs: PgTable;
   server: DataServer;
   runner: RebuildRunner;
+  /** Trees of deleted volumes: an image of one arriving after the reclaim is dropped, not stored. */
+  deadTrees?: { has(treeId: number): boolean };
   log: Logger;
 }
 
@@ -138,6 +140,7 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       const data = req.body;
       if (!Buffer.isBuffer(data)) throw new PflexError('PFLEX_ERR_BAD_REQUEST', 'a chunk image is application/octet-stream');
       const key = { treeId: tree, chunkIndex: index, layerId: layer };
+      if (o.deadTrees?.has(tree)) return { sizeBytes: data.length };
       // The image is the whole chunk and replaces any copy here (an old one may be larger). The
       // primary holds the chunk's lock, so no forwarded write to it is in flight meanwhile.
       await removeChunk(o.store, pg, key);
@@ -247,7 +250,7 @@ function forgetStale(store: ChunkStore, pg: number): void {
 }
 
 /** Removes one chunk (a zero covering all of it frees it: the store contract). True when there was one. */
-async function removeChunk(store: ChunkStore, pg: number, key: ChunkKey): Promise<boolean> {
+export async function removeChunk(store: ChunkStore, pg: number, key: ChunkKey): Promise<boolean> {
   const info = await store.stat(pg, key);
   if (!info) return false;
   await store.zero(pg, key, 0, info.sizeBytes, false);

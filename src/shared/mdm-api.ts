@@ -92,10 +92,23 @@ export const SnapshotPolicy = Type.Object({
   lastRunMs: NullableInt, lastError: Type.Union([Type.String(), Type.Null()]), createdAtMs: Type.Integer(),
 });
 
+const ReclaimState = Type.Union([Type.Literal('pending'), Type.Literal('done')]);
+/** Progress of a reclaim task over the SDSs of its pool (src/mdm/services/reclaim.ts). */
+const reclaimProgress = {
+  sdsConfirmed: Type.Integer(), sdsTotal: Type.Integer(), chunksFreed: Type.Integer(), bytesFreed: Type.Integer(),
+  lastError: Type.Union([Type.String(), Type.Null()]),
+};
+
 export const VolumeDeletion = Type.Object({
   id: Type.Integer(), volumeId: Type.Integer(), volumeName: Type.String(), volumeTreeId: Type.Integer(), storagePoolId: Type.Integer(),
-  sizeBytes: Type.Integer(), state: Type.Union([Type.Literal('pending'), Type.Literal('done')]), createdAtMs: Type.Integer(),
-  doneAtMs: NullableInt,
+  sizeBytes: Type.Integer(), state: ReclaimState, createdAtMs: Type.Integer(),
+  doneAtMs: NullableInt, ...reclaimProgress,
+});
+
+export const VolumeTrim = Type.Object({
+  id: Type.Integer(), volumeId: Type.Integer(), volumeTreeId: Type.Integer(), storagePoolId: Type.Integer(),
+  fromBytes: Type.Integer(), chunkBytes: Type.Integer(), state: ReclaimState, createdAtMs: Type.Integer(),
+  doneAtMs: NullableInt, ...reclaimProgress,
 });
 
 export const PgEntry = Type.Object({

@@ -24,6 +24,7 @@ export type Volume = Static<typeof S.Volume>;
 export type VolumeDeletion = Static<typeof S.VolumeDeletion>;
 export type LayerRelease = Static<typeof S.LayerRelease>;
 export type SnapshotPolicy = Static<typeof S.SnapshotPolicy>;
+export type VolumeTrim = Static<typeof S.VolumeTrim>;
 export type PgEntry = Static<typeof S.PgEntry>;
 export type PgMap = Static<typeof S.PgMap>;
 export type Beat = Static<typeof S.Beat>;
@@ -348,7 +349,9 @@ export class MdmClient {
   listVolumeDeletions(filter: { state?: 'pending' | 'done'; storagePoolId?: number } = {}): Promise<VolumeDeletion[]> {
     return this.get('/volume-deletions', { ...filter });
   }
-  completeVolumeDeletion(id: number): Promise<VolumeDeletion> { return this.post(`/volume-deletions/${id}/done`); }
+  listVolumeTrims(filter: { state?: 'pending' | 'done'; volumeId?: number } = {}): Promise<VolumeTrim[]> {
+    return this.get('/volume-trims', { ...filter });
+  }
 
   // --- snapshots --------------------------------------------------------------
 

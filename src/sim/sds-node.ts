@@ -13,7 +13,7 @@ import { DataServer, type DataConnection } from '../sds/data-server.js';
 import { forwardTimeoutMs, mdmCallTimeoutMs, pgMapPollIntervalMs } from '../sds/limits.js';
 import { PgTable, type FenceResult, type PgMapSource, type PgMapUpdate } from '../sds/pg-table.js';
 import { previousStop, type RunState } from '../sds/clean-stop.js';
-import type { ChunkInfo, ChunkKey, ChunkStore, StoreCapacity } from '../sds/store/chunk-store.js';
+import type { ChunkInfo, ChunkKey, ChunkStore, StoreCapacity, TreeChunk } from '../sds/store/chunk-store.js';
 import { MemoryChunkStore } from '../sds/store/memory-store.js';
 import { IdentityVolumeTrees } from '../sds/volume-trees.js';
 import type { Network } from './network.js';
@@ -239,6 +239,7 @@ class RecordingStore implements ChunkStore {
   flush(): Promise<void> { return this.inner.flush(); }
   stat(pgId: number, key: ChunkKey): Promise<ChunkInfo | null> { return this.inner.stat(pgId, key); }
   list(pgId: number): Promise<ChunkInfo[]> { return this.inner.list(pgId); }
+  treeChunks(treeId: number): Promise<TreeChunk[]> { return this.inner.treeChunks(treeId); }
   pgs(): Promise<number[]> { return this.inner.pgs(); }
   dropPg(pgId: number): Promise<void> { return this.inner.dropPg(pgId); }
   capacity(): Promise<StoreCapacity> { return this.inner.capacity(); }

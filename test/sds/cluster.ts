@@ -29,8 +29,8 @@ export interface SdsProc {
   proc: PflexProcess;
 }
 
-export async function startSdsProc(t: Test, mdm: Mdm, name: string, pool = 'pool1', pd = 'pd1'): Promise<SdsProc> {
-  const dir = tempDir(t, `pflex-${name}-`);
+/** An SDS process; dir: its storage root (a restart passes the old one). */
+export async function startSdsProc(t: Test, mdm: Mdm, name: string, pool = 'pool1', pd = 'pd1', dir = tempDir(t, `pflex-${name}-`)): Promise<SdsProc> {
   const proc = spawnPflex(t, [
     'sds-server', 'start', '--data-dir', dir, '--mdm', mdm.url, '--cluster-key-file', mdm.keyFile, '--name', name,
     '--pd', pd, '--pool', pool, '--host', '127.0.0.1', '--port', '0', '--control-port', '0', '--mgmt-port', '0',

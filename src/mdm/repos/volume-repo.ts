@@ -33,7 +33,18 @@ export interface NewVolumeRow {
 }
 /** iopsLimit, bandwidthLimitBytesPerSec: QoS the SDC enforces for this mapping (0 = unlimited). */
 export interface Mapping { volumeId: number; sdcId: number; accessMode: AccessMode; createdAtMs: number; iopsLimit: number; bandwidthLimitBytesPerSec: number }
-export interface VolumeDeletion {
+/** Progress of a reclaim task (a deletion or a trim) over the SDSs of its pool. */
+export interface ReclaimProgress {
+  /** SDSs that confirmed the removal. */
+  sdsConfirmed: number;
+  /** SDSs that must confirm (the pool's SDSs; once done, those that did). */
+  sdsTotal: number;
+  chunksFreed: number;
+  bytesFreed: number;
+  /** The last failure of an SDS call (it is retried). */
+  lastError: string | null;
+}
+export interface VolumeDeletion extends ReclaimProgress {
   id: number; volumeId: number; volumeName: string; volumeTreeId: number; storagePoolId: number; sizeBytes: number;
   state: 'pending' | 'done'; createdAtMs: number; doneAtMs: number | null;
 }
@@ -45,9 +56,12 @@ interface VolumeRow {
 interface LayerRow { tree_id: number; layer_id: number; parent_layer_id: number | null; created_at_ms: number }
 interface LayerDeletionRow { id: number; pool_id: number; tree_id: number; layer_id: number; state: 'pending' | 'done'; created_at_ms: number; done_at_ms: number | null }
 interface MappingRow { volume_id: number; sdc_id: number; access_mode: AccessMode; created_at_ms: number; iops_limit: number; bandwidth_limit_bps: number }
-interface DeletionRow {
+export interface ReclaimRow {
+  state: 'pending' | 'done'; chunks_freed: number; bytes_freed: number; last_error: string | null; sds_confirmed: number; sds_pool: number;
+}
+interface DeletionRow extends ReclaimRow {
   id: number; volume_id: number; volume_name: string; volume_tree_id: number; pool_id: number; size_bytes: number;
-  state: 'pending' | 'done'; created_at_ms: number; done_at_ms: number | null;
+  created_at_ms: number; done_at_ms: number | null;
 }
 
 const volume = (r: VolumeRow): Volume => ({
@@ -62,10 +76,20 @@ const layerDeletion = (r: LayerDeletionRow): LayerDeletion => ({
 const mapping = (r: MappingRow): Mapping => ({
   volumeId: r.volume_id, sdcId: r.sdc_id, accessMode: r.access_mode, createdAtMs: r.created_at_ms, iopsLimit: r.iops_limit, bandwidthLimitBytesPerSec: r.bandwidth_limit_bps,
 });
+export const reclaimProgress = (r: ReclaimRow): ReclaimProgress => ({
+  sdsConfirmed: r.sds_confirmed, sdsTotal: r.state === 'done' ? r.sds_confirmed : Math.max(r.sds_pool, r.sds_confirmed),
+  chunksFreed: r.chunks_freed, bytesFreed: r.bytes_freed, lastError: r.last_error,
+});
 const deletion = (r: DeletionRow): VolumeDeletion => ({
   id: r.id, volumeId: r.volume_id, volumeName: r.volume_name, volumeTreeId: r.volume_tree_id, storagePoolId: r.pool_id,
-  sizeBytes: r.size_bytes, state: r.state, createdAtMs: r.created_at_ms, doneAtMs: r.done_at_ms,
+  sizeBytes: r.size_bytes, state: r.state, createdAtMs: r.created_at_ms, doneAtMs: r.done_at_ms, ...reclaimProgress(r),
 });
+/** Columns of a reclaim task with its confirmations (task prefix: 'deletion' or 'trim'). */
+export const reclaimSelect = (table: string, prefix: string): string => `SELECT t.*,
+  (SELECT COUNT(*) FROM reclaim_confirmations c WHERE c.task = '${prefix}:' || t.id) AS sds_confirmed,
+  (SELECT COUNT(*) FROM sds s WHERE s.pool_id = t.pool_id) AS sds_pool
+  FROM ${table} t`;
+const DELETIONS = reclaimSelect('volume_deletions', 'deletion');
 
 /** All SQL of volumes, volume trees, mappings and pending deletions. */
 export class VolumeRepo extends Repo {
@@ -196,16 +220,13 @@ export class VolumeRepo extends Repo {
   listDeletions(filter: { state?: 'pending' | 'done'; poolId?: number }): VolumeDeletion[] {
     const where: string[] = [];
     const args: unknown[] = [];
-    if (filter.state !== undefined) { where.push('state = ?'); args.push(filter.state); }
-    if (filter.poolId !== undefined) { where.push('pool_id = ?'); args.push(filter.poolId); }
-    const sql = `SELECT * FROM volume_deletions${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id`;
+    if (filter.state !== undefined) { where.push('t.state = ?'); args.push(filter.state); }
+    if (filter.poolId !== undefined) { where.push('t.pool_id = ?'); args.push(filter.poolId); }
+    const sql = `${DELETIONS}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY t.id`;
     return this.stmt<unknown[], DeletionRow>(sql).all(...args).map(deletion);
   }
   getDeletion(id: number): VolumeDeletion | undefined {
-    const r = this.stmt<[number], DeletionRow>('SELECT * FROM volume_deletions WHERE id = ?').get(id);
+    const r = this.stmt<[number], DeletionRow>(`${DELETIONS} WHERE t.id = ?`).get(id);
     return r && deletion(r);
-  }
-  markDeletionDone(id: number, nowMs: number): void {
-    this.stmt("UPDATE volume_deletions SET state = 'done', done_at_ms = ? WHERE id = ?").run(nowMs, id);
   }
 }

@@ -1,7 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
 import { MDM_LIMITS } from '../config.js';
-import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, LayerRelease, Name, Provisioning, Volume, VolumeDeletion, VolumeKind } from '../../shared/mdm-api.js';
+import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, LayerRelease, Name, Provisioning, Volume, VolumeDeletion, VolumeKind, VolumeTrim } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 import { requireSelf } from './guards.js';
 
@@ -90,7 +90,7 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
   app.get('/volume-deletions', {
     config: { access: 'read' },
     schema: {
-      tags: ['volumes'], summary: 'Deleted volumes whose chunks are (pending) or were (done) removed from the SDSs',
+      tags: ['volumes'], summary: 'Deleted volumes whose chunks are being (pending) or were (done) removed from the SDSs, with progress',
       querystring: obj({ state: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('done')])), storagePoolId: Type.Optional(Id) }),
       response: { 200: Type.Array(VolumeDeletion), ...ERROR_ANSWERS },
     },
@@ -98,10 +98,17 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
     ...(req.query.state !== undefined ? { state: req.query.state } : {}),
     ...(req.query.storagePoolId !== undefined ? { poolId: req.query.storagePoolId } : {}),
   }));
-  app.post('/volume-deletions/:id/done', {
-    config: { access: 'component' },
-    schema: { tags: ['volumes'], params: IdParams, response: { 200: VolumeDeletion, ...ERROR_ANSWERS } },
-  }, async (req) => v.completeDeletion(req.params.id));
+  app.get('/volume-trims', {
+    config: { access: 'read' },
+    schema: {
+      tags: ['volumes'], summary: 'Shrunk volumes whose data past the new end is being (pending) or was (done) removed from the SDSs',
+      querystring: obj({ state: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('done')])), volumeId: Type.Optional(Id) }),
+      response: { 200: Type.Array(VolumeTrim), ...ERROR_ANSWERS },
+    },
+  }, async (req) => v.listTrims({
+    ...(req.query.state !== undefined ? { state: req.query.state } : {}),
+    ...(req.query.volumeId !== undefined ? { volumeId: req.query.volumeId } : {}),
+  }));
 
   app.post('/sdcs/:id/tokens', {
     // Issuing is routine (every SDC renews its tokens) and changes nothing: like heartbeats, only refusals are audited.

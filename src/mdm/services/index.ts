@@ -4,6 +4,7 @@ import type { Db } from '../db.js';
 import { AlertRepo } from '../repos/alert-repo.js';
 import { PgRepo } from '../repos/pg-repo.js';
 import { RebuildRepo } from '../repos/rebuild-repo.js';
+import { ReclaimRepo } from '../repos/reclaim-repo.js';
 import { SecurityRepo } from '../repos/security-repo.js';
 import { TopologyRepo } from '../repos/topology-repo.js';
 import { VolumeRepo } from '../repos/volume-repo.js';
@@ -16,9 +17,10 @@ import { MdmEvents, type Clock } from './events.js';
 import { HealthService } from './health.js';
 import { MetricsService } from './metrics.js';
 import { PgMapService, type PlaceFn } from './pgmap.js';
+import { ReclaimService } from './reclaim.js';
 import { RebuildService } from './rebuild.js';
 import { StatsService } from './stats.js';
-import { HttpSdsControl, type SdsControl } from './rebuild-control.js';
+import { HttpSdsControl, type SdsControl, type SdsReclaim } from './rebuild-control.js';
 import { TokenService } from './tokens.js';
 import { TopologyService } from './topology.js';
 import { VolumeService } from './volumes.js';
@@ -41,6 +43,7 @@ export interface Services {
   stats: StatsService;
   snapshots: SnapshotService;
   space: SpaceService;
+  reclaim: ReclaimService;
 }
 
 export interface ServiceDeps {
@@ -58,6 +61,8 @@ export interface ServiceDeps {
   processMetrics?: boolean;
   /** How the MDM quiesces SDCs and tells SDSs about layer changes (snapshots); default HTTP. */
   layerControl?: LayerControl;
+  /** How the MDM reaches SDS control listeners (reclaim); default HTTP. */
+  sdsReclaim?: SdsReclaim;
 }
 
 /** Wires repositories into services (the only place that knows them all). */
@@ -70,9 +75,11 @@ export function createServices(d: ServiceDeps): Services {
   const pgmaps = new PgMapService(d.db, pgRepo, topoRepo, d.place, events);
   const topology = new TopologyService(d.db, topoRepo, volRepo, pgmaps, d.config, d.clock, events);
   const alerts = new AlertService(d.db, new AlertRepo(d.db), d.clock);
-  const volumes = new VolumeService(d.db, volRepo, topoRepo, topology, d.clock, events);
+  const reclaimRepo = new ReclaimRepo(d.db);
+  const http = new HttpSdsControl(d.clusterKey, d.peer);
+  const volumes = new VolumeService(d.db, volRepo, reclaimRepo, topoRepo, topology, d.clock, events);
   const rebuild = new RebuildService(d.db, pgRepo, new RebuildRepo(d.db), topoRepo, topology, alerts, d.place, d.config, d.clock, events,
-    d.sdsControl ?? new HttpSdsControl(d.clusterKey, d.peer));
+    d.sdsControl ?? http);
   const stats = new StatsService(topoRepo, volRepo, d.clock);
   const layerControl = d.layerControl ?? new HttpLayerControl(d.clusterKey, d.peer);
   const services: Services = {
@@ -90,6 +97,7 @@ export function createServices(d: ServiceDeps): Services {
     stats,
     snapshots: new SnapshotService(d.db, volRepo, new PolicyRepo(d.db), topoRepo, volumes, layerControl, d.config, d.clock, events),
     space: new SpaceService(volRepo, topoRepo, layerControl),
+    reclaim: new ReclaimService(d.db, reclaimRepo, topoRepo, d.sdsReclaim ?? http, d.config, d.clock),
   };
   installAlertRules(events, alerts, topology);
   return services;

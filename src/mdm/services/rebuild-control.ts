@@ -13,9 +13,21 @@ export interface SdsControl {
   releasePg(former: ControlEndpoint, pg: number): Promise<void>;
 }
 
+/** What one SDS freed for a reclaim call (logical chunk bytes). */
+export interface ReclaimResult { chunks: number; bytes: number }
+
+/** What the reclaim service asks of SDS control listeners (src/sds/reclaim-routes.ts). */
+export interface SdsReclaim {
+  /** The tree is dead on that SDS and its chunks are gone. */
+  reclaimTree(ep: ControlEndpoint, treeId: number): Promise<ReclaimResult>;
+  /** The tree's data from fromBytes on is gone. */
+  trimTree(ep: ControlEndpoint, treeId: number, fromBytes: number, chunkBytes: number): Promise<ReclaimResult>;
+  /** The layer (freed: no volume row or child layer needs it) is dead on that SDS and its chunks are gone. */
+  dropLayer(ep: ControlEndpoint, treeId: number, layerId: number): Promise<ReclaimResult>;
+}
 
 /** SdsControl over HTTP with the cluster-key authorization of src/shared/control-auth.ts. */
-export class HttpSdsControl implements SdsControl {
+export class HttpSdsControl implements SdsControl, SdsReclaim {
   constructor(private readonly clusterKey: Buffer, private readonly peer: PeerHttp = peerHttp(undefined)) {}
 
   async startRebuild(primary: ControlEndpoint, cmd: StartRebuild): Promise<void> {
@@ -26,6 +38,16 @@ export class HttpSdsControl implements SdsControl {
   }
   async releasePg(former: ControlEndpoint, pg: number): Promise<void> {
     await this.call(former, 'POST', `/pgs/${pg}/release`, {});
+  }
+
+  reclaimTree(ep: ControlEndpoint, treeId: number): Promise<ReclaimResult> {
+    return this.call(ep, 'DELETE', `/trees/${treeId}`) as Promise<ReclaimResult>;
+  }
+  trimTree(ep: ControlEndpoint, treeId: number, fromBytes: number, chunkBytes: number): Promise<ReclaimResult> {
+    return this.call(ep, 'POST', `/trees/${treeId}/trim`, { fromBytes, chunkBytes }) as Promise<ReclaimResult>;
+  }
+  dropLayer(ep: ControlEndpoint, treeId: number, layerId: number): Promise<ReclaimResult> {
+    return this.call(ep, 'DELETE', `/trees/${treeId}/layers/${layerId}`) as Promise<ReclaimResult>;
   }
 
   private call(ep: ControlEndpoint, method: string, path: string, body?: unknown): Promise<unknown> {

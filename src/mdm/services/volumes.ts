@@ -1,6 +1,7 @@
 import { PflexError } from '../../shared/errors.js';
 import { tx, type Db } from '../db.js';
 import type { Provisioning, TopologyRepo } from '../repos/topology-repo.js';
+import type { ReclaimRepo, VolumeTrim } from '../repos/reclaim-repo.js';
 import type { AccessMode, Mapping, Volume, VolumeDeletion, VolumeKind, VolumeRepo } from '../repos/volume-repo.js';
 import type { Clock, MdmEvents } from './events.js';
 import { badRequest, conflict, notFound, type TopologyService } from './topology.js';
@@ -28,6 +29,7 @@ export class VolumeService {
   constructor(
     private readonly db: Db,
     private readonly repo: VolumeRepo,
+    private readonly reclaim: ReclaimRepo,
     private readonly topoRepo: TopologyRepo,
     private readonly topology: TopologyService,
     private readonly clock: Clock,
@@ -69,7 +71,12 @@ export class VolumeService {
     });
   }
 
-  /** Expand freely (thick: if the pool can reserve it); shrink only unmapped and forced (it destroys data). */
+  /**
+   * Expand freely (thick: if the pool can reserve it); shrink only unmapped
+   * and forced (it destroys data): the data past the new end is then removed
+   * from the SDSs in the background (volume_trims), and the volume cannot be
+   * expanded again before that is done, so an expand always reads zeros there.
+   */
   resize(id: number, sizeBytes: number, force: boolean): VolumeView {
     const v = tx(this.db, () => {
       const v = this.must(id);
@@ -78,8 +85,14 @@ export class VolumeService {
       if (sizeBytes < v.sizeBytes) {
         if (!force) throw conflict(`shrinking volume ${id} from ${v.sizeBytes} to ${sizeBytes} bytes destroys data; use force`);
         if (this.repo.mappings(id).length > 0) throw conflict(`volume ${id} is mapped; unmap it before shrinking`);
-      } else if (sizeBytes > v.sizeBytes && v.provisioning === 'thick') {
-        this.reserve(v.storagePoolId, sizeBytes - v.sizeBytes);
+        const pool = this.topoRepo.getPool(v.storagePoolId)!;
+        this.reclaim.insertTrim({ volumeId: id, volumeTreeId: v.volumeTreeId, storagePoolId: v.storagePoolId, fromBytes: sizeBytes, chunkBytes: pool.chunkBytes }, this.clock());
+      } else if (sizeBytes > v.sizeBytes) {
+        const pending = this.reclaim.listTrims({ state: 'pending', volumeId: id });
+        if (pending.length > 0) {
+          throw conflict(`volume ${id} was shrunk and its old data past ${pending[0]!.fromBytes} bytes is still being removed from the SDSs (trim ${pending[0]!.id}); expand it once GET /volume-trims shows that done`);
+        }
+        if (v.provisioning === 'thick') this.reserve(v.storagePoolId, sizeBytes - v.sizeBytes);
       }
       this.repo.resize(id, sizeBytes);
       return this.get(id);
@@ -184,15 +197,7 @@ export class VolumeService {
 
   listDeletions(filter: { state?: 'pending' | 'done'; poolId?: number }): VolumeDeletion[] { return this.repo.listDeletions(filter); }
 
-  /** An SDS (or rebuild) finished removing the chunks of a deleted volume. */
-  completeDeletion(id: number): VolumeDeletion {
-    return tx(this.db, () => {
-      const d = this.repo.getDeletion(id);
-      if (!d) throw notFound(`no volume deletion ${id}`);
-      if (d.state === 'pending') this.repo.markDeletionDone(id, this.clock());
-      return this.repo.getDeletion(id)!;
-    });
-  }
+  listTrims(filter: { state?: 'pending' | 'done'; volumeId?: number }): VolumeTrim[] { return this.reclaim.listTrims(filter); }
 
   private reserve(poolId: number, bytes: number): void {
     const cap = this.topology.capacity(this.topology.mustPool(poolId));

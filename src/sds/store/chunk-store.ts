@@ -17,6 +17,11 @@ export interface ChunkInfo extends ChunkKey {
   readonly sizeBytes: number;
 }
 
+export interface TreeChunk {
+  readonly pgId: number;
+  readonly info: ChunkInfo;
+}
+
 export interface StoreCapacity {
   /** Capacity offered to the cluster (configured, or the file system size). */
   readonly totalBytes: number;
@@ -58,6 +63,8 @@ export interface ChunkStore {
   stat(pgId: number, key: ChunkKey): Promise<ChunkInfo | null>;
   /** Every chunk stored for a PG (rebuild source listing). */
   list(pgId: number): Promise<ChunkInfo[]>;
+  /** Every chunk of a volume tree stored here, whatever its PG (reclaim of a deleted volume, trim after a shrink). */
+  treeChunks(treeId: number): Promise<TreeChunk[]>;
   /** PG ids with at least one chunk stored here. */
   pgs(): Promise<number[]>;
   /** Forgets all data of a PG (this SDS left its replica set). */

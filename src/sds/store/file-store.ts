@@ -21,7 +21,7 @@ import { openChunksMax } from '../limits.js';
 import { BLOCK_BYTES, blockCrc, blockGood, blockSpan } from './block-crc.js';
 import { blockAligned, combineBlock } from '../../shared/crc32.js';
 import {
-  chunkName, parseChunkName, type ChecksumAlert, type ChunkInfo, type ChunkKey, type ChunkStore, type StoreCapacity,
+  chunkName, parseChunkName, type ChecksumAlert, type ChunkInfo, type ChunkKey, type ChunkStore, type StoreCapacity, type TreeChunk,
 } from './chunk-store.js';
 import { KeyedRwLock } from './rw-lock.js';
 
@@ -178,6 +178,17 @@ export class FileChunkStore implements ChunkStore {
       const key = parseChunkName(id.slice(prefix.length));
       assert(key, `bad chunk id ${id}`);
       out.push({ ...key, sizeBytes: size });
+    }
+    return out;
+  }
+
+  async treeChunks(treeId: number): Promise<TreeChunk[]> {
+    const out: TreeChunk[] = [];
+    for (const [id, size] of this.sizes) {
+      const slash = id.indexOf('/');
+      const key = parseChunkName(id.slice(slash + 1));
+      assert(key, `bad chunk id ${id}`);
+      if (key.treeId === treeId) out.push({ pgId: Number(id.slice(0, slash)), info: { ...key, sizeBytes: size } });
     }
     return out;
   }

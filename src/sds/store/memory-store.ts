@@ -5,7 +5,7 @@
  */
 import { assert } from '../../shared/errors.js';
 import {
-  chunkName, parseChunkName, type ChunkInfo, type ChunkKey, type ChunkStore, type StoreCapacity,
+  chunkName, parseChunkName, type ChunkInfo, type ChunkKey, type ChunkStore, type StoreCapacity, type TreeChunk,
 } from './chunk-store.js';
 
 export interface MemoryChunkStoreOptions {
@@ -59,6 +59,17 @@ export class MemoryChunkStore implements ChunkStore {
   async list(pgId: number): Promise<ChunkInfo[]> {
     const out: ChunkInfo[] = [];
     for (const [name, buf] of this.live.get(pgId) ?? []) out.push({ ...parseChunkName(name)!, sizeBytes: buf.length });
+    return out;
+  }
+
+  async treeChunks(treeId: number): Promise<TreeChunk[]> {
+    const out: TreeChunk[] = [];
+    for (const [pgId, chunks] of this.live) {
+      for (const [name, buf] of chunks) {
+        const key = parseChunkName(name)!;
+        if (key.treeId === treeId) out.push({ pgId, info: { ...key, sizeBytes: buf.length } });
+      }
+    }
     return out;
   }
 
