@@ -248,5 +248,8 @@ export const MIGRATIONS: readonly string[] = [
     at_ms INTEGER NOT NULL,
     PRIMARY KEY (task, sds_id)
   );
+  -- The highest volume id ever given (volumes, snapshots, clones): ids are never reused.
+  CREATE TABLE volume_id_high (id INTEGER NOT NULL);
+  INSERT INTO volume_id_high (id) SELECT MAX(COALESCE((SELECT MAX(id) FROM volumes), 0), COALESCE((SELECT MAX(volume_id) FROM volume_deletions), 0));
   `,
 ];

@@ -14,7 +14,7 @@ import { PFLEX_BIN, spawnPflex, tempDir, type PflexProcess, type Teardown } from
 
 export const ADMIN_PASSWORD = 'pflex-test-password';
 /** Starting an MDM under a loaded machine (the suite runs files in parallel) can take long. */
-const LISTENING_TIMEOUT_MS = 60_000;
+const LISTENING_TIMEOUT_MS = 120_000;
 
 export interface Mdm {
   url: string;

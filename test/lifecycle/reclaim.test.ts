@@ -13,9 +13,12 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VolumeDeletion } from '../../src/shared/mdm-client.js';
 import { missingClients } from '../helpers/nbd.js';
-import { startFastMdm } from '../rebuild/cluster.js';
+import { readClusterKey } from '../../src/shared/component-auth.js';
+import { MdmClient } from '../../src/shared/mdm-client.js';
+import { ADMIN_PASSWORD } from '../rebuild/cluster.js';
+import { spawnPflex } from '../helpers/proc.js';
 import { chunksOn, startCluster } from '../sdc/cluster.js';
-import { startSdsProc, type SdsProc } from '../sds/cluster.js';
+import { startSdsProc, type Mdm, type SdsProc } from '../sds/cluster.js';
 
 const skip = missingClients('qemu-io');
 const MiB = 1024 * 1024;
@@ -51,6 +54,17 @@ function bytesOnDisk(s: SdsProc): number {
   return total;
 }
 
+/** Stops the MDM and starts it again on its data dir, config file and port (a loaded machine may need long to start it). */
+async function restartMdm(t: Test, old: Mdm): Promise<Mdm> {
+  const port = new URL(old.url).port;
+  await old.proc.stop();
+  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', old.dataDir, '--port', port, '--config', join(old.dataDir, '..', 'mdm.json')]);
+  await proc.waitForLog((l) => l.msg === 'mdm listening', 120_000);
+  const admin = new MdmClient({ url: old.url });
+  await admin.login('admin', ADMIN_PASSWORD);
+  return { ...old, proc, admin, clusterKey: readClusterKey(old.keyFile) };
+}
+
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -64,9 +78,11 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 t.test('reclaim of shrunk and deleted volumes on real SDSs', { skip }, async (t) => {
   const c = await startCluster(t, { mdmConfig: MDM_CONFIG, pgCount: 16 });
   const baseline = c.sds.map(bytesOnDisk);
+  let firstVolumeId = 0;
 
   await t.test('shrink removes the data past the new end: an expand reads zeros there', async (t) => {
     const v = await c.volume('shrinkme', 8 * MiB);
+    firstVolumeId = v.id;
     await io(t, c.sdc.uri('shrinkme'), 'write 8 MiB', 'write -P 0x5a 0 8M');
     t.ok(c.sds.some((s) => chunksOn(s, v.volumeTreeId).has(7)), 'the last chunk is on the SDSs');
     await c.mdm.admin.unmapVolume(v.id, c.sdc.id);
@@ -89,6 +105,7 @@ t.test('reclaim of shrunk and deleted volumes on real SDSs', { skip }, async (t)
 
   await t.test('delete: bytes on disk return to the baseline, across a stopped SDS and an MDM restart', async (t) => {
     const v = await c.volume('deleteme', 16 * MiB);
+    t.ok(v.id > firstVolumeId, 'a new volume never gets the id of a deleted one (SDSs cache volume -> tree)');
     await io(t, c.sdc.uri('deleteme'), 'write 16 MiB', 'write -P 0xc3 0 16M');
     const written = c.sds.map(bytesOnDisk).reduce((a, b) => a + b, 0) - baseline.reduce((a, b) => a + b, 0);
     t.ok(written >= 2 * 16 * MiB, `two copies of 16 MiB are on disk (${written} bytes more than the baseline)`);
@@ -104,9 +121,7 @@ t.test('reclaim of shrunk and deleted volumes on real SDSs', { skip }, async (t)
     t.match(partial, { state: 'pending', sdsConfirmed: 2, sdsTotal: 3 }, 'pending while sds3 is away');
 
     // The MDM restarts on its port with the deletion pending.
-    const port = Number(new URL(c.mdm.url).port);
-    await c.mdm.proc.stop();
-    const mdm = await startFastMdm(t, MDM_CONFIG, port, c.mdm);
+    const mdm = await restartMdm(t, c.mdm);
     t.match((await mdm.admin.listVolumeDeletions({ state: 'pending' })).find((x) => x.volumeId === v.id), { sdsConfirmed: 2 }, 'progress survived the restart');
 
     // sds3 returns on its old storage root; the deletion completes.

@@ -44,8 +44,8 @@ export async function startSdcProc(t: Test, mdm: Mdm, name = 'sdc1', extraArgs: 
     'sdc-server', '--mdm', mdm.url, '--cluster-key-file', mdm.keyFile, '--name', name, '--host', '127.0.0.1',
     '--port', '0', '--control-port', '0', '--mgmt-port', '0', ...extraArgs,
   ]);
-  const listening = await proc.waitForLog((l) => l.msg === 'sdc listening', 60_000);
-  const registered = await proc.waitForLog((l) => l.msg === 'sdc registered', 60_000);
+  const listening = await proc.waitForLog((l) => l.msg === 'sdc listening', 90_000);
+  const registered = await proc.waitForLog((l) => l.msg === 'sdc registered', 90_000);
   const port = listening.port as number;
   return {
     proc, id: registered.sdcId as number, port, controlPort: listening.controlPort as number, mgmtPort: listening.mgmtPort as number,

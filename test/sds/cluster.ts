@@ -37,7 +37,7 @@ export async function startSdsProc(t: Test, mdm: Mdm, name: string, pool = 'pool
     // A TLS cluster (startMdm with tls): the SDS gets its own certificate of the same CA.
     ...(mdm.tls ? mdm.tls.args(name) : []),
   ]);
-  const listening = await proc.waitForLog((l) => l.msg === 'sds listening', 60_000);
+  const listening = await proc.waitForLog((l) => l.msg === 'sds listening', 120_000);
   const registered = await proc.waitForLog((l) => l.msg === 'sds registered', 60_000);
   return {
     name, dir, proc, id: registered.sdsId as number,

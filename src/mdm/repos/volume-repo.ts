@@ -118,9 +118,13 @@ export class VolumeRepo extends Repo {
       treeId = Number(this.stmt('INSERT INTO volume_trees (pool_id, created_at_ms) VALUES (?, ?)').run(v.storagePoolId, nowMs).lastInsertRowid);
       this.stmt('INSERT INTO layers (tree_id, layer_id, parent_layer_id, created_at_ms) VALUES (?, 0, NULL, ?)').run(treeId, nowMs);
     }
-    return Number(this.stmt(`INSERT INTO volumes (name, pool_id, volume_tree_id, size_bytes, provisioning, created_at_ms,
-      kind, layer_id, source_volume_id, snapshot_group, policy_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
-      v.name, v.storagePoolId, treeId, v.sizeBytes, v.provisioning, nowMs, v.kind ?? 'volume', v.layerId ?? 0, v.sourceVolumeId ?? null,
+    // Never the id of a deleted volume or snapshot (SQLite reuses the largest rowid once its row is gone): SDSs
+    // cache volume -> tree for good, and IO tokens and deletions name volumes by id. Tree rows are never deleted,
+    // so a tree id is never reused either (SDSs keep deleted trees dead for good).
+    const id = this.stmt<[], { id: number }>('UPDATE volume_id_high SET id = id + 1 RETURNING id').get()!.id;
+    return Number(this.stmt(`INSERT INTO volumes (id, name, pool_id, volume_tree_id, size_bytes, provisioning, created_at_ms,
+      kind, layer_id, source_volume_id, snapshot_group, policy_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+      id, v.name, v.storagePoolId, treeId, v.sizeBytes, v.provisioning, nowMs, v.kind ?? 'volume', v.layerId ?? 0, v.sourceVolumeId ?? null,
       v.snapshotGroup ?? null, v.policyId ?? null).lastInsertRowid);
   }
   setLayer(id: number, layerId: number): void {
