@@ -40,6 +40,8 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
   { noun: 'rebuild', load: async () => (await import('./rebuild.js')).rebuildCommand },
   { noun: 'user', load: async () => (await import('./user.js')).userCommand },
   { noun: 'metrics', load: async () => (await import('./metrics.js')).metricsCommand },
+  { noun: 'backup', load: async () => (await import('./backup.js')).backupCommand },
+  { noun: 'restore', load: async () => (await import('./backup.js')).restoreCommand },
 ];
 
 /** The modules a command line needs: its noun's, or all of them (help, typos, options first). */

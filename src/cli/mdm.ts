@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { MDM_CONFIG_DEFAULTS, MDM_DEFAULT_PORT, type MdmConfig } from '../mdm/config.js';
+import { MDM_CONFIG_DEFAULTS, MDM_CONFIG_ZERO_MEANS_OFF, MDM_DEFAULT_PORT, type MdmConfig } from '../mdm/config.js';
 import { initDataDir, startServer } from '../mdm/server.js';
 import { readFileSync } from 'node:fs';
 import { ERRORS, PflexError, isPflexError } from '../shared/errors.js';
@@ -9,6 +9,7 @@ import { shutdownTracing, startTracing, withTracing, type TracingArgs } from './
 interface InitArgs { 'data-dir': string; 'admin-password'?: string; 'admin-name': string; force: boolean }
 interface StartArgs extends TracingArgs {
   'data-dir': string; host?: string; port?: number; 'cluster-key'?: string; config?: string; 'tls-cert'?: string; 'tls-key'?: string; 'tls-ca'?: string;
+  'backup-dir'?: string;
   'heartbeat-interval-ms'?: number; 'stale-after-missed-beats'?: number; 'down-after-ms'?: number; 'io-token-ttl-ms'?: number;
 }
 
@@ -20,7 +21,7 @@ const TUNABLES: ReadonlyArray<{ key: keyof MdmConfig; flag: keyof StartArgs; env
   { key: 'ioTokenTtlMs', flag: 'io-token-ttl-ms', env: 'PFLEX_MDM_IO_TOKEN_TTL_MS' },
 ];
 
-interface ConfigFile extends Partial<MdmConfig> { host?: string; port?: number; clusterKey?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string }
+interface ConfigFile extends Partial<MdmConfig> { host?: string; port?: number; clusterKey?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string; backupDir?: string }
 
 function readConfigFile(path: string): ConfigFile {
   let parsed: unknown;
@@ -30,7 +31,7 @@ function readConfigFile(path: string): ConfigFile {
     fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `cannot read config file ${path}: ${(err as Error).message}`));
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${path}: not a JSON object`));
-  const known = new Set<string>([...Object.keys(MDM_CONFIG_DEFAULTS), 'host', 'port', 'clusterKey', 'tlsCert', 'tlsKey', 'tlsCa']);
+  const known = new Set<string>([...Object.keys(MDM_CONFIG_DEFAULTS), 'host', 'port', 'clusterKey', 'tlsCert', 'tlsKey', 'tlsCa', 'backupDir']);
   for (const k of Object.keys(parsed)) if (!known.has(k)) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${path}: unknown setting "${k}"`));
   return parsed as ConfigFile;
 }
@@ -79,20 +80,24 @@ const startCommand: CommandModule<object, StartArgs> = {
     .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain): serve HTTPS, TLS 1.3 (PFLEX_MDM_TLS_CERT)' })
     .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert (PFLEX_MDM_TLS_KEY)' })
     .option('tls-ca', { type: 'string', describe: 'PEM cluster CA the SDS control listeners are checked against (PFLEX_MDM_TLS_CA, PFLEX_CA)' })
+    .option('backup-dir', { type: 'string', describe: 'directory of backups on this host (PFLEX_MDM_BACKUP_DIR; default DATA_DIR/backups)' })
     .option('heartbeat-interval-ms', { type: 'number' })
     .option('stale-after-missed-beats', { type: 'number' })
     .option('down-after-ms', { type: 'number' })
     .option('io-token-ttl-ms', { type: 'number' }) as Argv<StartArgs>,
   handler: async (a) => {
     const file = a.config ? readConfigFile(a.config) : {};
-    const { host: fileHost, port: filePort, clusterKey: fileKey, tlsCert: fileCert, tlsKey: fileTlsKey, tlsCa: fileCa, ...fileConfig } = file;
+    const { host: fileHost, port: filePort, clusterKey: fileKey, tlsCert: fileCert, tlsKey: fileTlsKey, tlsCa: fileCa, backupDir: fileBackupDir, ...fileConfig } = file;
     const config: Partial<MdmConfig> = { ...fileConfig };
     for (const t of TUNABLES) {
       const v = (a[t.flag] as number | undefined) ?? envInt(t.env);
       if (v !== undefined) config[t.key] = v;
     }
     for (const [k, v] of Object.entries(config)) {
-      if (!Number.isSafeInteger(v) || (v as number) <= 0) fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${k} must be a positive integer, got ${String(v)}`));
+      const zeroOk = MDM_CONFIG_ZERO_MEANS_OFF.has(k as keyof MdmConfig);
+      if (!Number.isSafeInteger(v) || (v as number) < (zeroOk ? 0 : 1)) {
+        fail(new PflexError('PFLEX_ERR_BAD_REQUEST', `${k} must be a ${zeroOk ? 'non-negative' : 'positive'} integer, got ${String(v)}`));
+      }
     }
     const host = a.host ?? process.env.PFLEX_MDM_HOST ?? fileHost ?? '127.0.0.1';
     const port = a.port ?? envInt('PFLEX_MDM_PORT') ?? filePort ?? MDM_DEFAULT_PORT;
@@ -101,11 +106,12 @@ const startCommand: CommandModule<object, StartArgs> = {
     const tlsCertPath = a['tls-cert'] ?? (process.env.PFLEX_MDM_TLS_CERT || undefined) ?? fileCert;
     const tlsKeyPath = a['tls-key'] ?? (process.env.PFLEX_MDM_TLS_KEY || undefined) ?? fileTlsKey;
     const tlsCaPath = a['tls-ca'] ?? (process.env.PFLEX_MDM_TLS_CA || process.env.PFLEX_CA || undefined) ?? fileCa;
+    const backupDir = a['backup-dir'] ?? (process.env.PFLEX_MDM_BACKUP_DIR || undefined) ?? fileBackupDir;
     try {
       await startTracing(a, 'pflex-mdm', undefined, createLogger('mdm'));
       const { app } = await startServer({
         dataDir: a['data-dir'], host, port, config, ...(clusterKeyPath ? { clusterKeyPath } : {}),
-        tls: { cert: tlsCertPath, key: tlsKeyPath, ca: tlsCaPath },
+        tls: { cert: tlsCertPath, key: tlsKeyPath, ca: tlsCaPath }, ...(backupDir ? { backupDir } : {}),
       });
       const stop = (): void => {
         void app.close().then(shutdownTracing).finally(() => process.exit(0));

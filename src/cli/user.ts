@@ -41,6 +41,10 @@ export const userCommand = noun('user', 'users of the MDM API and dashboard (adm
     const u = await c.setUserPassword(await userId(c, args.user), password(args));
     print(args, u, () => `password of ${u.name} changed`);
   }),
+  verb<{ user: string }>('unlock <user>', 'lift the lockout of a user after failed logins', (y) => y.positional('user', { type: 'string', demandOption: true }), async (args, c) => {
+    const r = await c.unlockUser(await userId(c, args.user));
+    print(args, r, () => (r.wasLocked ? `unlocked user ${r.name}` : `user ${r.name} was not locked`));
+  }),
   verb<{ user: string }>('delete <user>', 'delete a user (not the last admin)', (y) => y.positional('user', { type: 'string', demandOption: true }), async (args, c) => {
     const ok = await c.deleteUser(await userId(c, args.user));
     print(args, ok, () => `deleted user ${args.user}`);

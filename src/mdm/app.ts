@@ -1,4 +1,5 @@
 import fastifyJwt from '@fastify/jwt';
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type RawServerDefault } from 'fastify';
@@ -78,6 +79,8 @@ export interface BuildOptions {
   place?: PlaceFn;
   /** Serve HTTPS with this PEM key and certificate (chain), TLS 1.3; SDS control calls then go over HTTPS trusting `ca`. */
   https?: TlsMaterial;
+  /** Directory of backups on the MDM host (POST /backups, scheduled backups); none: backups are off. */
+  backupDir?: string;
   /** Re-evaluate component health every config.healthTickMs (the server; tests call health.tick()). */
   healthTimer?: boolean;
   /** Export prom-client's process metrics on /metrics (the server: once per process). */
@@ -149,14 +152,28 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     },
   });
   await app.register(fastifyJwt, { secret: deriveKey(opts.clusterKey, 'jwt') });
+  // Mutations are limited per user (per address before login); reads are not, and neither are
+  // components: their heartbeats and IO-token requests must never be throttled into failure.
+  // Runs as a preHandler, after the access check has named the caller.
+  await app.register(fastifyRateLimit, {
+    hook: 'preHandler',
+    max: config.rateLimitMutationsMax > 0 ? config.rateLimitMutationsMax : Number.MAX_SAFE_INTEGER,
+    timeWindow: config.rateLimitWindowMs,
+    allowList: (req) => !MUTATING.has(req.method) || req.user?.role === 'component',
+    keyGenerator: (req) => (req.user ? `user:${req.user.sub}` : `ip:${req.ip}`),
+    errorResponseBuilder: (_req, ctx) => new PflexError('PFLEX_ERR_RATE_LIMITED', `rate limit of ${ctx.max} requests per window exceeded: retry in ${ctx.after}`,
+      { retryAfterMs: ctx.ttl }),
+  });
 
   const services = createServices({
     db, clusterKey: opts.clusterKey, config, clock, place: opts.place ?? computePlacement, peer: peerHttp(opts.https),
     sign: (claims, ttlS) => app.jwt.sign(claims, { expiresIn: `${ttlS}s` }),
     processMetrics: opts.processMetrics ?? false,
+    backupDir: opts.backupDir,
   });
   services.rebuild.logger = app.log;
   services.reclaim.logger = app.log;
+  services.backup.logger = app.log;
   flushBeats = () => services.health.flushBeats();
   const routes: RouteInfo[] = [];
   app.decorate('mdm', { services, db, config, clock, routes });
@@ -201,6 +218,8 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     const status = reply.statusCode;
     const success = status < 400;
     if (success && req.routeOptions.config.audit === 'failures') return payload;
+    // A throttled flood is not copied into the audit log request by request (lockouts are audited).
+    if (req.pflexErrorCode === 'PFLEX_ERR_RATE_LIMITED') return payload;
     const body = req.body as { username?: unknown; name?: unknown } | undefined;
     const attempted = req.url.startsWith('/auth/') && body && typeof body === 'object'
       ? (typeof body.username === 'string' ? body.username : typeof body.name === 'string' ? body.name : undefined)
@@ -260,6 +279,11 @@ export async function build(opts: BuildOptions): Promise<MdmApp> {
     }, config.reclaimTickMs);
     reclaimTimer.unref();
     app.addHook('onClose', async () => clearInterval(reclaimTimer));
+    if (config.backupIntervalMs > 0 && opts.backupDir) {
+      const backupTimer = setInterval(() => void services.backup.scheduled(), config.backupIntervalMs);
+      backupTimer.unref();
+      app.addHook('onClose', async () => clearInterval(backupTimer));
+    }
   }
 
   registerRoutes(app, services);

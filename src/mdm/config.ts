@@ -44,6 +44,20 @@ export interface MdmConfig {
   snapshotQuiesceHoldMs: number;
   /** How often the MDM asks SDSs to remove deleted volumes and shrunk tails (server only; tests may call reclaim.tick()). */
   reclaimTickMs: number;
+  /** Window of the request rate limits below. */
+  rateLimitWindowMs: number;
+  /** POST /auth/login calls per client address per window (0: no limit). */
+  rateLimitLoginMax: number;
+  /** Mutations (POST/PUT/PATCH/DELETE) per user per window (0: no limit); components are not limited (heartbeats, IO tokens). */
+  rateLimitMutationsMax: number;
+  /** This many failed logins in a row lock the user name (0: never). */
+  loginFailuresMax: number;
+  /** How long a locked user name stays locked (an admin can unlock it earlier). */
+  loginLockoutMs: number;
+  /** Scheduled backups of mdm.db and the cluster key into the backup directory (0: off). */
+  backupIntervalMs: number;
+  /** Backups kept in the backup directory (the oldest go). */
+  backupKeep: number;
 }
 
 export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
@@ -67,6 +81,13 @@ export const MDM_CONFIG_DEFAULTS: Readonly<MdmConfig> = Object.freeze({
   snapshotTickMs: 1000,
   snapshotQuiesceHoldMs: 10_000,
   reclaimTickMs: 2000,
+  rateLimitWindowMs: 60_000,
+  rateLimitLoginMax: 30,
+  rateLimitMutationsMax: 1200,
+  loginFailuresMax: 5,
+  loginLockoutMs: 15 * 60_000,
+  backupIntervalMs: 24 * 3600_000,
+  backupKeep: 7,
 });
 
 /** Fixed limits (not configurable: they shape the schema). */
@@ -107,6 +128,9 @@ export const MDM_LIMITS = Object.freeze({
   /** Sources (SDSs, SDC x volume pairs) followed at once. */
   statsSourcesMax: 100_000,
 });
+
+/** Settings where 0 switches the feature off (every other setting is a positive integer). */
+export const MDM_CONFIG_ZERO_MEANS_OFF: ReadonlySet<keyof MdmConfig> = new Set<keyof MdmConfig>(['rateLimitLoginMax', 'rateLimitMutationsMax', 'loginFailuresMax', 'backupIntervalMs']);
 
 export const MDM_DEFAULT_PORT = 8001;
 export const MDM_DB_FILE = 'mdm.db';

@@ -215,8 +215,9 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE volume_mappings ADD COLUMN iops_limit INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE volume_mappings ADD COLUMN bandwidth_limit_bps INTEGER NOT NULL DEFAULT 0;
   `,
-  // 6: reclaim — deleted volumes and shrunk tails are removed from the SDSs by the MDM (src/mdm/services/reclaim.ts);
-  //    freed snapshot layers (layer_deletions, migration 4) go through the same per-SDS confirmed mechanism
+  // 6: lifecycle — reclaim: deleted volumes and shrunk tails are removed from the SDSs by the MDM (src/mdm/services/reclaim.ts);
+  //    freed snapshot layers (layer_deletions, migration 4) go through the same per-SDS confirmed mechanism;
+  //    login lockout (login_failures)
   `
   ALTER TABLE volume_deletions ADD COLUMN chunks_freed INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE volume_deletions ADD COLUMN bytes_freed INTEGER NOT NULL DEFAULT 0;
@@ -251,5 +252,13 @@ export const MIGRATIONS: readonly string[] = [
   -- The highest volume id ever given (volumes, snapshots, clones): ids are never reused.
   CREATE TABLE volume_id_high (id INTEGER NOT NULL);
   INSERT INTO volume_id_high (id) SELECT MAX(COALESCE((SELECT MAX(id) FROM volumes), 0), COALESCE((SELECT MAX(volume_id) FROM volume_deletions), 0));
+  -- login lockout: consecutive failed logins per user name (known or not, so a lockout reveals nothing)
+  CREATE TABLE login_failures (
+    user_name TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure_at_ms INTEGER NOT NULL,
+    locked_until_ms INTEGER
+  );
+  CREATE INDEX login_failures_last ON login_failures(last_failure_at_ms);
   `,
 ];

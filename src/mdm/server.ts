@@ -55,6 +55,8 @@ export interface StartOptions {
   config?: Partial<MdmConfig>;
   /** PEM files: serve HTTPS when cert and key are given; ca: the cluster CA the SDS certificates are checked against. */
   tls?: TlsFiles;
+  /** Where backups go (POST /backups, scheduled ones); default <dataDir>/backups. */
+  backupDir?: string;
 }
 
 /** Opens the cluster in dataDir and listens; health is evaluated on a timer. */
@@ -64,7 +66,7 @@ export async function startServer(o: StartOptions): Promise<{ app: MdmApp; port:
   const clusterKey = readClusterKey(o.clusterKeyPath ?? join(o.dataDir, CLUSTER_KEY_FILE));
   const https = loadTls(o.tls ?? {});
   const logger = createLogger('mdm');
-  const app = await build({ db: dbPath, clusterKey, ...(o.config ? { config: o.config } : {}), loggerInstance: logger, healthTimer: true, processMetrics: true, ...(https ? { https } : {}) });
+  const app = await build({ db: dbPath, clusterKey, ...(o.config ? { config: o.config } : {}), loggerInstance: logger, healthTimer: true, processMetrics: true, backupDir: o.backupDir ?? join(o.dataDir, 'backups'), ...(https ? { https } : {}) });
   app.mdm.services.events.on('transition', (t) => logger.info({ transition: t }, `${t.kind} ${t.name} ${t.from} -> ${t.to}`));
   await app.listen({ host: o.host, port: o.port });
   const port = (app.server.address() as AddressInfo).port;

@@ -32,6 +32,8 @@ export const ERRORS = {
   PFLEX_ERR_CAPACITY: { message: 'the storage pool does not have the capacity for this request', httpStatus: 409, nbdErrno: NbdErrno.ENOSPC, cliExit: 5 },
   PFLEX_ERR_TOKEN_INVALID: { message: 'the IO token is malformed or forged', httpStatus: 401, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
   PFLEX_ERR_TOKEN_EXPIRED: { message: 'the IO token has expired', httpStatus: 401, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
+  PFLEX_ERR_RATE_LIMITED: { message: 'too many requests: retry later', httpStatus: 429, nbdErrno: NbdErrno.EIO, cliExit: 7 },
+  PFLEX_ERR_LOGIN_LOCKED: { message: 'too many failed logins for this user name: locked for a while', httpStatus: 429, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
   PFLEX_ERR_TOKEN_SCOPE: { message: 'the IO token does not allow this volume or operation', httpStatus: 403, nbdErrno: NbdErrno.EPERM, cliExit: 3 },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -183,3 +183,7 @@ export const IoToken = Type.Object({
 
 /** The error answers every route may give (merged into each route's response schemas). */
 export const ERROR_ANSWERS = { '4xx': ErrorBody, '5xx': ErrorBody } as const;
+
+export const BackupInfo = Type.Object({
+  name: Type.String(), path: Type.String(), createdAtMs: Type.Integer(), schemaVersion: Type.Integer(), bytes: Type.Integer(),
+});

@@ -25,6 +25,7 @@ export type VolumeDeletion = Static<typeof S.VolumeDeletion>;
 export type LayerRelease = Static<typeof S.LayerRelease>;
 export type SnapshotPolicy = Static<typeof S.SnapshotPolicy>;
 export type VolumeTrim = Static<typeof S.VolumeTrim>;
+export type BackupInfo = Static<typeof S.BackupInfo>;
 export type PgEntry = Static<typeof S.PgEntry>;
 export type PgMap = Static<typeof S.PgMap>;
 export type Beat = Static<typeof S.Beat>;
@@ -271,6 +272,9 @@ export class MdmClient {
   createUser(name: string, password: string, role: 'admin' | 'monitor'): Promise<User> { return this.post('/users', { name, password, role }); }
   setUserPassword(id: number, password: string): Promise<User> { return this.put(`/users/${id}/password`, { password }); }
   deleteUser(id: number): Promise<Ok> { return this.delete(`/users/${id}`); }
+  createBackup(): Promise<BackupInfo> { return this.post('/backups'); }
+  listBackups(): Promise<BackupInfo[]> { return this.get('/backups'); }
+  unlockUser(id: number): Promise<{ name: string; wasLocked: boolean }> { return this.post(`/users/${id}/unlock`); }
   audit(filter: AuditFilter = {}): Promise<AuditEntry[]> { return this.get('/audit', { ...filter }); }
 
   // --- protection domains, pools, fault sets --------------------------------

@@ -7,37 +7,21 @@
  *     baseline, although one SDS was stopped when the volume was deleted and
  *     the MDM restarted while the deletion was pending.
  */
-import t, { type Test } from 'tap';
-import { execFile } from 'node:child_process';
+import t from 'tap';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VolumeDeletion } from '../../src/shared/mdm-client.js';
 import { missingClients } from '../helpers/nbd.js';
-import { readClusterKey } from '../../src/shared/component-auth.js';
-import { MdmClient } from '../../src/shared/mdm-client.js';
-import { ADMIN_PASSWORD } from '../rebuild/cluster.js';
-import { spawnPflex } from '../helpers/proc.js';
+import { io, until } from './helpers.js';
+import { startMdm } from '../helpers/mdm.js';
 import { chunksOn, startCluster } from '../sdc/cluster.js';
-import { startSdsProc, type Mdm, type SdsProc } from '../sds/cluster.js';
+import { startSdsProc, type SdsProc } from '../sds/cluster.js';
 
 const skip = missingClients('qemu-io');
 const MiB = 1024 * 1024;
 const MDM_CONFIG = { reclaimTickMs: 200 };
 
-function qemuIo(uri: string, ...cmds: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile('qemu-io', ['-f', 'raw', uri, ...cmds.flatMap((c) => ['-c', c])], { encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, out: stdout + stderr });
-    });
-  });
-}
 
-async function io(t: Test, uri: string, what: string, ...cmds: string[]): Promise<void> {
-  const r = await qemuIo(uri, ...cmds);
-  t.equal(r.code, 0, what);
-  t.notMatch(r.out, /verification failed|error/i, `${what}: patterns verified`);
-  if (r.code !== 0) t.comment(r.out);
-}
 
 /** Allocated bytes (st_blocks) of every file under an SDS's storage root. */
 function bytesOnDisk(s: SdsProc): number {
@@ -54,26 +38,6 @@ function bytesOnDisk(s: SdsProc): number {
   return total;
 }
 
-/** Stops the MDM and starts it again on its data dir, config file and port (a loaded machine may need long to start it). */
-async function restartMdm(t: Test, old: Mdm): Promise<Mdm> {
-  const port = new URL(old.url).port;
-  await old.proc.stop();
-  const proc = spawnPflex(t, ['mdm', 'start', '--data-dir', old.dataDir, '--port', port, '--config', join(old.dataDir, '..', 'mdm.json')]);
-  await proc.waitForLog((l) => l.msg === 'mdm listening', 120_000);
-  const admin = new MdmClient({ url: old.url });
-  await admin.login('admin', ADMIN_PASSWORD);
-  return { ...old, proc, admin, clusterKey: readClusterKey(old.keyFile) };
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 t.test('reclaim of shrunk and deleted volumes on real SDSs', { skip }, async (t) => {
   const c = await startCluster(t, { mdmConfig: MDM_CONFIG, pgCount: 16 });
@@ -121,7 +85,8 @@ t.test('reclaim of shrunk and deleted volumes on real SDSs', { skip }, async (t)
     t.match(partial, { state: 'pending', sdsConfirmed: 2, sdsTotal: 3 }, 'pending while sds3 is away');
 
     // The MDM restarts on its port with the deletion pending.
-    const mdm = await restartMdm(t, c.mdm);
+    await c.mdm.proc.stop();
+    const mdm = await startMdm(t, { reuse: c.mdm, port: Number(new URL(c.mdm.url).port) });
     t.match((await mdm.admin.listVolumeDeletions({ state: 'pending' })).find((x) => x.volumeId === v.id), { sdsConfirmed: 2 }, 'progress survived the restart');
 
     // sds3 returns on its old storage root; the deletion completes.

@@ -18,6 +18,12 @@ export class PgRepo extends Repo {
     return r && entryOf(r);
   }
   /** joining undefined: an existing row keeps its joining members (a new row has none). */
+  /** Raises every PG epoch and pool map epoch (a restored MDM: its map must be newer than any the cluster saw). */
+  bumpAllEpochs(by: number): void {
+    this.stmt('UPDATE pgs SET epoch = epoch + ?').run(by);
+    this.stmt('UPDATE storage_pools SET map_epoch = map_epoch + ?').run(by);
+    this.changed();
+  }
   upsert(poolId: number, pg: number, members: number[], epoch: number, joining?: number[]): void {
     this.changed();
     const j = joining === undefined ? null : JSON.stringify(joining);

@@ -2,6 +2,8 @@ import { Repo } from '../db.js';
 
 export type UserRole = 'admin' | 'monitor';
 export interface User { id: number; name: string; role: UserRole; createdAtMs: number }
+/** Consecutive failed logins of a user name and the lock they caused. */
+export interface LoginFailures { failures: number; lastFailureAtMs: number; lockedUntilMs: number | null }
 export interface UserWithHash extends User { passwordHash: string }
 
 export interface AuditEntry {
@@ -60,6 +62,27 @@ export class SecurityRepo extends Repo {
       id: r.id, atMs: r.at_ms, actor: r.actor, role: r.role, action: r.action, target: r.target, status: r.status,
       result: r.result, errorCode: r.error_code, ip: r.ip,
     }));
+  }
+
+  getLoginFailures(name: string): LoginFailures | undefined {
+    const r = this.stmt<[string], { failures: number; last_failure_at_ms: number; locked_until_ms: number | null }>(
+      'SELECT failures, last_failure_at_ms, locked_until_ms FROM login_failures WHERE user_name = ?').get(name);
+    return r && { failures: r.failures, lastFailureAtMs: r.last_failure_at_ms, lockedUntilMs: r.locked_until_ms };
+  }
+  setLoginFailures(name: string, f: LoginFailures): void {
+    this.stmt(`INSERT INTO login_failures (user_name, failures, last_failure_at_ms, locked_until_ms) VALUES (?, ?, ?, ?)
+      ON CONFLICT (user_name) DO UPDATE SET failures = excluded.failures, last_failure_at_ms = excluded.last_failure_at_ms,
+      locked_until_ms = excluded.locked_until_ms`).run(name, f.failures, f.lastFailureAtMs, f.lockedUntilMs);
+  }
+  /** Forgets the failures of a name; true when it was locked at nowMs. */
+  clearLoginFailures(name: string, nowMs: number): boolean {
+    const f = this.getLoginFailures(name);
+    this.stmt('DELETE FROM login_failures WHERE user_name = ?').run(name);
+    return f !== undefined && f.lockedUntilMs !== null && f.lockedUntilMs > nowMs;
+  }
+  /** Rows that no longer matter (unlocked and last failed before beforeMs): the table stays small. */
+  pruneLoginFailures(beforeMs: number, nowMs: number): void {
+    this.stmt('DELETE FROM login_failures WHERE last_failure_at_ms < ? AND (locked_until_ms IS NULL OR locked_until_ms <= ?)').run(beforeMs, nowMs);
   }
 
   getMeta(key: string): string | undefined {

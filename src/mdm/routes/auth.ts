@@ -7,18 +7,25 @@ import type { Services } from '../services/index.js';
 const Password = Type.String({ minLength: 1, maxLength: MDM_LIMITS.passwordLengthMax });
 const Role = Type.Union([Type.Literal('admin'), Type.Literal('monitor')]);
 
+/** 0 in the config: no limit (the rate-limit plugin counts to max; a huge max never trips). */
+function loginLimit(app: MdmApp): number {
+  return app.mdm.config.rateLimitLoginMax > 0 ? app.mdm.config.rateLimitLoginMax : Number.MAX_SAFE_INTEGER;
+}
+
 export function authRoutes(app: MdmApp, s: Services): void {
   app.post('/auth/login', {
-    config: { access: 'public' },
+    // Limited per client address (rateLimitLoginMax per rateLimitWindowMs), on top of the per-user lockout.
+    config: { access: 'public', rateLimit: { max: loginLimit(app), keyGenerator: (req) => `ip:${req.ip}` } },
     schema: {
       tags: ['auth'], summary: 'User login: a bearer token with an expiry',
       body: Type.Object({ username: Type.String({ minLength: 1, maxLength: MDM_LIMITS.nameLengthMax }), password: Password }, { additionalProperties: false }),
       response: { 200: IssuedToken, ...ERROR_ANSWERS },
     },
-  }, async (req) => s.auth.login(req.body.username, req.body.password));
+  }, async (req) => s.auth.login(req.body.username, req.body.password, req.ip));
 
   app.post('/auth/component', {
-    config: { access: 'public' },
+    // A forged proof gets nowhere (HMAC with the cluster key), and thousands of components may log in at once after an MDM restart.
+    config: { access: 'public', rateLimit: false },
     schema: {
       tags: ['auth'], summary: 'SDS/SDC login with a proof made from the cluster key',
       body: Type.Object({
@@ -64,6 +71,14 @@ export function authRoutes(app: MdmApp, s: Services): void {
       response: { 200: User, ...ERROR_ANSWERS },
     },
   }, async (req) => s.auth.setPassword(req.params.id, req.body.password));
+
+  app.post('/users/:id/unlock', {
+    config: { access: 'admin' },
+    schema: {
+      tags: ['users'], summary: 'Lift the lockout of a user after failed logins',
+      params: IdParams, response: { 200: Type.Object({ name: Type.String(), wasLocked: Type.Boolean() }), ...ERROR_ANSWERS },
+    },
+  }, async (req) => s.auth.unlock(req.params.id));
 
   app.delete('/users/:id', {
     config: { access: 'admin' },

@@ -1,6 +1,7 @@
 import type { MdmApp } from '../app.js';
 import type { Services } from '../services/index.js';
 import { authRoutes } from './auth.js';
+import { backupRoutes } from './backup.js';
 import { healthRoutes } from './health.js';
 import { rebuildRoutes } from './rebuild.js';
 import { snapshotRoutes } from './snapshots.js';
@@ -14,4 +15,5 @@ export function registerRoutes(app: MdmApp, s: Services): void {
   healthRoutes(app, s);
   rebuildRoutes(app, s);
   snapshotRoutes(app, s);
+  backupRoutes(app, s);
 }

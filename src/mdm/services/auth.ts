@@ -59,11 +59,68 @@ export class AuthService {
     private readonly sign: SignFn,
   ) {}
 
-  async login(name: string, password: string): Promise<IssuedToken> {
+  /**
+   * Password login. loginFailuresMax failures in a row lock the user name
+   * for loginLockoutMs (persisted, audited). Unknown names are counted and
+   * locked alike, so neither the answer nor the lockout tells whether a user exists.
+   */
+  async login(name: string, password: string, ip: string | null = null): Promise<IssuedToken> {
+    this.refuseIfLocked(name);
     const user = this.repo.getUserByName(name);
     const ok = await verifyPassword(password, user?.passwordHash ?? DUMMY_HASH);
-    if (!user || !ok) throw new PflexError('PFLEX_ERR_UNAUTHENTICATED', 'wrong user name or password');
+    if (!user || !ok) {
+      this.loginFailed(name, ip);
+      throw new PflexError('PFLEX_ERR_UNAUTHENTICATED', 'wrong user name or password');
+    }
+    // A lock may have started while the password was being checked.
+    this.refuseIfLocked(name);
+    if (this.repo.getLoginFailures(name)) tx(this.db, () => this.repo.clearLoginFailures(name, this.clock()));
     return this.issue({ sub: user.name, role: user.role, uid: user.id }, this.config.userTokenTtlS);
+  }
+
+  /** Lifts the lock (and forgets the failures) of a user; true when it was locked. */
+  unlock(id: number): { name: string; wasLocked: boolean } {
+    return tx(this.db, () => {
+      const u = this.repo.getUser(id);
+      if (!u) throw new PflexError('PFLEX_ERR_NOT_FOUND', `no user ${id}`);
+      return { name: u.name, wasLocked: this.repo.clearLoginFailures(u.name, this.clock()) };
+    });
+  }
+
+  /** When the user name is locked, until when (ms since the epoch); else null. */
+  lockedUntil(name: string): number | null {
+    const f = this.repo.getLoginFailures(name);
+    return f?.lockedUntilMs != null && f.lockedUntilMs > this.clock() ? f.lockedUntilMs : null;
+  }
+
+  private refuseIfLocked(name: string): void {
+    const until = this.lockedUntil(name);
+    if (until !== null) {
+      throw new PflexError('PFLEX_ERR_LOGIN_LOCKED', `too many failed logins for "${name}": locked until ${new Date(until).toISOString()} (an admin can unlock it: pflex user unlock)`,
+        { lockedUntilMs: until });
+    }
+  }
+
+  private loginFailed(name: string, ip: string | null): void {
+    const max = this.config.loginFailuresMax;
+    if (max <= 0) return;
+    tx(this.db, () => {
+      const now = this.clock();
+      const lockMs = this.config.loginLockoutMs;
+      this.repo.pruneLoginFailures(now - lockMs, now);
+      const prev = this.repo.getLoginFailures(name);
+      // Failures older than a lockout period, or from before a finished lock, do not count.
+      const fresh = prev && now - prev.lastFailureAtMs < lockMs && !(prev.lockedUntilMs !== null && prev.lockedUntilMs <= now);
+      const failures = (fresh ? prev.failures : 0) + 1;
+      const locks = failures >= max;
+      this.repo.setLoginFailures(name, { failures: locks ? 0 : failures, lastFailureAtMs: now, lockedUntilMs: locks ? now + lockMs : null });
+      if (locks) {
+        this.repo.insertAudit({
+          atMs: now, actor: name, role: null, action: 'LOCKOUT', target: `user name "${name}" locked for ${lockMs} ms after ${max} failed logins`,
+          status: 429, result: 'failure', errorCode: 'PFLEX_ERR_LOGIN_LOCKED', ip,
+        });
+      }
+    });
   }
 
   componentLogin(kind: ComponentKind, name: string, tsMs: number, proof: string): IssuedToken {

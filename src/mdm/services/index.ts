@@ -13,6 +13,7 @@ import { installAlertRules } from './alert-rules.js';
 import { AlertService } from './alerts.js';
 import { AuditService } from './audit.js';
 import { AuthService, type SignFn } from './auth.js';
+import { BackupService } from './backup.js';
 import { MdmEvents, type Clock } from './events.js';
 import { HealthService } from './health.js';
 import { MetricsService } from './metrics.js';
@@ -44,6 +45,7 @@ export interface Services {
   snapshots: SnapshotService;
   space: SpaceService;
   reclaim: ReclaimService;
+  backup: BackupService;
 }
 
 export interface ServiceDeps {
@@ -63,6 +65,8 @@ export interface ServiceDeps {
   layerControl?: LayerControl;
   /** How the MDM reaches SDS control listeners (reclaim); default HTTP. */
   sdsReclaim?: SdsReclaim;
+  /** Directory of the MDM's backups; none: backups are off. */
+  backupDir?: string | undefined;
 }
 
 /** Wires repositories into services (the only place that knows them all). */
@@ -98,6 +102,7 @@ export function createServices(d: ServiceDeps): Services {
     snapshots: new SnapshotService(d.db, volRepo, new PolicyRepo(d.db), topoRepo, volumes, layerControl, d.config, d.clock, events),
     space: new SpaceService(volRepo, topoRepo, layerControl),
     reclaim: new ReclaimService(d.db, reclaimRepo, topoRepo, d.sdsReclaim ?? http, d.config, d.clock),
+    backup: new BackupService(d.db, d.clusterKey, d.backupDir, d.config, d.clock),
   };
   installAlertRules(events, alerts, topology);
   return services;
