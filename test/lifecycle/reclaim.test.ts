@@ -96,7 +96,8 @@ t.test('reclaim of shrunk and deleted volumes on real SDSs', { skip }, async (t)
       return d?.state === 'done' ? d : undefined;
     });
     t.match(done, { sdsConfirmed: 3, sdsTotal: 3, lastError: null });
-    t.ok(done.bytesFreed >= 2 * 16 * MiB, `the SDSs freed ${done.bytesFreed} bytes`);
+    // sds3 may have been evicted while away and dropped its PGs itself before its reclaim call: at least one copy counted.
+    t.ok(done.bytesFreed >= 16 * MiB, `the SDSs freed ${done.bytesFreed} bytes`);
     // Metadata allowance: dead-trees.json is outside the chunks root; empty PG directories are not counted.
     const allowance = 64 * 1024;
     for (const [i, s] of [sds1, sds2, back].entries()) {
