@@ -27,8 +27,12 @@ const MDM_CONFIG = { reclaimTickMs: 200 };
 function bytesOnDisk(s: SdsProc): number {
   let total = 0;
   const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const st = statSync(join(dir, name));
+    // An SDS may remove a PG directory while we walk (a PG it dropped): vanished entries count nothing.
+    let names: string[] = [];
+    try { names = readdirSync(dir); } catch { return; }
+    for (const name of names) {
+      const st = statSync(join(dir, name), { throwIfNoEntry: false });
+      if (!st) continue;
       if (st.isDirectory()) walk(join(dir, name));
       else total += st.blocks * 512;
     }
