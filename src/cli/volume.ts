@@ -1,5 +1,5 @@
 import { PflexError } from '../shared/errors.js';
-import type { MdmClient, Provisioning, Volume, VolumeDeletion, VolumeTrim } from '../shared/mdm-client.js';
+import type { MdmClient, Provisioning, Volume, VolumeDeletion } from '../shared/mdm-client.js';
 import { parseSize } from '../shared/units.js';
 import { noun, print, verb } from './common.js';
 import { bytes, keyValues, table, time } from './format.js';
@@ -27,7 +27,7 @@ function qosText(m: { iopsLimit?: number; bandwidthLimitBytesPerSec?: number }):
   return parts.length > 0 ? `, qos ${parts.join(' ')}` : '';
 }
 /** Progress of a reclaim task: SDSs that confirmed, what they freed, the last failure (retried). */
-const progress = (d: VolumeDeletion | VolumeTrim): string =>
+const progress = (d: Pick<VolumeDeletion, 'sdsConfirmed' | 'sdsTotal' | 'bytesFreed' | 'state' | 'lastError'>): string =>
   `${d.sdsConfirmed}/${d.sdsTotal} SDS, ${bytes(d.bytesFreed)} freed${d.state === 'pending' && d.lastError ? ` (retrying: ${d.lastError})` : ''}`;
 
 /** "20G" is the new size; "+5G" grows the current size by 5 GiB. */
@@ -126,6 +126,18 @@ export const volumeCommand = noun('volume', 'volumes', [
       { header: 'state', value: (d) => d.state },
       { header: 'progress', value: progress },
       { header: 'shrunk', value: (d) => time(d.createdAtMs) },
+    ]));
+  }),
+  verb<{ state?: 'pending' | 'done' }>('layer-deletions', 'freed snapshot layers and the removal of their data from the SDSs', (y) =>
+    y.option('state', { type: 'string', choices: ['pending', 'done'] }), async (args, c) => {
+    const list = await c.listLayerDeletions(args.state ? { state: args.state } : {});
+    print(args, list, () => table(list, [
+      { header: 'id', value: (d) => d.id, align: 'right' },
+      { header: 'tree', value: (d) => d.volumeTreeId, align: 'right' },
+      { header: 'layer', value: (d) => d.layerId, align: 'right' },
+      { header: 'state', value: (d) => d.state },
+      { header: 'progress', value: progress },
+      { header: 'freed', value: (d) => time(d.createdAtMs) },
     ]));
   }),
   verb<{ volume: string; force: boolean }>('delete <volume>', 'delete a volume (its data is removed in the background)', (y) =>

@@ -3,7 +3,7 @@
  * and nothing else: reads for the pages, and the changes the pages offer.
  */
 export const PROXIED: ReadonlyArray<readonly [method: string, path: RegExp]> = [
-  ['GET', /^\/(health|stats|rebuild|rebuild\/jobs|audit|alerts|volumes|sds|sdcs|storage-pools|protection-domains|fault-sets|discovery\/topology|volume-deletions)$/],
+  ['GET', /^\/(health|stats|rebuild|rebuild\/jobs|audit|alerts|volumes|sds|sdcs|storage-pools|protection-domains|fault-sets|discovery\/topology|volume-deletions|volume-trims|layer-deletions)$/],
   ['GET', /^\/(alerts|volumes|sds|sdcs|storage-pools)\/\d+$/],
   ['POST', /^\/volumes$/],
   ['POST', /^\/volumes\/\d+\/(resize|mappings)$/],

@@ -11,11 +11,11 @@
  *   POST   /pgs/:pg/copy-chunk                    {from: {address, controlPort}, treeId, chunkIndex, layerId} -> {sizeBytes}
  *   DELETE /pgs/:pg                               drop all data of the PG -> {ok}
  *   POST   /volumes/forget                        {volumeIds}: forget cached volume -> layer answers (a snapshot moved them) -> {ok}
- *   POST   /layers/drop                           {treeId, layerId}: delete that layer's chunks in every PG (the layer was freed) -> {chunks}
  *   GET    /trees/:tree/layers                    bytes of a tree's chunks here, by PG and layer: [{pg, layerId, chunks, bytes}] (space accounting)
  *
  * node.ts mounts the rebuild routes (rebuild-routes.ts) and the reclaim
- * routes (reclaim-routes.ts: deleted volume trees, shrunk tails) here too.
+ * routes (reclaim-routes.ts: deleted volume trees, freed snapshot layers,
+ * shrunk tails) here too.
  */
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../shared/logger.js';
@@ -105,24 +105,6 @@ export function buildControlServer(o: ControlServerOptions) {
   }, async (req) => {
     for (const id of req.body.volumeIds) o.trees?.forget(id);
     return { ok: true };
-  });
-
-  app.post('/layers/drop', {
-    schema: { body: Type.Object({ treeId: Type.Integer({ minimum: 0, maximum: 0xffffffff }), layerId: Type.Integer({ minimum: 0, maximum: 0xffff }) }, { additionalProperties: false }) },
-  }, async (req) => {
-    const { treeId, layerId } = req.body;
-    let chunks = 0;
-    for (const pg of await store.pgs()) {
-      for (const c of await store.list(pg)) {
-        if (c.treeId !== treeId || c.layerId !== layerId) continue;
-        // A zero covering every written byte deletes the chunk (chunk-store.ts).
-        await store.zero(pg, c, 0, Math.max(1, c.sizeBytes));
-        chunks++;
-      }
-    }
-    if (chunks > 0) await store.flush();
-    o.log.info({ treeId, layerId, chunks }, 'dropped the chunks of a freed layer');
-    return { chunks };
   });
 
   app.get('/trees/:tree/layers', { schema: { params: Type.Object({ tree: Type.Integer({ minimum: 0, maximum: 0xffffffff }) }) } }, async (req) => {

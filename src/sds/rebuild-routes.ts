@@ -24,7 +24,7 @@ export interface RebuildRoutesOptions {
   server: DataServer;
   runner: RebuildRunner;
   /** Trees of deleted volumes: an image of one arriving after the reclaim is dropped, not stored. */
-  deadTrees?: { has(treeId: number): boolean };
+  deadTrees?: { hasLayer(treeId: number, layerId: number): boolean };
   log: Logger;
 }
 
@@ -140,7 +140,7 @@ export function rebuildRoutes(o: RebuildRoutesOptions) {
       const data = req.body;
       if (!Buffer.isBuffer(data)) throw new PflexError('PFLEX_ERR_BAD_REQUEST', 'a chunk image is application/octet-stream');
       const key = { treeId: tree, chunkIndex: index, layerId: layer };
-      if (o.deadTrees?.has(tree)) return { sizeBytes: data.length };
+      if (o.deadTrees?.hasLayer(tree, layer)) return { sizeBytes: data.length };
       // The image is the whole chunk and replaces any copy here (an old one may be larger). The
       // primary holds the chunk's lock, so no forwarded write to it is in flight meanwhile.
       await removeChunk(o.store, pg, key);

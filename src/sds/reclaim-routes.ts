@@ -3,6 +3,8 @@
  * service (src/mdm/services/reclaim.ts):
  *
  *   DELETE /trees/:tree                               the tree is dead (durably) and every chunk of it is removed -> {chunks, bytes}
+ *   DELETE /trees/:tree/layers/:layer                 the layer is dead (durably: a freed snapshot layer) and its chunks
+ *                                                     are removed -> {chunks, bytes}
  *   POST   /trees/:tree/trim {fromBytes, chunkBytes}  chunks wholly past fromBytes are removed, the one it cuts is
  *                                                     zeroed from there on (a shrunk volume) -> {chunks, bytes}
  *
@@ -32,6 +34,7 @@ export interface ReclaimResult { chunks: number; bytes: number }
 
 const U32 = Type.Integer({ minimum: 0, maximum: 0xffffffff });
 const TreeParams = Type.Object({ tree: U32 }, { additionalProperties: false });
+const LayerParams = Type.Object({ tree: U32, layer: Type.Integer({ minimum: 0, maximum: 0xffff }) }, { additionalProperties: false });
 const TrimBody = Type.Object({
   fromBytes: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
   chunkBytes: Type.Integer({ minimum: 4096, maximum: chunkBytesMax }),
@@ -48,6 +51,17 @@ export function reclaimRoutes(o: ReclaimRoutesOptions) {
       const freed = await forEachChunk(o, await o.store.treeChunks(tree), async (c) => (await removeChunk(o.store, c.pgId, c.info)) ? c.info.sizeBytes : null);
       await o.store.flush();
       o.log.info({ tree, ...freed }, 'reclaimed the chunks of a deleted volume tree');
+      return freed;
+    });
+
+    r.delete('/trees/:tree/layers/:layer', { schema: { params: LayerParams } }, async (req): Promise<ReclaimResult> => {
+      const { tree, layer } = req.params;
+      // Dead first: from here on no rebuild image of the layer lands here (no volume writes it any more).
+      await o.deadTrees.addLayer(tree, layer);
+      const chunks = (await o.store.treeChunks(tree)).filter((c) => c.info.layerId === layer);
+      const freed = await forEachChunk(o, chunks, async (c) => (await removeChunk(o.store, c.pgId, c.info)) ? c.info.sizeBytes : null);
+      await o.store.flush();
+      o.log.info({ tree, layer, ...freed }, 'reclaimed the chunks of a freed layer');
       return freed;
     });
 

@@ -111,6 +111,11 @@ export const VolumeTrim = Type.Object({
   doneAtMs: NullableInt, ...reclaimProgress,
 });
 
+export const LayerDeletion = Type.Object({
+  id: Type.Integer(), volumeTreeId: Type.Integer(), layerId: Type.Integer(), storagePoolId: Type.Integer(),
+  state: ReclaimState, createdAtMs: Type.Integer(), doneAtMs: NullableInt, ...reclaimProgress,
+});
+
 export const PgEntry = Type.Object({
   pg: Type.Integer(), members: Type.Array(Type.Integer()), epoch: Type.Integer(),
   /** Members being rebuilt: they take forwarded writes but are neither read from nor waited for. */

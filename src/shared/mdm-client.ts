@@ -25,6 +25,7 @@ export type VolumeDeletion = Static<typeof S.VolumeDeletion>;
 export type LayerRelease = Static<typeof S.LayerRelease>;
 export type SnapshotPolicy = Static<typeof S.SnapshotPolicy>;
 export type VolumeTrim = Static<typeof S.VolumeTrim>;
+export type LayerDeletion = Static<typeof S.LayerDeletion>;
 export type BackupInfo = Static<typeof S.BackupInfo>;
 export type PgEntry = Static<typeof S.PgEntry>;
 export type PgMap = Static<typeof S.PgMap>;
@@ -355,6 +356,9 @@ export class MdmClient {
   }
   listVolumeTrims(filter: { state?: 'pending' | 'done'; volumeId?: number } = {}): Promise<VolumeTrim[]> {
     return this.get('/volume-trims', { ...filter });
+  }
+  listLayerDeletions(filter: { state?: 'pending' | 'done'; volumeTreeId?: number } = {}): Promise<LayerDeletion[]> {
+    return this.get('/layer-deletions', { ...filter });
   }
 
   // --- snapshots --------------------------------------------------------------

@@ -3,25 +3,46 @@
  *
  *   - shrink: data written past the new end is removed from the SDSs (the
  *     cut chunk zeroed from the new end), so after an expand it reads zeros;
+ *   - snapshots: deleting a volume that has a snapshot removes only the
+ *     volume's own layer (the snapshot still reads its bytes over NBD, with
+ *     nbdcopy), a shrink is refused while the snapshot exists, and deleting
+ *     the snapshot (the tree's last row) brings the bytes on disk back to the
+ *     baseline;
  *   - delete: the bytes on disk of the SDS storage roots return to their
  *     baseline, although one SDS was stopped when the volume was deleted and
  *     the MDM restarted while the deletion was pending.
  */
 import t from 'tap';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VolumeDeletion } from '../../src/shared/mdm-client.js';
 import { missingClients } from '../helpers/nbd.js';
-import { io, until } from './helpers.js';
+import { io, run, until } from './helpers.js';
+import { tempDir } from '../helpers/proc.js';
 import { startMdm } from '../helpers/mdm.js';
 import { chunksOn, startCluster } from '../sdc/cluster.js';
 import { startSdsProc, type SdsProc } from '../sds/cluster.js';
 
-const skip = missingClients('qemu-io');
+const skip = missingClients('qemu-io', 'nbdcopy', 'nbdinfo');
 const MiB = 1024 * 1024;
 const MDM_CONFIG = { reclaimTickMs: 200 };
 
 
+/** The layers of a tree that have chunk files on an SDS. */
+function layersOn(s: SdsProc, treeId: number): Set<number> {
+  const out = new Set<number>();
+  const root = join(s.dir, 'chunks');
+  if (!existsSync(root)) return out;
+  for (const pgDir of readdirSync(root)) {
+    let names: string[] = [];
+    try { names = readdirSync(join(root, pgDir)); } catch { continue; }
+    for (const name of names) {
+      const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
+      if (m && Number(m[1]) === treeId) out.add(Number(m[3]));
+    }
+  }
+  return out;
+}
 
 /** Allocated bytes (st_blocks) of every file under an SDS's storage root. */
 function bytesOnDisk(s: SdsProc): number {
@@ -69,6 +90,56 @@ t.test('reclaim of shrunk and deleted volumes on real SDSs', { skip }, async (t)
       'read -P 0x5a 0 2560k', 'read -P 0 2560k 5632k');
     await c.mdm.admin.unmapVolume(v.id, c.sdc.id);
     await c.mdm.admin.deleteVolume(v.id);
+  });
+
+  await t.test('snapshots: a deleted volume\'s snapshot keeps its data; the tree goes with its last row', async (t) => {
+    const dir = tempDir(t, 'pflex-reclaim-snap-');
+    const v = await c.volume('snapvol', 4 * MiB);
+    await io(t, c.sdc.uri('snapvol'), 'write 4 MiB', 'write -P 0x71 0 4M');
+    const snap = await c.mdm.admin.createSnapshot(v.id, 'snapvol.s1');
+    await io(t, c.sdc.uri('snapvol'), 'overwrite 1 MiB after the snapshot (copy-on-write)', 'write -P 0x72 0 1M');
+    const head = (await c.mdm.admin.getVolume(v.id)).layerId;
+    t.ok(c.sds.some((s) => layersOn(s, v.volumeTreeId).has(head)), 'the volume\'s own layer has chunks');
+
+    await c.mdm.admin.unmapVolume(v.id, c.sdc.id);
+    await t.rejects(c.mdm.admin.resizeVolume(v.id, MiB, true), { code: 'PFLEX_ERR_CONFLICT' }, 'no shrink while a snapshot shares the tree');
+
+    const r = await c.mdm.admin.deleteVolume(v.id);
+    t.same('freedLayers' in r ? r.freedLayers : null, [head], 'only the volume\'s own layer is freed, not the tree');
+    const freed = await until('the freed layer is reclaimed', async () => {
+      const [l] = await c.mdm.admin.listLayerDeletions({ volumeTreeId: v.volumeTreeId });
+      return l?.state === 'done' ? l : undefined;
+    });
+    t.match(freed, { layerId: head, sdsConfirmed: 3, sdsTotal: 3, lastError: null });
+    t.equal(freed.chunksFreed, 2, 'the one overwritten chunk, in two copies');
+    for (const s of c.sds) t.notOk(layersOn(s, v.volumeTreeId).has(head), `${s.name} keeps no chunk of the freed layer`);
+    t.equal((await c.mdm.admin.listVolumeDeletions()).filter((d) => d.volumeTreeId === v.volumeTreeId).length, 0, 'no tree deletion while the snapshot lives');
+
+    // The snapshot still reads its bytes over NBD.
+    await c.mdm.admin.mapVolume(snap.id, c.sdc.id);
+    const info = await run('nbdinfo', ['--size', c.sdc.uri('snapvol.s1')]);
+    t.equal(info.out.trim(), String(4 * MiB), 'nbdinfo: the snapshot export has its size');
+    const file = join(dir, 'snap.img');
+    const copy = await run('nbdcopy', [c.sdc.uri('snapvol.s1'), file]);
+    t.equal(copy.code, 0, `nbdcopy snapshot -> file${copy.code ? `: ${copy.out}` : ''}`);
+    const got = readFileSync(file);
+    t.equal(got.length, 4 * MiB);
+    t.equal(got.findIndex((b) => b !== 0x71), -1, 'the snapshot reads the bytes of the deleted volume at the cut');
+
+    // The last row of the tree goes: the whole tree is reclaimed.
+    await c.mdm.admin.unmapVolume(snap.id, c.sdc.id);
+    const d = await c.mdm.admin.deleteVolume(snap.id);
+    t.ok('volumeTreeId' in d && d.volumeTreeId === v.volumeTreeId, 'deleting the last row deletes the tree');
+    await until('the tree deletion is done', async () => {
+      const x = (await c.mdm.admin.listVolumeDeletions()).find((y) => y.volumeTreeId === v.volumeTreeId);
+      return x?.state === 'done' ? x : undefined;
+    });
+    for (const s of c.sds) t.same([...layersOn(s, v.volumeTreeId)], [], `${s.name} holds no chunk of the tree`);
+    const allowance = 64 * 1024;
+    for (const [i, s] of c.sds.entries()) {
+      const now = bytesOnDisk(s);
+      t.ok(now <= baseline[i]! + allowance, `${s.name}: ${now} bytes on disk, baseline ${baseline[i]}`);
+    }
   });
 
   await t.test('delete: bytes on disk return to the baseline, across a stopped SDS and an MDM restart', async (t) => {

@@ -120,3 +120,39 @@ t.test('IO tokens: only for mapped volumes, with the mapping\'s rights and the c
   t.equal((await call(m.app, host.token, 'POST', `/sdcs/${host.id}/tokens`, { volumeId: v.body.id })).status, 403, 'unmapping stops renewal');
   t.equal((await call(m.app, host.token, 'POST', `/sdcs/999/tokens`, { volumeId: v.body.id })).status, 404);
 });
+
+t.test('reclaim with snapshots: the tree stays while a snapshot or clone uses it; no shrink under snapshots; ids never reused', async (t) => {
+  const m = await testMdm(t);
+  const { poolId } = await seedPool(m, { sds: [GiB, GiB] });
+  const v = (await call(m.app, m.admin, 'POST', '/volumes', { name: 'base', storagePoolId: poolId, sizeBytes: 8 * MiB })).body;
+  const s = await call(m.app, m.admin, 'POST', '/snapshots', { volumeId: v.id, name: 'base.s1' });
+  t.equal(s.status, 201);
+  const clone = (await call(m.app, m.admin, 'POST', `/snapshots/${s.body.id}/clone`, { name: 'base.c1' })).body;
+  const shrink = await call(m.app, m.admin, 'POST', `/volumes/${v.id}/resize`, { sizeBytes: 4 * MiB, force: true });
+  t.equal(shrink.status, 409, 'no shrink while snapshots or clones share the tree');
+  t.match(shrink.body.error.message, /2 snapshots or clones/);
+
+  const head = (await call(m.app, m.admin, 'GET', `/volumes/${v.id}`)).body.layerId;
+  const del = await call(m.app, m.admin, 'DELETE', `/volumes/${v.id}`);
+  t.same(del.body, { volumeId: v.id, volumeName: 'base', freedLayers: [head] }, 'only the volume\'s own layer is freed');
+  t.same((await call(m.app, m.admin, 'GET', '/volume-deletions')).body, [], 'no tree deletion while a snapshot and a clone use it');
+  const layers = (await call(m.app, m.admin, 'GET', `/layer-deletions?volumeTreeId=${v.volumeTreeId}`)).body;
+  t.match(layers, [{ volumeTreeId: v.volumeTreeId, layerId: head, state: 'pending', sdsConfirmed: 0, sdsTotal: 2 }], 'the freed layer waits for the SDSs');
+  // These SDSs have no control listener: nothing is confirmed, nothing is marked done.
+  await m.app.mdm.services.reclaim.tick();
+  t.match((await call(m.app, m.admin, 'GET', '/layer-deletions?state=pending')).body, [{ layerId: head }]);
+
+  t.same((await call(m.app, m.admin, 'DELETE', `/volumes/${s.body.id}`)).body.freedLayers, [], 'the clone still needs the snapshot\'s layer');
+  const last = await call(m.app, m.admin, 'DELETE', `/volumes/${clone.id}`);
+  t.match(last.body, { volumeTreeId: v.volumeTreeId, state: 'pending' }, 'the last row of the tree deletes the tree');
+  const again = (await call(m.app, m.admin, 'POST', '/volumes', { name: 'next', storagePoolId: poolId, sizeBytes: MiB })).body;
+  t.ok(again.id > clone.id, `a new volume (${again.id}) never gets the id of a deleted volume, snapshot or clone (${v.id}, ${s.body.id}, ${clone.id})`);
+
+  // A pending trim of a tree blocks growing any volume of it (a clone of a later snapshot too).
+  const w = (await call(m.app, m.admin, 'POST', '/volumes', { name: 'w', storagePoolId: poolId, sizeBytes: 8 * MiB })).body;
+  t.equal((await call(m.app, m.admin, 'POST', `/volumes/${w.id}/resize`, { sizeBytes: 4 * MiB, force: true })).status, 200);
+  const ws = (await call(m.app, m.admin, 'POST', '/snapshots', { volumeId: w.id, name: 'w.s1' })).body;
+  const wc = (await call(m.app, m.admin, 'POST', `/snapshots/${ws.id}/clone`, { name: 'w.c1' })).body;
+  const grow = await call(m.app, m.admin, 'POST', `/volumes/${wc.id}/resize`, { sizeBytes: 8 * MiB });
+  t.equal(grow.status, 409, 'the clone does not grow over the tail still being trimmed');
+});

@@ -26,14 +26,13 @@ export interface Volume {
   policyId: number | null;
 }
 export interface Layer { treeId: number; layerId: number; parentLayerId: number | null; createdAtMs: number }
-export interface LayerDeletion { id: number; storagePoolId: number; treeId: number; layerId: number; state: 'pending' | 'done'; createdAtMs: number; doneAtMs: number | null }
 export interface NewVolumeRow {
   name: string; storagePoolId: number; sizeBytes: number; provisioning: Provisioning;
   kind?: VolumeKind; treeId?: number; layerId?: number; sourceVolumeId?: number | null; snapshotGroup?: string | null; policyId?: number | null;
 }
 /** iopsLimit, bandwidthLimitBytesPerSec: QoS the SDC enforces for this mapping (0 = unlimited). */
 export interface Mapping { volumeId: number; sdcId: number; accessMode: AccessMode; createdAtMs: number; iopsLimit: number; bandwidthLimitBytesPerSec: number }
-/** Progress of a reclaim task (a deletion or a trim) over the SDSs of its pool. */
+/** Progress of a reclaim task (a tree deletion, a freed layer or a trim) over the SDSs of its pool. */
 export interface ReclaimProgress {
   /** SDSs that confirmed the removal. */
   sdsConfirmed: number;
@@ -54,7 +53,6 @@ interface VolumeRow {
   kind: VolumeKind; layer_id: number; source_volume_id: number | null; snapshot_group: string | null; policy_id: number | null;
 }
 interface LayerRow { tree_id: number; layer_id: number; parent_layer_id: number | null; created_at_ms: number }
-interface LayerDeletionRow { id: number; pool_id: number; tree_id: number; layer_id: number; state: 'pending' | 'done'; created_at_ms: number; done_at_ms: number | null }
 interface MappingRow { volume_id: number; sdc_id: number; access_mode: AccessMode; created_at_ms: number; iops_limit: number; bandwidth_limit_bps: number }
 export interface ReclaimRow {
   state: 'pending' | 'done'; chunks_freed: number; bytes_freed: number; last_error: string | null; sds_confirmed: number; sds_pool: number;
@@ -70,9 +68,6 @@ const volume = (r: VolumeRow): Volume => ({
   snapshotGroup: r.snapshot_group, policyId: r.policy_id,
 });
 const layer = (r: LayerRow): Layer => ({ treeId: r.tree_id, layerId: r.layer_id, parentLayerId: r.parent_layer_id, createdAtMs: r.created_at_ms });
-const layerDeletion = (r: LayerDeletionRow): LayerDeletion => ({
-  id: r.id, storagePoolId: r.pool_id, treeId: r.tree_id, layerId: r.layer_id, state: r.state, createdAtMs: r.created_at_ms, doneAtMs: r.done_at_ms,
-});
 const mapping = (r: MappingRow): Mapping => ({
   volumeId: r.volume_id, sdcId: r.sdc_id, accessMode: r.access_mode, createdAtMs: r.created_at_ms, iopsLimit: r.iops_limit, bandwidthLimitBytesPerSec: r.bandwidth_limit_bps,
 });
@@ -168,15 +163,6 @@ export class VolumeRepo extends Repo {
   insertLayerDeletion(poolId: number, treeId: number, layerId: number, nowMs: number): number {
     return Number(this.stmt(`INSERT INTO layer_deletions (pool_id, tree_id, layer_id, state, created_at_ms) VALUES (?, ?, ?, 'pending', ?)`)
       .run(poolId, treeId, layerId, nowMs).lastInsertRowid);
-  }
-  listLayerDeletions(state?: 'pending' | 'done'): LayerDeletion[] {
-    const rows = state === undefined
-      ? this.stmt<[], LayerDeletionRow>('SELECT * FROM layer_deletions ORDER BY id').all()
-      : this.stmt<[string], LayerDeletionRow>('SELECT * FROM layer_deletions WHERE state = ? ORDER BY id').all(state);
-    return rows.map(layerDeletion);
-  }
-  markLayerDeletionDone(id: number, nowMs: number): void {
-    this.stmt("UPDATE layer_deletions SET state = 'done', done_at_ms = ? WHERE id = ?").run(nowMs, id);
   }
   rename(id: number, name: string): void {
     this.stmt('UPDATE volumes SET name = ? WHERE id = ?').run(name, id);

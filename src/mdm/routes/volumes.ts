@@ -1,7 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { MdmApp } from '../app.js';
 import { MDM_LIMITS } from '../config.js';
-import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, LayerRelease, Name, Provisioning, Volume, VolumeDeletion, VolumeKind, VolumeTrim } from '../../shared/mdm-api.js';
+import { AccessMode, Bytes, ERROR_ANSWERS, ForceQuery, Id, IdParams, IoToken, LayerRelease, Name, Provisioning, Volume, VolumeDeletion, VolumeKind, VolumeTrim, LayerDeletion } from '../../shared/mdm-api.js';
 import type { Services } from '../services/index.js';
 import { requireSelf } from './guards.js';
 
@@ -108,6 +108,18 @@ export function volumeRoutes(app: MdmApp, s: Services): void {
   }, async (req) => v.listTrims({
     ...(req.query.state !== undefined ? { state: req.query.state } : {}),
     ...(req.query.volumeId !== undefined ? { volumeId: req.query.volumeId } : {}),
+  }));
+
+  app.get('/layer-deletions', {
+    config: { access: 'read' },
+    schema: {
+      tags: ['volumes'], summary: 'Freed snapshot layers whose chunks are being (pending) or were (done) removed from the SDSs, with progress',
+      querystring: obj({ state: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('done')])), volumeTreeId: Type.Optional(Id) }),
+      response: { 200: Type.Array(LayerDeletion), ...ERROR_ANSWERS },
+    },
+  }, async (req) => v.listLayerDeletions({
+    ...(req.query.state !== undefined ? { state: req.query.state } : {}),
+    ...(req.query.volumeTreeId !== undefined ? { volumeTreeId: req.query.volumeTreeId } : {}),
   }));
 
   app.post('/sdcs/:id/tokens', {

@@ -101,7 +101,7 @@ export function createServices(d: ServiceDeps): Services {
     stats,
     snapshots: new SnapshotService(d.db, volRepo, new PolicyRepo(d.db), topoRepo, volumes, layerControl, d.config, d.clock, events),
     space: new SpaceService(volRepo, topoRepo, layerControl),
-    reclaim: new ReclaimService(d.db, reclaimRepo, topoRepo, d.sdsReclaim ?? http, d.config, d.clock),
+    reclaim: new ReclaimService(d.db, reclaimRepo, topoRepo, d.sdsReclaim ?? http, d.config, d.clock, events),
     backup: new BackupService(d.db, d.clusterKey, d.backupDir, d.config, d.clock),
   };
   installAlertRules(events, alerts, topology);

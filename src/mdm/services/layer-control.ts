@@ -15,7 +15,6 @@ export interface LayerControl {
   quiesce(sdc: ControlEndpoint, volumeIds: number[], holdMs: number): Promise<void>;
   resume(sdc: ControlEndpoint, volumes: VolumeLayer[]): Promise<void>;
   forget(sds: ControlEndpoint, volumeIds: number[]): Promise<void>;
-  dropLayer(sds: ControlEndpoint, treeId: number, layerId: number): Promise<void>;
   /** Bytes of a tree's chunks on one SDS, by PG and layer (one replica's view). */
   treeLayers(sds: ControlEndpoint, treeId: number): Promise<TreeLayerBytes[]>;
 }
@@ -33,9 +32,6 @@ export class HttpLayerControl implements LayerControl {
   }
   async forget(sds: ControlEndpoint, volumeIds: number[]): Promise<void> {
     await controlCall(this.clusterKey, sds, 'POST', '/volumes/forget', { volumeIds }, MDM_LIMITS.controlCallTimeoutMs, this.peer);
-  }
-  async dropLayer(sds: ControlEndpoint, treeId: number, layerId: number): Promise<void> {
-    await controlCall(this.clusterKey, sds, 'POST', '/layers/drop', { treeId, layerId }, MDM_LIMITS.controlCallTimeoutMs, this.peer);
   }
   async treeLayers(sds: ControlEndpoint, treeId: number): Promise<TreeLayerBytes[]> {
     return await controlCall(this.clusterKey, sds, 'GET', `/trees/${treeId}/layers`, undefined, MDM_LIMITS.controlCallTimeoutMs, this.peer) as TreeLayerBytes[];

@@ -7,6 +7,10 @@
  *     more, every SDS of the pool is told DELETE /trees/:tree (the tree is
  *     dead there: no IO or rebuild image of it is accepted again, then its
  *     chunks are removed);
+ *   - a freed snapshot layer (layer_deletions: no volume row or child layer
+ *     needs it any more; VolumeService.releaseRow): every SDS of the pool is
+ *     told DELETE /trees/:tree/layers/:layer (the layer is dead there, then
+ *     its chunks are removed);
  *   - a shrunk volume (volume_trims): every SDS of the pool is told to
  *     remove the tree's data past the new end, so a later expand reads zeros.
  *
@@ -18,7 +22,7 @@ import type { MdmConfig } from '../config.js';
 import { tx, type Db } from '../db.js';
 import type { ReclaimKind, ReclaimRepo } from '../repos/reclaim-repo.js';
 import type { Sds, TopologyRepo } from '../repos/topology-repo.js';
-import type { Clock } from './events.js';
+import type { Clock, MdmEvents } from './events.js';
 import type { ControlEndpoint, ReclaimResult, SdsReclaim } from './rebuild-control.js';
 
 interface Task {
@@ -39,6 +43,7 @@ export class ReclaimService {
     private readonly control: SdsReclaim,
     private readonly config: MdmConfig,
     private readonly clock: Clock,
+    private readonly events: MdmEvents,
   ) {}
 
   /** One pass over the pending tasks (the server runs it every reclaimTickMs; tests may call it). */
@@ -49,6 +54,9 @@ export class ReclaimService {
       const tasks: Task[] = [
         ...this.repo.reclaimableDeletions().map((d): Task => ({
           kind: 'deletion', id: d.id, poolId: d.poolId, run: (ep) => this.control.reclaimTree(ep, d.treeId),
+        })),
+        ...this.repo.listLayerDeletions({ state: 'pending' }).map((l): Task => ({
+          kind: 'layer', id: l.id, poolId: l.storagePoolId, run: (ep) => this.control.dropLayer(ep, l.volumeTreeId, l.layerId),
         })),
         ...this.repo.listTrims({ state: 'pending' }).map((t): Task => ({
           kind: 'trim', id: t.id, poolId: t.storagePoolId, run: (ep) => this.control.trimTree(ep, t.volumeTreeId, t.fromBytes, t.chunkBytes),
@@ -75,13 +83,14 @@ export class ReclaimService {
       }
     }));
     // Done only when every SDS of the pool (now) has confirmed: one that joined meanwhile is asked too.
-    tx(this.db, () => {
+    const done = tx(this.db, () => {
       const now = this.repo.confirmedSds(task.kind, task.id);
-      if (this.topo.listSds({ poolId: task.poolId }).every((s) => now.has(s.id))) {
-        this.repo.markDone(task.kind, task.id, this.clock());
-        this.logger?.info({ task: `${task.kind}:${task.id}`, sds: now.size }, 'reclaim done');
-      }
+      if (!this.topo.listSds({ poolId: task.poolId }).every((s) => now.has(s.id))) return false;
+      this.repo.markDone(task.kind, task.id, this.clock());
+      this.logger?.info({ task: `${task.kind}:${task.id}`, sds: now.size }, 'reclaim done');
+      return true;
     });
+    if (done) this.events.emit('poolUsage', { poolId: task.poolId });
   }
 
   /** How often the server runs tick(). */

@@ -138,8 +138,9 @@ export class SnapshotService {
 
   /**
    * One round of background work: due policies take their snapshot and
-   * prune beyond retention; freed layers are reclaimed on the SDSs. The
-   * server calls it every snapshotTickMs; tests call it with their clock.
+   * prune beyond retention (the layers that frees are reclaimed on the SDSs
+   * by the reclaim service, src/mdm/services/reclaim.ts). The server calls it
+   * every snapshotTickMs; tests call it with their clock.
    */
   tick(): Promise<void> {
     this.ticking ??= this.doTick().finally(() => { this.ticking = null; });
@@ -152,7 +153,6 @@ export class SnapshotService {
       if (p.lastRunMs !== null && now - p.lastRunMs < p.intervalMs) continue;
       await this.runPolicy(p, now);
     }
-    await this.reclaimLayers();
   }
 
   private async runPolicy(p: SnapshotPolicy, now: number): Promise<void> {
@@ -169,18 +169,6 @@ export class SnapshotService {
       error = (err as Error).message;
     }
     if (this.policies.get(p.id)) this.policies.recordRun(p.id, now, error);
-  }
-
-  /** Drops the chunks of freed layers on every SDS of their pool; a deletion stays pending until all answered. */
-  async reclaimLayers(): Promise<void> {
-    for (const d of this.repo.listLayerDeletions('pending')) {
-      const sdss = this.topoRepo.listSds({ poolId: d.storagePoolId }).filter((s) => s.controlPort !== null);
-      const results = await Promise.allSettled(sdss.map((s) => this.control.dropLayer({ address: s.address, controlPort: s.controlPort! }, d.treeId, d.layerId)));
-      if (results.every((r) => r.status === 'fulfilled')) {
-        tx(this.db, () => this.repo.markLayerDeletionDone(d.id, this.clock()));
-        this.events.emit('poolUsage', { poolId: d.storagePoolId });
-      }
-    }
   }
 
   // --- the cut -------------------------------------------------------------------

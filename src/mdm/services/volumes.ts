@@ -1,7 +1,7 @@
 import { PflexError } from '../../shared/errors.js';
 import { tx, type Db } from '../db.js';
 import type { Provisioning, TopologyRepo } from '../repos/topology-repo.js';
-import type { ReclaimRepo, VolumeTrim } from '../repos/reclaim-repo.js';
+import type { LayerDeletion, ReclaimRepo, VolumeTrim } from '../repos/reclaim-repo.js';
 import type { AccessMode, Mapping, Volume, VolumeDeletion, VolumeKind, VolumeRepo } from '../repos/volume-repo.js';
 import type { Clock, MdmEvents } from './events.js';
 import { badRequest, conflict, notFound, type TopologyService } from './topology.js';
@@ -76,6 +76,8 @@ export class VolumeService {
    * and forced (it destroys data): the data past the new end is then removed
    * from the SDSs in the background (volume_trims), and the volume cannot be
    * expanded again before that is done, so an expand always reads zeros there.
+   * A shrink is refused while the tree has snapshots or clones (the trim
+   * cuts every layer of the tree; docs/snapshots.md).
    */
   resize(id: number, sizeBytes: number, force: boolean): VolumeView {
     const v = tx(this.db, () => {
@@ -85,12 +87,15 @@ export class VolumeService {
       if (sizeBytes < v.sizeBytes) {
         if (!force) throw conflict(`shrinking volume ${id} from ${v.sizeBytes} to ${sizeBytes} bytes destroys data; use force`);
         if (this.repo.mappings(id).length > 0) throw conflict(`volume ${id} is mapped; unmap it before shrinking`);
+        // The trim removes the tail of every layer of the tree: only safe while no snapshot or clone reads them.
+        const others = this.repo.treeVolumeCount(v.volumeTreeId) - 1;
+        if (others > 0) throw conflict(`volume ${id} shares its data with ${others} snapshots or clones; delete them before shrinking (a shrink would destroy their tail)`);
         const pool = this.topoRepo.getPool(v.storagePoolId)!;
         this.reclaim.insertTrim({ volumeId: id, volumeTreeId: v.volumeTreeId, storagePoolId: v.storagePoolId, fromBytes: sizeBytes, chunkBytes: pool.chunkBytes }, this.clock());
       } else if (sizeBytes > v.sizeBytes) {
-        const pending = this.reclaim.listTrims({ state: 'pending', volumeId: id });
-        if (pending.length > 0) {
-          throw conflict(`volume ${id} was shrunk and its old data past ${pending[0]!.fromBytes} bytes is still being removed from the SDSs (trim ${pending[0]!.id}); expand it once GET /volume-trims shows that done`);
+        const pending = this.reclaim.pendingTrimOfTree(v.volumeTreeId);
+        if (pending) {
+          throw conflict(`volume ${id} (or the volume its data came from) was shrunk and the old data past ${pending.fromBytes} bytes is still being removed from the SDSs (trim ${pending.id}); expand it once GET /volume-trims shows that done`);
         }
         if (v.provisioning === 'thick') this.reserve(v.storagePoolId, sizeBytes - v.sizeBytes);
       }
@@ -198,6 +203,7 @@ export class VolumeService {
   listDeletions(filter: { state?: 'pending' | 'done'; poolId?: number }): VolumeDeletion[] { return this.repo.listDeletions(filter); }
 
   listTrims(filter: { state?: 'pending' | 'done'; volumeId?: number }): VolumeTrim[] { return this.reclaim.listTrims(filter); }
+  listLayerDeletions(filter: { state?: 'pending' | 'done'; volumeTreeId?: number }): LayerDeletion[] { return this.reclaim.listLayerDeletions(filter); }
 
   private reserve(poolId: number, bytes: number): void {
     const cap = this.topology.capacity(this.topology.mustPool(poolId));
