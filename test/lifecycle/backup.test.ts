@@ -3,7 +3,8 @@
  * data written through NBD, an online backup through the API, the MDM
  * killed, `pflex restore` into a fresh data dir, the MDM started there on
  * the old port: the SDSs and the SDC carry on with it and the data reads
- * back identical. In process: retention and the scheduled backups.
+ * back identical, a snapshot's too (the restored MDM knows the layers). In
+ * process: retention and the scheduled backups.
  */
 import t from 'tap';
 import { existsSync, readFileSync, statSync, writeFileSync, cpSync } from 'node:fs';
@@ -29,8 +30,11 @@ const pflex = (...args: string[]) => run(process.execPath, [PFLEX_BIN, ...args])
 
 t.test('backup, kill the MDM, restore into a fresh data dir: the cluster serves the same data', { skip }, async (t) => {
   const c = await startCluster(t, { mdmConfig: {}, pgCount: 16 });
-  await c.volume('keep', 8 * MiB);
+  const keep = await c.volume('keep', 8 * MiB);
   await io(t, c.sdc.uri('keep'), 'write 8 MiB', 'write -P 0x6b 0 3M', 'write -P 0x2e 3M 5M');
+  const snap = await c.mdm.admin.mapVolume((await c.mdm.admin.createSnapshot(keep.id, 'keep.s1')).id, c.sdc.id);
+  await io(t, c.sdc.uri('keep'), 'overwrite 1 MiB after the snapshot', 'write -P 0x77 3M 1M');
+  const layout = await c.mdm.admin.getVolume(keep.id);
 
   const refused = await pflex('backup', 'create', '--data-dir', c.mdm.dataDir, '--out', tempDir(t, 'pflex-offline-'));
   t.equal(refused.code, 5, 'an offline backup of a running MDM\'s data dir is refused');
@@ -64,7 +68,9 @@ t.test('backup, kill the MDM, restore into a fresh data dir: the cluster serves 
   const admin = new MdmClient({ url: c.mdm.url });
   await admin.login('admin', ADMIN_PASSWORD);
   const mdm = { ...c.mdm, proc, admin, dataDir: fresh };
-  t.same((await admin.listVolumes()).map((v) => v.name), ['keep'], 'the volumes are back');
+  t.same((await admin.listVolumes()).map((v) => v.name).sort(), ['keep', 'keep.s1'], 'the volumes and the snapshot are back');
+  t.match(await admin.getVolume(keep.id), { layerId: layout.layerId, layerChain: layout.layerChain }, 'the volume is on the same layer chain');
+  t.match(await admin.getVolume(snap.id), { kind: 'snapshot', layerId: snap.layerId, layerChain: snap.layerChain }, 'the snapshot on its layer');
   const map = await waitForMapEpoch(mdm, c.poolId, c.sds, 120_000);
   t.ok(map.epoch > before.epoch, `every SDS follows the restored map (epoch ${before.epoch} -> ${map.epoch})`);
   const sdc = await until('the SDC beats to the restored MDM', async () => {
@@ -72,7 +78,10 @@ t.test('backup, kill the MDM, restore into a fresh data dir: the cluster serves 
     return s && s.state === 'ACTIVE' && s.lastHeartbeatMs > Date.now() - 5000 ? s : undefined;
   });
   t.ok(sdc, 'the SDC is ACTIVE');
-  await io(t, c.sdc.uri('keep'), 'the data reads back identical', 'read -P 0x6b 0 3M', 'read -P 0x2e 3M 5M');
+  await io(t, c.sdc.uri('keep'), 'the data reads back identical', 'read -P 0x6b 0 3M', 'read -P 0x77 3M 1M', 'read -P 0x2e 4M 4M');
+  const old = await run('qemu-io', ['-r', '-f', 'raw', c.sdc.uri('keep.s1'), '-c', 'read -P 0x6b 0 3M', '-c', 'read -P 0x2e 3M 5M']);
+  t.equal(old.code, 0, 'the snapshot reads the data at its cut');
+  t.notMatch(old.out, /verification failed|error/i, `snapshot patterns verified${old.code ? `: ${old.out}` : ''}`);
   await io(t, c.sdc.uri('keep'), 'and takes new writes', 'write -P 0x11 1M 1M', 'read -P 0x11 1M 1M', 'read -P 0x6b 0 1M');
 });
 
