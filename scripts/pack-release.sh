@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packs the built project for the hosts (the Ansible common role ships it):
-# package.json, bin/, dist/src/ and the production node_modules of this
+# package.json, bin/, dist/src/, the dashboard's static files (src/mgmt/public,
+# read at run time) and the production node_modules of this
 # checkout (better-sqlite3's compiled addon included, so hosts need no
 # compiler and no registry). The archive is reproducible (sorted names, fixed
 # mtime and owner, gzip without a timestamp): the same build gives the same
@@ -24,7 +25,7 @@ list=$(mktemp) tmp=$(mktemp "${out}.XXXXXX")
 trap 'rm -f "$list" "$tmp"' EXIT
 {
   echo package.json
-  find bin dist/src -type f
+  find bin dist/src src/mgmt/public -type f
   # npm's own view of the production tree (nested packages are listed on their own).
   npm ls --omit=dev --parseable --all 2>/dev/null | grep "^$root/node_modules/" | sed "s|^$root/||" | while read -r pkg; do
     # better-sqlite3's sources and object files are not needed at run time.

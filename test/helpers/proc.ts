@@ -45,9 +45,9 @@ export interface PflexProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Spawns `pflex <args>` with pino JSON logs on stdout; killed at teardown. */
-export function spawnPflex(t: Teardown, args: string[], env: NodeJS.ProcessEnv = {}): PflexProcess {
-  const child = spawn(process.execPath, [PFLEX_BIN, ...args], {
+/** Spawns `pflex <args>` (of this checkout, or of `bin`) with pino JSON logs on stdout; killed at teardown. */
+export function spawnPflex(t: Teardown, args: string[], env: NodeJS.ProcessEnv = {}, bin = PFLEX_BIN): PflexProcess {
+  const child = spawn(process.execPath, [bin, ...args], {
     env: { ...process.env, PFLEX_LOG_LEVEL: process.env.PFLEX_LOG_LEVEL ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
