@@ -32,7 +32,7 @@ import { PflexError } from '../shared/errors.js';
 import { mutualClientOptions, type MutualTls } from '../shared/tls.js';
 import {
   encodeHead, FrameDecoder, FrameError, MsgType, payloadIntact, REPLY_BIT, requestHeader,
-  type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue,
+  type ChunkRequest, type Frame, type FrameHeader, type MsgTypeValue, type Payload,
 } from './proto.js';
 import {
   clientConnectTimeoutMs, clientLivenessSilenceMs, clientLivenessTimeoutMs, clientRequestTimeoutMs, clientStallMs,
@@ -105,7 +105,7 @@ export class DataClient {
   }
 
   /** Sends one request; the payload is written without copying (payloadCrc: its CRC32 when already known). */
-  request(type: MsgTypeValue, req: Omit<ChunkRequest, 'requestId'>, token: Buffer, payload: Buffer = EMPTY, trace: Buffer = EMPTY, payloadCrc?: number): Promise<Frame> {
+  request(type: MsgTypeValue, req: Omit<ChunkRequest, 'requestId'>, token: Buffer, payload: Payload = EMPTY, trace: Buffer = EMPTY, payloadCrc?: number): Promise<Frame> {
     if (this.closed) return Promise.reject(new PflexError('PFLEX_ERR_UNAVAILABLE', 'data client is closed'));
     const socket = this.ensureSocket();
     const requestId = this.nextId;
@@ -118,7 +118,11 @@ export class DataClient {
       process.nextTick(uncork, this);
     }
     socket.write(head);
-    if (payload.length > 0) socket.write(payload);
+    if (Buffer.isBuffer(payload)) {
+      if (payload.length > 0) socket.write(payload);
+    } else {
+      for (const part of payload) if (part.length > 0) socket.write(part);
+    }
     // Silence is only owed while something is outstanding: the clock starts with the first request.
     if (this.pending.size === 0) this.noteLife();
     return new Promise<Frame>((resolve, reject) => {

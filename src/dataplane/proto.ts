@@ -126,12 +126,13 @@ export function frameSize(tokenBytes: number, traceBytes: number, payloadBytes: 
  * payloadCrc, when the caller already knows it (a verified frame being
  * forwarded), saves a pass over the payload.
  */
-export function encodeHead(h: FrameHeader, token: Buffer, trace: Buffer, payload: Buffer, payloadCrc?: number): Buffer {
+export function encodeHead(h: FrameHeader, token: Buffer, trace: Buffer, payload: Payload, payloadCrc?: number): Buffer {
   assert(token.length <= frameTokenBytesMax && trace.length <= frameTraceBytesMax, 'token or trace too long');
-  assert(payload.length <= framePayloadBytesMax, 'payload too large for a frame');
+  const bytes = payloadBytes(payload);
+  assert(bytes <= framePayloadBytesMax, 'payload too large for a frame');
   const head = Buffer.allocUnsafe(HEADER_BYTES + token.length + trace.length);
   head.writeUInt32LE(FRAME_MAGIC, 0);
-  head.writeUInt32LE(head.length + payload.length, 4);
+  head.writeUInt32LE(head.length + bytes, 4);
   head[8] = FRAME_VERSION;
   head[9] = h.type;
   head.writeUInt16LE(h.flags, 10);
@@ -145,13 +146,50 @@ export function encodeHead(h: FrameHeader, token: Buffer, trace: Buffer, payload
   head.writeUInt16LE(h.status, 38);
   head.writeUInt32LE(h.offset >>> 0, 40);
   head.writeUInt32LE(h.length >>> 0, 44);
-  head.writeUInt32LE(payload.length === 0 ? 0 : payloadCrc ?? crc32(payload), 48);
+  head.writeUInt32LE(bytes === 0 ? 0 : payloadCrc ?? payloadCrc32(payload), 48);
   head.writeUInt16LE(token.length, 52);
   head[54] = trace.length;
   head[55] = 0;
   token.copy(head, HEADER_BYTES);
   trace.copy(head, HEADER_BYTES + token.length);
   return head;
+}
+
+/**
+ * A frame's payload: one buffer, or the parts it arrived in (an NBD write
+ * read off the socket in pieces), sent one after the other without joining
+ * them into a copy.
+ */
+export type Payload = Buffer | readonly Buffer[];
+
+export function payloadBytes(p: Payload): number {
+  if (Buffer.isBuffer(p)) return p.length;
+  let n = 0;
+  for (const b of p) n += b.length;
+  return n;
+}
+
+/** CRC32 of the payload's bytes in order (the same value as over their concatenation). */
+export function payloadCrc32(p: Payload): number {
+  if (Buffer.isBuffer(p)) return crc32(p);
+  let c = 0;
+  for (const b of p) c = crc32(b, c);
+  return c;
+}
+
+/** Bytes [start, start + length) of a payload, as views (no copy). */
+export function slicePayload(p: Payload, start: number, length: number): Payload {
+  if (Buffer.isBuffer(p)) return p.subarray(start, start + length);
+  const out: Buffer[] = [];
+  let at = 0;
+  const end = start + length;
+  for (const b of p) {
+    const bEnd = at + b.length;
+    if (bEnd > start && at < end) out.push(b.subarray(Math.max(start - at, 0), Math.min(end, bEnd) - at));
+    if (bEnd >= end) break;
+    at = bEnd;
+  }
+  return out.length === 1 ? out[0]! : out;
 }
 
 /** Header + payload as one buffer (tests and small frames; the hot path uses encodeHead). */

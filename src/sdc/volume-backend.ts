@@ -25,7 +25,7 @@
 import type { BackendCapabilities, BlockBackend, Extent, WriteOptions, ZeroOptions } from '../nbd/backend.js';
 import { NbdError } from '../nbd/errors.js';
 import type { DataClientPool } from '../dataplane/client.js';
-import { Flag, MsgType, Status, statusName, type Frame, type MsgTypeValue } from '../dataplane/proto.js';
+import { Flag, MsgType, slicePayload, Status, statusName, type Frame, type MsgTypeValue, type Payload } from '../dataplane/proto.js';
 import { PflexError, assert, isPflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { pgOfChunk } from '../shared/pg.js';
@@ -130,18 +130,18 @@ export class VolumeBackend implements BlockBackend {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    const parts = await this.readv(offset, length);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+  }
+
+  /** The range as the pieces' reply payloads in order (a read across chunks is not joined into a copy). */
+  async readv(offset: number, length: number): Promise<Buffer[]> {
     const started = performance.now();
     const span = rootSampled() ? this.requestSpan('read', offset, length, false) : undefined;
     await this.throttle(length, span);
     try {
       const ps = this.pieces(offset, length);
-      let out: Buffer;
-      if (ps.length === 1) {
-        out = await this.readPiece(ps[0]!, span);
-      } else {
-        out = Buffer.allocUnsafe(length);
-        await Promise.all(ps.map(async (p) => { (await this.readPiece(p, span)).copy(out, p.pos); }));
-      }
+      const out = ps.length === 1 ? [await this.readPiece(ps[0]!, span)] : await Promise.all(ps.map((p) => this.readPiece(p, span)));
       this.stats.record('read', length, started, false);
       if (span) endSpan(span);
       return out;
@@ -179,6 +179,13 @@ export class VolumeBackend implements BlockBackend {
     return this.modify('write', MsgType.WRITE, offset, data.length, options.fua, data);
   }
 
+  /** A write whose payload came off the NBD socket in parts: each piece is sent as views of them, never joined. */
+  writev(offset: number, data: readonly Buffer[], options: WriteOptions): Promise<void> {
+    let length = 0;
+    for (const b of data) length += b.length;
+    return this.modify('write', MsgType.WRITE, offset, length, options.fua, data);
+  }
+
   trim(offset: number, length: number, options: WriteOptions): Promise<void> {
     return this.modify('trim', MsgType.TRIM, offset, length, options.fua);
   }
@@ -188,7 +195,7 @@ export class VolumeBackend implements BlockBackend {
     return this.modify('zero', MsgType.ZERO, offset, length, options.fua);
   }
 
-  private async modify(op: OpName, type: MsgTypeValue, offset: number, length: number, fua: boolean, data?: Buffer): Promise<void> {
+  private async modify(op: OpName, type: MsgTypeValue, offset: number, length: number, fua: boolean, data?: Payload): Promise<void> {
     const started = performance.now();
     const flags = fua ? Flag.FUA : 0;
     const span = rootSampled() ? this.requestSpan(op, offset, length, fua) : undefined;
@@ -202,7 +209,7 @@ export class VolumeBackend implements BlockBackend {
     try {
       const ps = this.pieces(offset, length);
       const one = async (p: Piece): Promise<void> => {
-        const payload = data ? data.subarray(p.pos, p.pos + p.length) : EMPTY;
+        const payload = data ? slicePayload(data, p.pos, p.length) : EMPTY;
         await this.exec(type, p, payload, flags, span);
         if (!data && p.offset === 0 && p.length === this.volume.chunkBytes) this.stored.delete(p.chunk);
       };
@@ -396,7 +403,7 @@ export class VolumeBackend implements BlockBackend {
    * Sends one piece to its primary until it gets an answer no retry can
    * improve. span: the traced NBD request (undefined when not sampled).
    */
-  private async exec(type: MsgTypeValue, p: Piece, payload: Buffer, flags: number, span: Span | undefined): Promise<Frame> {
+  private async exec(type: MsgTypeValue, p: Piece, payload: Payload, flags: number, span: Span | undefined): Promise<Frame> {
     const deadline = Date.now() + this.d.ioTimeoutMs;
     const map = this.d.map;
     const trace = traceBytes(span);
@@ -529,7 +536,7 @@ export class VolumeBackend implements BlockBackend {
    * demoted (a demoted member keeps its copy; there the SDC waits for A's
    * STALE_EPOCH answer, which a live A sends promptly).
    */
-  private send(route: Route, type: MsgTypeValue, p: Piece, payload: Buffer, flags: number, token: Buffer, trace: Buffer): Promise<Frame> {
+  private send(route: Route, type: MsgTypeValue, p: Piece, payload: Payload, flags: number, token: Buffer, trace: Buffer): Promise<Frame> {
     const client = this.d.clients.get(route.primary.address, route.primary.dataPort);
     const reply = client.request(type, {
       pgId: route.pg, epoch: route.epoch, volumeId: this.volume.id, treeId: this.volume.treeId, chunkIndex: p.chunk, layerId: this.volume.layerId,

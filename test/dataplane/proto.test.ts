@@ -2,8 +2,11 @@ import t from 'tap';
 import {
   decodeFrame, encodeFrame, encodeHead, FrameDecoder, FrameError, Flag, MsgType, REPLY_BIT, Status, HEADER_BYTES,
   replyHeader, requestHeader, payloadIntact, encodeTraceparent, decodeTraceparent, statusName, type Frame, type FrameHeader,
+  payloadBytes, payloadCrc32, slicePayload,
 } from '../../src/dataplane/proto.js';
 import { Rng } from '../sds/rng.js';
+
+const EMPTY_TRACE = Buffer.alloc(0);
 
 const base = {
   requestId: 7, pgId: 12, epoch: 3, volumeId: 98, treeId: 99, chunkIndex: 4096, layerId: 2, offset: 4096, length: 5, flags: Flag.FUA,
@@ -23,6 +26,25 @@ t.test('write request round trip keeps every field and the payload bytes', async
   // encodeHead + payload written separately gives the same bytes.
   const head = encodeHead(requestHeader(MsgType.WRITE, base), token, trace, payload);
   t.same(Buffer.concat([head, payload]), buf);
+});
+
+t.test('a payload in parts: the same frame as the joined buffer; slices are views of the parts', async (t) => {
+  const rng = new Rng(11);
+  const parts = [rng.bytes(3), rng.bytes(0), rng.bytes(4000), rng.bytes(97)];
+  const joined = Buffer.concat(parts);
+  const h = requestHeader(MsgType.WRITE, { ...base, length: joined.length });
+  t.equal(payloadBytes(parts), joined.length);
+  t.equal(payloadCrc32(parts), payloadCrc32(joined), 'CRC over the parts in order = CRC of the joined bytes');
+  t.same(encodeHead(h, Buffer.from('tok'), EMPTY_TRACE, parts), encodeHead(h, Buffer.from('tok'), EMPTY_TRACE, joined), 'same header bytes');
+  const f = decodeFrame(Buffer.concat([encodeHead(h, Buffer.from('tok'), EMPTY_TRACE, parts), ...parts]));
+  t.ok(payloadIntact(f), 'the receiver verifies the CRC');
+  for (const [start, length] of [[0, joined.length], [0, 3], [2, 2], [3, 4000], [1, 4002], [4003, 97], [100, 1], [4050, 50]] as const) {
+    const s = slicePayload(parts, start, length);
+    t.same(Buffer.concat(Buffer.isBuffer(s) ? [s] : [...s]), joined.subarray(start, start + length), `slice [${start}, +${length})`);
+  }
+  const view = slicePayload(parts, 10, 5);
+  t.ok(Buffer.isBuffer(view) && view.buffer === parts[2]!.buffer, 'a slice inside one part is a view of it, not a copy');
+  t.same(slicePayload(joined, 5, 7), joined.subarray(5, 12), 'a single buffer slices to a view');
 });
 
 t.test('each message type and its reply round-trips', async (t) => {

@@ -1,7 +1,8 @@
 /**
  * The SDC's VolumeBackend against real in-process SDS data servers (file
  * stores, loopback) that share a StaticPgMap standing in for the MDM:
- * requests split at chunk boundaries and reassembled, zeros and holes for
+ * requests split at chunk boundaries and reassembled (a write in parts sent
+ * as views), zeros and holes for
  * unwritten chunks, FLUSH sent to exactly the SDSs written since the last
  * flush, a stale map refreshed and retried, a dead primary reported and its
  * PGs served by the survivor, an error after the IO timeout, and a piece
@@ -84,6 +85,20 @@ t.test('VolumeBackend over in-process SDSs', async (t) => {
     const ext = await backend.blockStatus(0, 8 * CHUNK);
     t.same(ext.map((e) => e.hole), [false, true], 'chunks 0-3 written are data, the rest holes');
     t.same(ext.map((e) => e.length), [4 * CHUNK, 4 * CHUNK]);
+  });
+
+  await t.test('writev: a payload in parts (as it came off the NBD socket) lands as the joined bytes; readv returns the pieces', async (t) => {
+    const data = randomBytes(3 * CHUNK);
+    // Part boundaries that fall inside, on and across chunk boundaries.
+    const cuts = [0, 7, CHUNK - 300, CHUNK - 300 + 1, CHUNK + 300, 2 * CHUNK - 300, 2 * CHUNK + 4096, data.length];
+    const parts = cuts.slice(1).map((end, i) => data.subarray(cuts[i]!, end));
+    const at = 20 * CHUNK + 300;
+    await backend.writev(at, parts, { fua: false });
+    t.same(await backend.read(at, data.length), data, 'read back as written');
+    const pieces = await backend.readv(at, data.length);
+    t.equal(pieces.length, 4, 'one buffer per chunk piece');
+    t.same(Buffer.concat(pieces), data, 'the pieces in order are the bytes');
+    t.same(await backend.read(at - 300, 300), Buffer.alloc(300), 'bytes before the write untouched');
   });
 
   await t.test('FLUSH goes to exactly the SDSs written since the last flush', async (t) => {
