@@ -81,8 +81,8 @@ function treeFiles(s: SdsProc, treeId: number): Array<{ pgDir: string; name: str
   if (!existsSync(root)) return out;
   for (const pgDir of readdirSync(root)) {
     const dir = join(root, pgDir);
-    if (!statSync(dir).isDirectory()) continue;
-    for (const name of readdirSync(dir)) {
+    const names = gone(() => (statSync(dir).isDirectory() ? readdirSync(dir) : []));
+    for (const name of names ?? []) {
       const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
       if (m && Number(m[1]) === treeId) out.push({ pgDir, name: name.slice(0, -4), chunkIndex: Number(m[2]), path: join(dir, name) });
     }
@@ -99,5 +99,24 @@ export function chunksOn(s: SdsProc, treeId: number): Map<number, string[]> {
 
 /** Chunk files of a tree on one SDS: "pg-N/tree-index-layer" -> bytes. */
 export function chunkFiles(s: SdsProc, treeId: number): Map<string, Buffer> {
-  return new Map(treeFiles(s, treeId).map((f) => [`${f.pgDir}/${f.name}`, readFileSync(f.path)]));
+  const out = new Map<string, Buffer>();
+  for (const f of treeFiles(s, treeId)) {
+    const bytes = gone(() => readFileSync(f.path));
+    if (bytes) out.set(`${f.pgDir}/${f.name}`, bytes);
+  }
+  return out;
+}
+
+/**
+ * fn's result, or undefined when what it reads was deleted meanwhile: the
+ * SDS reclaims chunks in the background (a dropped layer, a moved PG), so a
+ * file listed a moment ago may be gone when read.
+ */
+function gone<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }
