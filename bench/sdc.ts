@@ -2,7 +2,8 @@
 // SDC export of a two-copy volume (MDM + 3 SDS + SDC processes on this
 // machine) and, in the same run, against `nbdkit memory`, printing MB/s,
 // IOPS, QD1 latency percentiles, the ratio SDC/nbdkit, and the cost in
-// CPU-seconds per GiB across every process of the target (SDC, SDS, MDM).
+// CPU-seconds per GiB across every process of the target (SDC, SDS, MDM)
+// and for the SDC alone.
 // The two "flush" workloads are the durable mode: fio sends an NBD FLUSH after
 // every write, so each write is on the SDS disks before the next is issued.
 //
@@ -53,6 +54,8 @@ interface Figure {
   cpu: number;
   /** CPU-seconds of those processes per GiB moved: a cost figure that a busy machine distorts less than MB/s. */
   cpuSPerGiB: number;
+  /** The same for the first process alone (the SDC; nbdkit for the comparison). */
+  frontCpuSPerGiB: number;
 }
 
 interface FioSide { bw_bytes: number; iops: number; clat_ns?: { percentile?: Record<string, number> } }
@@ -65,7 +68,7 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_S;
 }
 
-function runFio(uri: string, w: Workload, runtimeS: number, size: string, dir: string): Promise<Omit<Figure, 'cpu' | 'cpuSPerGiB'>> {
+function runFio(uri: string, w: Workload, runtimeS: number, size: string, dir: string): Promise<Omit<Figure, 'cpu' | 'cpuSPerGiB' | 'frontCpuSPerGiB'>> {
   const out = join(dir, `fio-${Date.now()}.json`);
   const args = [
     `--name=${w.rw}`, '--ioengine=nbd', `--uri=${uri}`, `--rw=${w.rw}`, `--bs=${w.bs}`, `--iodepth=${w.iodepth}`,
@@ -201,9 +204,11 @@ async function main(): Promise<void> {
         const t0 = process.hrtime.bigint();
         const f = await runFio(target.uri, w, runtimeS, size, dir);
         const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
-        const cpu = target.pids.reduce((s, p, i) => s + cpuSeconds(p) - cpu0[i]!, 0) / wallS;
+        const used = target.pids.map((p, i) => cpuSeconds(p) - cpu0[i]!);
+        const cpu = used.reduce((a, b) => a + b, 0) / wallS;
         // fio's bandwidth covers runtime without the ramp; the CPU covers the whole fio run: the ratio of rates is the cost.
-        fig[kind] = { ...f, cpu, cpuSPerGiB: f.mbps > 0 ? cpu / (f.mbps * 1e6 / GiB) : 0 };
+        const perGiB = (cores: number): number => (f.mbps > 0 ? cores / (f.mbps * 1e6 / GiB) : 0);
+        fig[kind] = { ...f, cpu, cpuSPerGiB: perGiB(cpu), frontCpuSPerGiB: perGiB(used[0]! / wallS) };
       }
       results.push({ workload: w.name, sdc: fig.sdc!, nbdkit: fig.nbdkit! });
       if (!values.json) {
@@ -212,7 +217,7 @@ async function main(): Promise<void> {
         const target = TARGETS[w.name] ?? {};
         const want = target.mbps ? `target >= ${target.mbps} MB/s` : target.iops ? `target >= ${target.iops} IOPS` : target.p50Ms ? `target p50 <= ${target.p50Ms} ms` : '';
         const lat = w.latency ? `  p50 ${s.p50Ms.toFixed(3)} ms p99 ${s.p99Ms.toFixed(3)} ms (nbdkit p50 ${k.p50Ms.toFixed(3)} p99 ${k.p99Ms.toFixed(3)})` : '';
-        console.log(`${w.name.padEnd(20)} sdc ${s.mbps.toFixed(0).padStart(6)} MB/s ${s.iops.toFixed(0).padStart(7)} IOPS (cpu ${s.cpu.toFixed(2)} cores, ${s.cpuSPerGiB.toFixed(1)} cpu-s/GiB, sdc+sds+mdm)  nbdkit ${k.mbps.toFixed(0).padStart(6)} MB/s ${k.iops.toFixed(0).padStart(7)} IOPS  ratio ${(s.iops / k.iops).toFixed(2)}${lat}  ${want}`);
+        console.log(`${w.name.padEnd(20)} sdc ${s.mbps.toFixed(0).padStart(6)} MB/s ${s.iops.toFixed(0).padStart(7)} IOPS (cpu ${s.cpu.toFixed(2)} cores, ${s.cpuSPerGiB.toFixed(1)} cpu-s/GiB sdc+sds+mdm, ${s.frontCpuSPerGiB.toFixed(1)} sdc)  nbdkit ${k.mbps.toFixed(0).padStart(6)} MB/s ${k.iops.toFixed(0).padStart(7)} IOPS  ratio ${(s.iops / k.iops).toFixed(2)}${lat}  ${want}`);
       }
     }
     const tracing = traced ? { ratio: Number(values['trace-ratio']), spansReceived: traced.spans.length, roots: traced.spans.filter((s) => s.parentSpanId === '').length } : undefined;
