@@ -97,4 +97,15 @@ t.test('space of layers and BLOCK_STATUS through them', { skip }, async (t) => {
     const gone = await admin.deleteVolume(s2.id);
     t.match(gone, { freedLayers: [s2.layerId] }, 'deleting it freed that layer');
   });
+
+  await t.test('an SDS that does not answer makes the figures partial', async (t) => {
+    const before = await space(vol);
+    t.equal(before.partial, false, 'every SDS answered');
+    const victim = c.sds[0]!.proc.child;
+    victim.kill('SIGKILL');
+    await new Promise((r) => victim.once('exit', r));
+    const after = await space(vol);
+    t.equal(after.partial, true, 'one SDS could not be asked: partial');
+    t.equal(after.layerBytes, before.layerBytes, 'with two copies, the survivors still account for every chunk');
+  });
 });
