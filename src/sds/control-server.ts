@@ -39,6 +39,8 @@ export interface ControlServerOptions {
   peer?: PeerHttp;
   /** The data server's volume -> layer cache (forgotten when the MDM moves a volume to a new layer). */
   trees?: VolumeTrees;
+  /** Trees and layers reclaimed here (src/sds/dead-trees.ts): a copy must not bring their chunks back. */
+  deadTrees?: { hasLayer(treeId: number, layerId: number): boolean };
 }
 
 const PgParams = Type.Object({ pg: Type.Integer({ minimum: 0, maximum: 0xffffffff }) });
@@ -85,6 +87,10 @@ export function buildControlServer(o: ControlServerOptions) {
   app.post('/pgs/:pg/copy-chunk', { schema: { params: PgParams, body: CopyBody } }, async (req) => {
     const { pg } = req.params;
     const { from, treeId, chunkIndex, layerId } = req.body;
+    // A chunk of a deleted tree or freed layer written now would never be reclaimed again.
+    if (o.deadTrees?.hasLayer(treeId, layerId)) {
+      throw new PflexError('PFLEX_ERR_CONFLICT', `volume tree ${treeId} layer ${layerId} was deleted here: its chunks are not copied back`);
+    }
     const url = `${peer.scheme}://${from.address}:${from.controlPort}/pgs/${pg}/chunks/${treeId}/${chunkIndex}/${layerId}`;
     let res: Response;
     try {

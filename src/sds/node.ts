@@ -143,7 +143,7 @@ export class SdsNode {
       onJoinerFailure: (pg, sdsId) => this.rebuild.onJoinerFailure(pg, sdsId),
     });
     const peer = peerHttp(o.tls);
-    this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log, tls: o.tls, peer, trees });
+    this.control = buildControlServer({ store: this.store, clusterKey: this.clusterKey, caller: `sds:${o.name}`, log: this.log, tls: o.tls, peer, trees, deadTrees });
     this.rebuild = new RebuildRunner({
       selfId: () => this.sds?.id, store: this.store, pgs: this.pgs, server: this.data, clusterKey: this.clusterKey, caller: `sds:${o.name}`, peer, log: this.log,
       join: async (poolId, pg, sdsId, epoch, progress) => (await this.mdm.request<{ pg: PgEntry }>('POST', `/storage-pools/${poolId}/pgs/${pg}/join`, { body: { sdsId, epoch, progress } })).pg,

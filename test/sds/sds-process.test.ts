@@ -151,6 +151,17 @@ t.test('SDS processes with a real MDM', async (t) => {
     t.equal(missing.status, 404, 'a chunk the peer does not have');
     const bad = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}/copy-chunk`, { method: 'POST', headers: auth, body: '{"from": 1}' });
     t.equal(bad.status, 400, 'a malformed command');
+    // A layer the target reclaimed (the MDM freed it) is not brought back by a copy.
+    const deadLayer = 7;
+    const reclaim = await fetch(`http://127.0.0.1:${target.controlPort}/trees/${volume.volumeTreeId}/layers/${deadLayer}`, { method: 'DELETE', headers: { authorization: auth.authorization } });
+    t.equal(reclaim.status, 200, `layer ${deadLayer} reclaimed on the target: ${await reclaim.clone().text()}`);
+    const revived = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}/copy-chunk`, {
+      method: 'POST', headers: auth,
+      body: JSON.stringify({ from: { address: '127.0.0.1', controlPort: source.controlPort }, treeId: volume.volumeTreeId, chunkIndex, layerId: deadLayer }),
+    });
+    t.equal(revived.status, 409, 'a copy of a chunk in a reclaimed layer is refused');
+    t.match(await revived.text(), /was deleted here/, 'and says why');
+    t.notOk(pgFiles(target, pg).has(`${volume.volumeTreeId}-${chunkIndex}-${deadLayer}.dat`), 'no chunk file of that layer appeared');
     const drop = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}`, { method: 'DELETE', headers: { authorization: auth.authorization } });
     t.equal(drop.status, 200);
     t.equal(pgFiles(target, pg).size, 0, 'the PG is gone from the target');
