@@ -10,25 +10,17 @@
  * sdc1 runs again the same snapshot succeeds and reads the data at its cut.
  */
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { missingClients } from '../helpers/nbd.js';
 import { tempDir } from '../helpers/proc.js';
+import { run } from '../helpers/up.js';
 import { startMdm, startSdsProc, waitForMapEpoch } from '../sds/cluster.js';
 import { startSdcProc } from './cluster.js';
 
 const skip = missingClients('qemu-io', 'nbdcopy');
 const MiB = 1024 * 1024;
 const SIZE = 4 * MiB;
-
-function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, out: stdout + stderr });
-    });
-  });
-}
 
 t.test('a snapshot that cannot quiesce a live SDC fails whole and leaves no trace', { skip }, async (t) => {
   const mdm = await startMdm(t, { config: { snapshotQuiesceHoldMs: 600_000, downAfterMs: 30_000 } });
