@@ -25,7 +25,7 @@
 import type { BackendCapabilities, BlockBackend, Extent, WriteOptions, ZeroOptions } from '../nbd/backend.js';
 import { NbdError } from '../nbd/errors.js';
 import type { DataClientPool } from '../dataplane/client.js';
-import { Flag, MsgType, slicePayload, Status, statusName, type Frame, type MsgTypeValue, type Payload } from '../dataplane/proto.js';
+import { Flag, MsgType, payloadBytes, slicePayload, Status, statusName, type Frame, type MsgTypeValue, type Payload } from '../dataplane/proto.js';
 import { PflexError, assert, isPflexError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { pgOfChunk } from '../shared/pg.js';
@@ -181,9 +181,7 @@ export class VolumeBackend implements BlockBackend {
 
   /** A write whose payload came off the NBD socket in parts: each piece is sent as views of them, never joined. */
   writev(offset: number, data: readonly Buffer[], options: WriteOptions): Promise<void> {
-    let length = 0;
-    for (const b of data) length += b.length;
-    return this.modify('write', MsgType.WRITE, offset, length, options.fua, data);
+    return this.modify('write', MsgType.WRITE, offset, payloadBytes(data), options.fua, data);
   }
 
   trim(offset: number, length: number, options: WriteOptions): Promise<void> {
