@@ -41,7 +41,7 @@ export const forwardCatchUpDelayMsMax = 500;
  */
 export const replicaReadLeaseMs = 3_000;
 
-/** Open chunk files (data + checksum pairs) kept cached. */
+/** Open chunk files kept cached. */
 export const openChunksMax = 256;
 
 /**

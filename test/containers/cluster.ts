@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
+import { CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
 import { atProcessExit } from '../helpers/exit-hook.js';
 import { freePort, PFLEX_BIN, tempDir } from '../helpers/proc.js';
 import { ensureImage } from './image.js';
@@ -305,9 +306,10 @@ export async function chunkCopies(c: ContainerCluster, treeId: number, only: Nod
   const out = new Map<number, string[]>();
   for (const n of only) {
     if (!(await isRunning(n))) continue;
-    const list = await docker('exec', n.id, 'find', '/data/sds/chunks', '-name', `${treeId}-*.dat`).catch(() => '');
+    const list = await docker('exec', n.id, 'find', '/data/sds/chunks', '-name', `${treeId}-*${CHUNK_FILE_SUFFIX}`).catch(() => '');
     for (const path of list.split('\n')) {
-      const m = /\/(\d+)-(\d+)-(\d+)\.dat$/.exec(path);
+      if (!path.endsWith(CHUNK_FILE_SUFFIX)) continue;
+      const m = /\/(\d+)-(\d+)-(\d+)$/.exec(path.slice(0, -CHUNK_FILE_SUFFIX.length));
       if (!m) continue;
       const idx = Number(m[2]);
       out.set(idx, [...new Set([...(out.get(idx) ?? []), n.name])]);

@@ -16,6 +16,7 @@ import t from 'tap';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VolumeDeletion } from '../../src/shared/mdm-client.js';
+import { CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
 import { missingClients } from '../helpers/nbd.js';
 import { io, run, until } from './helpers.js';
 import { tempDir } from '../helpers/proc.js';
@@ -37,7 +38,8 @@ function layersOn(s: SdsProc, treeId: number): Set<number> {
     let names: string[] = [];
     try { names = readdirSync(join(root, pgDir)); } catch { continue; }
     for (const name of names) {
-      const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
+      if (!name.endsWith(CHUNK_FILE_SUFFIX)) continue;
+      const m = /^(\d+)-(\d+)-(\d+)$/.exec(name.slice(0, -CHUNK_FILE_SUFFIX.length));
       if (m && Number(m[1]) === treeId) out.add(Number(m[3]));
     }
   }

@@ -14,6 +14,7 @@ import { startMdm, type Mdm } from '../helpers/mdm.js';
 import { Router, waitForMapEpoch, type SdsProc } from '../sds/cluster.js';
 import type { SdsRebuildStatus } from '../../src/dataplane/rebuild-proto.js';
 import { controlAuthorization } from '../../src/shared/control-auth.js';
+import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
 
 export { ADMIN_PASSWORD } from '../helpers/mdm.js';
 
@@ -104,17 +105,20 @@ export async function verifyReads(r: Router, m: Model): Promise<number[]> {
   return bad;
 }
 
-/** The chunk's data file on one SDS (by the PG directory layout of docs/sds.md), or undefined. */
+/**
+ * The chunk's data on one SDS (its file by the PG directory layout of
+ * docs/sds.md, without the checksum table), or undefined when it has no file.
+ */
 export function chunkFile(s: SdsProc, pg: number, treeId: number, chunk: number): Buffer | undefined {
-  const p = join(s.dir, 'chunks', `pg-${pg}`, `${treeId}-${chunk}-0.dat`);
-  return existsSync(p) ? readFileSync(p) : undefined;
+  const p = join(s.dir, 'chunks', `pg-${pg}`, `${treeId}-${chunk}-0${CHUNK_FILE_SUFFIX}`);
+  return existsSync(p) ? readFileSync(p).subarray(CHUNK_DATA_OFFSET) : undefined;
 }
 
 /** PG directories with at least one chunk file on an SDS. */
 export function pgDirs(s: SdsProc): number[] {
   const root = join(s.dir, 'chunks');
   if (!existsSync(root)) return [];
-  return readdirSync(root).filter((d) => /^pg-\d+$/.test(d) && readdirSync(join(root, d)).some((f) => f.endsWith('.dat'))).map((d) => Number(d.slice(3)));
+  return readdirSync(root).filter((d) => /^pg-\d+$/.test(d) && readdirSync(join(root, d)).some((f) => f.endsWith(CHUNK_FILE_SUFFIX))).map((d) => Number(d.slice(3)));
 }
 
 /**

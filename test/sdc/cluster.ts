@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { Volume } from '../../src/shared/mdm-client.js';
+import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
 import { spawnPflex, type PflexProcess } from '../helpers/proc.js';
 import { startMdm, startSdsProc, waitForMapEpoch, type Mdm, type SdsProc } from '../sds/cluster.js';
 import { startFastMdm } from '../rebuild/cluster.js';
@@ -83,8 +84,10 @@ function treeFiles(s: SdsProc, treeId: number): Array<{ pgDir: string; name: str
     const dir = join(root, pgDir);
     const names = gone(() => (statSync(dir).isDirectory() ? readdirSync(dir) : []));
     for (const name of names ?? []) {
-      const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
-      if (m && Number(m[1]) === treeId) out.push({ pgDir, name: name.slice(0, -4), chunkIndex: Number(m[2]), path: join(dir, name) });
+      if (!name.endsWith(CHUNK_FILE_SUFFIX)) continue;
+      const stem = name.slice(0, -CHUNK_FILE_SUFFIX.length);
+      const m = /^(\d+)-(\d+)-(\d+)$/.exec(stem);
+      if (m && Number(m[1]) === treeId) out.push({ pgDir, name: stem, chunkIndex: Number(m[2]), path: join(dir, name) });
     }
   }
   return out;
@@ -97,12 +100,17 @@ export function chunksOn(s: SdsProc, treeId: number): Map<number, string[]> {
   return out;
 }
 
-/** Chunk files of a tree on one SDS: "pg-N/tree-index-layer" -> bytes. */
+/**
+ * Chunk data of a tree on one SDS: "pg-N/tree-index-layer" -> the chunk's
+ * bytes (its file without the checksum table). Replicas holding the same
+ * data may differ in the table: a block never written has the word 0 on one
+ * and the CRC of a zero block on another that received a whole-chunk copy.
+ */
 export function chunkFiles(s: SdsProc, treeId: number): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   for (const f of treeFiles(s, treeId)) {
     const bytes = gone(() => readFileSync(f.path));
-    if (bytes) out.set(`${f.pgDir}/${f.name}`, bytes);
+    if (bytes) out.set(`${f.pgDir}/${f.name}`, bytes.subarray(CHUNK_DATA_OFFSET));
   }
   return out;
 }

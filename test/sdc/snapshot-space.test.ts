@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Volume } from '../../src/shared/mdm-client.js';
+import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
 import { missingClients } from '../helpers/nbd.js';
 import { startCluster, type Cluster } from './cluster.js';
 
@@ -31,7 +32,7 @@ async function qemuIo(t: Test, c: Cluster, name: string, cmds: string[]): Promis
   t.equal(r.code, 0, `qemu-io ${cmds.join('; ')} on ${name}${r.code ? `: ${r.out}` : ''}`);
 }
 
-/** One copy's bytes of a layer on disk: per PG and chunk, the largest chunk file among the SDSs (replicas are identical). */
+/** One copy's bytes of a layer on disk: per PG and chunk, the largest chunk (data, not checksum table) among the SDSs (replicas are identical). */
 function layerBytesOnDisk(c: Cluster, treeId: number, layerId: number): number {
   const per = new Map<string, number>();
   for (const s of c.sds) {
@@ -39,16 +40,33 @@ function layerBytesOnDisk(c: Cluster, treeId: number, layerId: number): number {
     if (!existsSync(root)) continue;
     for (const pgDir of readdirSync(root)) {
       const dir = join(root, pgDir);
-      if (!statSync(dir).isDirectory()) continue;
-      for (const name of readdirSync(dir)) {
-        const m = /^(\d+)-(\d+)-(\d+)\.dat$/.exec(name);
+      const names = gone(() => (statSync(dir).isDirectory() ? readdirSync(dir) : []));
+      for (const name of names ?? []) {
+        if (!name.endsWith(CHUNK_FILE_SUFFIX)) continue;
+        const m = /^(\d+)-(\d+)-(\d+)$/.exec(name.slice(0, -CHUNK_FILE_SUFFIX.length));
         if (!m || Number(m[1]) !== treeId || Number(m[3]) !== layerId) continue;
+        const size = gone(() => statSync(join(dir, name)).size);
+        if (size === undefined) continue;
         const key = `${pgDir}/${m[2]}`;
-        per.set(key, Math.max(per.get(key) ?? 0, statSync(join(dir, name)).size));
+        per.set(key, Math.max(per.get(key) ?? 0, Math.max(0, size - CHUNK_DATA_OFFSET)));
       }
     }
   }
   return [...per.values()].reduce((a, b) => a + b, 0);
+}
+
+/**
+ * fn's result, or undefined when what it reads was deleted meanwhile: the
+ * SDSs reclaim chunks and drop PGs in the background, so a file listed a
+ * moment ago may be gone when looked at.
+ */
+function gone<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 t.test('space of layers and BLOCK_STATUS through them', { skip }, async (t) => {

@@ -12,6 +12,7 @@ import { DataClient } from '../../src/dataplane/client.js';
 import { Flag, Status, statusName } from '../../src/dataplane/proto.js';
 import { controlAuthorization } from '../../src/shared/control-auth.js';
 import { ZERO_BLOCK_CRC } from '../../src/sds/store/block-crc.js';
+import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
 import { Rng } from './rng.js';
 import { Router, startMdm, startSdsProc, waitForMapEpoch, type SdsProc } from './cluster.js';
 import { listenerJson } from '../helpers/listener.js';
@@ -30,17 +31,18 @@ function pgFiles(s: SdsProc, pg: number): Map<string, Buffer> {
  * Two replicas' chunk files hold the same thing. A checksum word of 0
  * ("never written") and the CRC of a zero block mean the same for a zero
  * block; a rebuild that stored a whole chunk image writes the latter where
- * the source kept the former, so .crc files are compared with it normalised.
+ * the source kept the former, so the checksum table at the head of a .chk
+ * file is compared with it normalised, and the data after it exactly.
  */
 function sameContent(name: string, a: Buffer, b: Buffer | undefined): boolean {
   if (!b || a.length !== b.length) return false;
-  if (!name.endsWith('.crc')) return a.equals(b);
-  const norm = (buf: Buffer): Buffer => {
-    const out = Buffer.from(buf);
+  if (!name.endsWith(CHUNK_FILE_SUFFIX)) return a.equals(b);
+  const table = (buf: Buffer): Buffer => {
+    const out = Buffer.from(buf.subarray(0, CHUNK_DATA_OFFSET));
     for (let i = 0; i + 4 <= out.length; i += 4) if (out.readUInt32LE(i) === ZERO_BLOCK_CRC) out.writeUInt32LE(0, i);
     return out;
   };
-  return norm(a).equals(norm(b));
+  return table(a).equals(table(b)) && a.subarray(CHUNK_DATA_OFFSET).equals(b.subarray(CHUNK_DATA_OFFSET));
 }
 
 t.test('SDS processes with a real MDM', async (t) => {
@@ -142,8 +144,9 @@ t.test('SDS processes with a real MDM', async (t) => {
     t.equal(res.status, 200, await res.clone().text());
     const src = pgFiles(source, pg);
     const dst = pgFiles(target, pg);
-    const name = `${volume.volumeTreeId}-${chunkIndex}-0.dat`;
-    t.ok(dst.get(name)?.equals(src.get(name)!), 'the copy is byte-identical');
+    const name = `${volume.volumeTreeId}-${chunkIndex}-0${CHUNK_FILE_SUFFIX}`;
+    const copied = src.get(name);
+    t.ok(copied && sameContent(name, copied, dst.get(name)), 'the copy holds the same data and checksums');
     const missing = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}/copy-chunk`, {
       method: 'POST', headers: auth,
       body: JSON.stringify({ from: { address: '127.0.0.1', controlPort: source.controlPort }, treeId: volume.volumeTreeId, chunkIndex: 9999, layerId: 0 }),
@@ -161,7 +164,7 @@ t.test('SDS processes with a real MDM', async (t) => {
     });
     t.equal(revived.status, 409, 'a copy of a chunk in a reclaimed layer is refused');
     t.match(await revived.text(), /was deleted here/, 'and says why');
-    t.notOk(pgFiles(target, pg).has(`${volume.volumeTreeId}-${chunkIndex}-${deadLayer}.dat`), 'no chunk file of that layer appeared');
+    t.notOk(pgFiles(target, pg).has(`${volume.volumeTreeId}-${chunkIndex}-${deadLayer}${CHUNK_FILE_SUFFIX}`), 'no chunk file of that layer appeared');
     const drop = await fetch(`http://127.0.0.1:${target.controlPort}/pgs/${pg}`, { method: 'DELETE', headers: { authorization: auth.authorization } });
     t.equal(drop.status, 200);
     t.equal(pgFiles(target, pg).size, 0, 'the PG is gone from the target');
@@ -213,9 +216,9 @@ t.test('SDS processes with a real MDM', async (t) => {
     t.equal((await io.write(chunkIndex, 0, Buffer.alloc(3 * 4096, 0x42))).status, Status.OK);
     const pg = io.pgOf(chunkIndex);
     const primary = byId(io.map.pgs.find((p) => p.pg === pg)!.members[0]!);
-    const file = join(primary.dir, 'chunks', `pg-${pg}`, `${volume.volumeTreeId}-${chunkIndex}-0.dat`);
+    const file = join(primary.dir, 'chunks', `pg-${pg}`, `${volume.volumeTreeId}-${chunkIndex}-0${CHUNK_FILE_SUFFIX}`);
     const fd = openSync(file, 'r+');
-    writeSync(fd, Buffer.from([0x43]), 0, 1, 4096 + 7);
+    writeSync(fd, Buffer.from([0x43]), 0, 1, CHUNK_DATA_OFFSET + 4096 + 7);
     closeSync(fd);
     const r = await io.read(chunkIndex, 4096, 4096);
     t.equal(statusName(r.status), 'IO_ERROR');

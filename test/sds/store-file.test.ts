@@ -1,6 +1,9 @@
 import t from 'tap';
-import { openSync, readSync, writeSync, closeSync, statSync } from 'node:fs';
-import { FileChunkStore } from '../../src/sds/store/file-store.js';
+import { openSync, readSync, writeSync, closeSync, statSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX, FileChunkStore } from '../../src/sds/store/file-store.js';
+import { BLOCK_BYTES, ZERO_BLOCK_CRC, blockCrc } from '../../src/sds/store/block-crc.js';
 import type { ChecksumAlert } from '../../src/sds/store/chunk-store.js';
 import { PflexError } from '../../src/shared/errors.js';
 import { tempDir } from '../helpers/proc.js';
@@ -29,7 +32,7 @@ t.test('a flipped byte in a chunk file fails the read with an IO error and an al
   t.teardown(() => s.close());
   await s.write(1, k, 0, Buffer.alloc(3 * 4096, 0x11));
   await s.flush();
-  flipByte(s.chunkPath(1, k), 4096 + 17);
+  flipByte(s.chunkPath(1, k), CHUNK_DATA_OFFSET + 4096 + 17);
   await t.rejects(s.read(1, k, 4096 + 10, 100), { code: 'PFLEX_ERR_IO' });
   t.same(alerts.map((a) => a.blockOffset), [4096]);
   t.same(await s.read(1, k, 0, 4096), Buffer.alloc(4096, 0x11), 'other blocks still readable');
@@ -46,23 +49,124 @@ t.test('data written into a never-written block is detected', async (t) => {
   await s.write(1, k, 0, Buffer.alloc(100, 1));
   await s.flush();
   const fd = openSync(s.chunkPath(1, k), 'r+');
-  writeSync(fd, Buffer.from('garbage'), 0, 7, 3 * 4096);
+  writeSync(fd, Buffer.from('garbage'), 0, 7, CHUNK_DATA_OFFSET + 3 * 4096);
   closeSync(fd);
   await t.rejects(s.read(1, k, 3 * 4096, 4096), PflexError);
 });
 
-t.test('data survives reopening; the layout is a directory per PG with .dat and .crc', async (t) => {
+t.test('data survives reopening; the layout is a directory per PG with one .chk file per chunk', async (t) => {
   const root = tempDir(t);
   const s1 = await FileChunkStore.open({ root });
   await s1.write(3, k, 5000, Buffer.alloc(5000, 7));
   await s1.close();
-  t.equal(statSync(`${root}/pg-3/11-2-0.dat`).size, 10000);
-  t.equal(statSync(`${root}/pg-3/11-2-0.crc`).size, 3 * 4);
+  t.equal(CHUNK_FILE_SUFFIX, '.chk');
+  t.equal(statSync(`${root}/pg-3/11-2-0.chk`).size, CHUNK_DATA_OFFSET + 10000, 'checksum table, then the data');
+  t.same(oldFiles(`${root}/pg-3`), [], 'no files of the two-file layout');
   const s2 = await FileChunkStore.open({ root });
   t.teardown(() => s2.close());
   t.same(await s2.read(3, k, 5000, 5000), Buffer.alloc(5000, 7));
   t.same(await s2.list(3), [{ ...k, sizeBytes: 10000 }]);
-  t.equal((await s2.capacity()).usedBytes, 10000);
+  t.equal((await s2.capacity()).usedBytes, 10000, 'the checksum table is not counted as data');
+});
+
+/** Files of the two-file layout (<chunk>.dat and <chunk>.crc) in a PG directory. */
+function oldFiles(dir: string): string[] {
+  return readdirSync(dir).filter((n) => n.endsWith('.dat') || n.endsWith('.crc')).sort();
+}
+
+/**
+ * A chunk as the two-file layout stored it: `data` in <name>.dat and one
+ * CRC word per 4 KiB block in <name>.crc, 0 for the blocks in `unwritten`
+ * (the layout's "never written", which such a block must read as zeros).
+ */
+function writeOldChunk(dir: string, name: string, data: Buffer, unwritten: number[] = []): Buffer {
+  mkdirSync(dir, { recursive: true });
+  const blocks = Math.ceil(data.length / BLOCK_BYTES);
+  const words = Buffer.alloc(blocks * 4);
+  for (let b = 0; b < blocks; b++) {
+    const block = Buffer.alloc(BLOCK_BYTES);
+    data.copy(block, 0, b * BLOCK_BYTES, Math.min(data.length, (b + 1) * BLOCK_BYTES));
+    words.writeUInt32LE(unwritten.includes(b) ? 0 : blockCrc(block), b * 4);
+  }
+  writeFileSync(join(dir, `${name}.dat`), data);
+  writeFileSync(join(dir, `${name}.crc`), words);
+  return words;
+}
+
+/** Checksum words with "never written" (0) and the CRC of a zero block taken as the same. */
+function normalisedWords(words: Buffer): number[] {
+  const out: number[] = [];
+  for (let i = 0; i + 4 <= words.length; i += 4) {
+    const w = words.readUInt32LE(i);
+    out.push(w === ZERO_BLOCK_CRC ? 0 : w);
+  }
+  return out;
+}
+
+t.test('a store in the old two-file layout is converted at open', async (t) => {
+  const root = tempDir(t);
+  // What the old store left after a write of 5000 bytes of 7 at offset 5000: block 0 never written.
+  const a = Buffer.concat([Buffer.alloc(5000), Buffer.alloc(5000, 7)]);
+  const aWords = writeOldChunk(join(root, 'pg-3'), '11-2-0', a, [0]);
+  const kb = { treeId: 12, chunkIndex: 0, layerId: 1 };
+  const b = randomBytes(3 * BLOCK_BYTES + 123);
+  const bWords = writeOldChunk(join(root, 'pg-5'), '12-0-1', b);
+  // A crash in the middle of converting chunk a left its half-written new file.
+  writeFileSync(join(root, 'pg-3', `11-2-0${CHUNK_FILE_SUFFIX}.tmp`), randomBytes(1000));
+
+  const s = await FileChunkStore.open({ root });
+  t.teardown(() => s.close());
+  t.same(await s.read(3, k, 0, a.length), a, 'chunk a reads its old bytes');
+  t.same(await s.read(5, kb, 0, b.length), b, 'chunk b reads its old bytes');
+  t.same(await s.list(3), [{ ...k, sizeBytes: a.length }], 'sizes are those of the old data files');
+  t.same(await s.list(5), [{ ...kb, sizeBytes: b.length }]);
+  t.equal((await s.capacity()).usedBytes, a.length + b.length);
+
+  t.same(oldFiles(join(root, 'pg-3')), [], 'the old files of pg 3 are gone');
+  t.same(oldFiles(join(root, 'pg-5')), []);
+  t.same(readdirSync(join(root, 'pg-3')).filter((n) => n.endsWith('.tmp')), [], 'the leftover temporary file is removed');
+  t.equal(s.chunkPath(3, k), join(root, 'pg-3', `11-2-0${CHUNK_FILE_SUFFIX}`));
+  t.ok(existsSync(s.chunkPath(3, k)) && existsSync(s.chunkPath(5, kb)), 'both chunks have their .chk file');
+  t.equal(statSync(s.chunkPath(3, k)).size, CHUNK_DATA_OFFSET + a.length);
+  t.equal(statSync(s.chunkPath(5, kb)).size, CHUNK_DATA_OFFSET + b.length);
+  // The stored words themselves, not only their effect on reads: a converter
+  // that recomputed them from the data would bless a block damaged before.
+  const table = (path: string, n: number): number[] => normalisedWords(readFileSync(path).subarray(0, n * 4));
+  t.same(table(s.chunkPath(3, k), 3), normalisedWords(aWords), 'chunk a\'s checksum words came along');
+  t.same(table(s.chunkPath(5, kb), 4), normalisedWords(bWords), 'chunk b\'s checksum words came along');
+
+  await s.close();
+  flipByte(s.chunkPath(5, kb), CHUNK_DATA_OFFSET + 2 * BLOCK_BYTES + 9);
+  const s2 = await FileChunkStore.open({ root });
+  t.teardown(() => s2.close());
+  await t.rejects(s2.read(5, kb, 2 * BLOCK_BYTES, BLOCK_BYTES), PflexError, 'a flipped byte in a converted chunk is detected');
+  t.same(await s2.read(5, kb, 0, 2 * BLOCK_BYTES), b.subarray(0, 2 * BLOCK_BYTES), 'its other blocks still read');
+});
+
+t.test('a block damaged before the conversion is still detected after it', async (t) => {
+  const root = tempDir(t);
+  const data = randomBytes(2 * BLOCK_BYTES);
+  writeOldChunk(join(root, 'pg-0'), '11-2-0', data);
+  flipByte(join(root, 'pg-0', '11-2-0.dat'), BLOCK_BYTES + 100);
+  const s = await FileChunkStore.open({ root });
+  t.teardown(() => s.close());
+  await t.rejects(s.read(0, k, BLOCK_BYTES, BLOCK_BYTES), PflexError, 'the old checksum catches it');
+  t.same(await s.read(0, k, 0, BLOCK_BYTES), data.subarray(0, BLOCK_BYTES));
+});
+
+t.test('a crash after the conversion\'s rename: the .chk file wins over stale .dat and .crc files', async (t) => {
+  const root = tempDir(t);
+  const s1 = await FileChunkStore.open({ root });
+  await s1.write(3, k, 0, Buffer.alloc(6000, 0x5a));
+  await s1.close();
+  // The old files of the same chunk, whole and with good checksums, but other bytes and another size.
+  writeOldChunk(join(root, 'pg-3'), '11-2-0', Buffer.alloc(9000, 0x11));
+  const s2 = await FileChunkStore.open({ root });
+  t.teardown(() => s2.close());
+  t.same(await s2.read(3, k, 0, 6000), Buffer.alloc(6000, 0x5a), 'the .chk content');
+  t.same(await s2.list(3), [{ ...k, sizeBytes: 6000 }]);
+  t.same(oldFiles(join(root, 'pg-3')), [], 'the stale old files are removed');
+  t.equal(statSync(s2.chunkPath(3, k)).size, CHUNK_DATA_OFFSET + 6000);
 });
 
 t.test('many chunks through a small open-file cache', async (t) => {

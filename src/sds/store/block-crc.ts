@@ -1,10 +1,11 @@
 /**
  * Per-block checksums of stored chunks. One CRC32 (shared/crc32.ts)
- * per 4 KiB block, kept in a side file as little-endian u32 words.
+ * per 4 KiB block, kept in a table of little-endian u32 words at the start
+ * of the chunk's file (file-store.ts).
  *
  * A stored word of 0 means "never written": the block must then read as all
- * zeros (sparse files and sparse checksum files both read 0 where nothing was
- * written, so a chunk needs no initialisation). A block is good when its
+ * zeros (the holes of a sparse file read 0, both in the table and in the
+ * data, so a chunk needs no initialisation). A block is good when its
  * CRC equals the stored word, or the word is 0 and the block is all zeros.
  */
 import { crc32 } from '../../shared/crc32.js';

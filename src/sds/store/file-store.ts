@@ -1,8 +1,18 @@
 /**
- * Chunks as sparse files under the storage root:
+ * Chunks as sparse files under the storage root, one file per chunk:
  *
- *   <root>/pg-<pgId>/<treeId>-<chunkIndex>-<layerId>.dat   chunk data (sparse)
- *   <root>/pg-<pgId>/<treeId>-<chunkIndex>-<layerId>.crc   u32 LE CRC32 per 4 KiB block
+ *   <root>/pg-<pgId>/<treeId>-<chunkIndex>-<layerId>.chk
+ *     [0, CHUNK_DATA_OFFSET)        u32 LE CRC32 per 4 KiB block, at 4 * blockIndex
+ *     [CHUNK_DATA_OFFSET, ...)      the chunk's bytes; the file ends at its last written byte
+ *
+ * One file, not a data file and a checksum file: a durable write then costs
+ * one fdatasync (one journal commit) instead of two, and a new chunk one
+ * create (bench/chunk-files.ts; docs/benchmarks.md "One file per chunk").
+ * The table sits before the data, sized for the largest chunk, so the logical
+ * size is the file size less CHUNK_DATA_OFFSET and needs no header: the
+ * unwritten parts of the table and of the data are holes. The suffix names
+ * the format; a store in the earlier two-file layout (.dat + .crc) is
+ * converted when it is opened.
  *
  * The directory per PG is the index used to list a PG's chunks for rebuild.
  * Open files are cached (bounded LRU); every operation on a chunk holds its
@@ -18,6 +28,7 @@ import { constants as FS, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { PflexError, assert } from '../../shared/errors.js';
 import { openChunksMax } from '../limits.js';
+import { chunkBytesMax } from '../../dataplane/limits.js';
 import { BLOCK_BYTES, blockCrc, blockGood, blockSpan } from './block-crc.js';
 import { blockAligned, combineBlock } from '../../shared/crc32.js';
 import {
@@ -27,11 +38,21 @@ import { KeyedRwLock } from './rw-lock.js';
 
 type FileHandle = fsp.FileHandle;
 
+/** The suffix of a chunk file; a new layout takes a new suffix. */
+export const CHUNK_FILE_SUFFIX = '.chk';
+/** File offset of a chunk's byte 0; the checksum table fills [0, CHUNK_DATA_OFFSET). */
+export const CHUNK_DATA_OFFSET = 256 * 1024;
+assert((chunkBytesMax / BLOCK_BYTES) * 4 <= CHUNK_DATA_OFFSET, 'the checksum table of the largest chunk must fit before its data');
+
+/** The earlier layout, converted at open: data and checksums in two files. */
+const LEGACY_DATA = '.dat';
+const LEGACY_CRC = '.crc';
+const CONVERTING = `${CHUNK_FILE_SUFFIX}.tmp`;
+
 interface OpenChunk {
   readonly id: string;
   readonly pgId: number;
-  readonly data: FileHandle;
-  readonly crc: FileHandle;
+  readonly fh: FileHandle;
   refs: number;
   closed: boolean;
 }
@@ -77,10 +98,12 @@ export class FileChunkStore implements ChunkStore {
     for (const pgId of await this.pgs()) {
       const dir = this.pgDir(pgId);
       this.knownDirs.add(dir);
+      if (await convertLegacyChunks(dir)) await syncDir(dir);
       for (const name of await fsp.readdir(dir)) {
-        if (!name.endsWith('.dat') || !parseChunkName(name.slice(0, -4))) continue;
+        const base = name.slice(0, -CHUNK_FILE_SUFFIX.length);
+        if (!name.endsWith(CHUNK_FILE_SUFFIX) || !parseChunkName(base)) continue;
         const st = await fsp.stat(join(dir, name));
-        this.setSize(`${pgId}/${name.slice(0, -4)}`, st.size);
+        this.setSize(`${pgId}/${base}`, Math.max(0, st.size - CHUNK_DATA_OFFSET));
       }
     }
   }
@@ -96,9 +119,9 @@ export class FileChunkStore implements ChunkStore {
       assert(chunk, 'create of a chunk failed without an error');
       const crcs = blockCrcs && blockAligned(offset, data.length) ? crcWords(blockCrcs, data.length / BLOCK_BYTES)
         : await this.blockCrcsFor(chunk, pgId, key, offset, data);
-      await Promise.all([writeFully(chunk.data, data, offset), writeFully(chunk.crc, crcs, blockSpan(offset, data.length).first * 4)]);
+      await Promise.all([writeFully(chunk.fh, data, CHUNK_DATA_OFFSET + offset), writeFully(chunk.fh, crcs, blockSpan(offset, data.length).first * 4)]);
       this.grow(id, offset + data.length);
-      if (durable) await Promise.all([chunk.data.datasync(), chunk.crc.datasync(), this.syncDirs()]);
+      if (durable) await Promise.all([chunk.fh.datasync(), this.syncDirs()]);
       else this.dirty.add(id);
     } catch (err) {
       throw asIoError(err, 'chunk write failed');
@@ -132,7 +155,7 @@ export class FileChunkStore implements ChunkStore {
       const start = first * BLOCK_BYTES;
       const buf = Buffer.allocUnsafe((last - first + 1) * BLOCK_BYTES);
       const words = Buffer.allocUnsafe((last - first + 1) * 4);
-      await Promise.all([readPadded(chunk.data, buf, start), readPadded(chunk.crc, words, first * 4)]);
+      await Promise.all([readPadded(chunk.fh, buf, CHUNK_DATA_OFFSET + start), readPadded(chunk.fh, words, first * 4)]);
       let whole = 0;
       for (let b = 0; b <= last - first; b++) {
         const actual = blockCrc(buf.subarray(b * BLOCK_BYTES, (b + 1) * BLOCK_BYTES));
@@ -244,9 +267,9 @@ export class FileChunkStore implements ChunkStore {
     await Promise.all(all.map((c) => closeChunk(c)));
   }
 
-  /** Path of a chunk's data file (tests use it to damage a chunk on purpose). */
+  /** Path of a chunk's file (tests use it to damage a chunk on purpose). */
   chunkPath(pgId: number, key: ChunkKey): string {
-    return join(this.pgDir(pgId), `${chunkName(key)}.dat`);
+    return join(this.pgDir(pgId), `${chunkName(key)}${CHUNK_FILE_SUFFIX}`);
   }
 
   // ---- internals ----------------------------------------------------------
@@ -270,8 +293,7 @@ export class FileChunkStore implements ChunkStore {
         if (cached.refs === 0) await closeChunk(cached);
         else cached.closed = true;
       }
-      const base = join(this.pgDir(pgId), chunkName(key));
-      await Promise.all([fsp.rm(`${base}.dat`, { force: true }), fsp.rm(`${base}.crc`, { force: true })]);
+      await fsp.rm(this.chunkPath(pgId, key), { force: true });
       this.sizes.delete(id);
       this.dirty.delete(id);
       this.usedBytes -= size;
@@ -307,7 +329,7 @@ export class FileChunkStore implements ChunkStore {
       } else {
         const block = Buffer.allocUnsafe(BLOCK_BYTES);
         const word = Buffer.allocUnsafe(4);
-        await Promise.all([readPadded(chunk.data, block, blockStart), readPadded(chunk.crc, word, b * 4)]);
+        await Promise.all([readPadded(chunk.fh, block, CHUNK_DATA_OFFSET + blockStart), readPadded(chunk.fh, word, b * 4)]);
         if (!blockGood(word.readUInt32LE(0), blockCrc(block))) this.corrupt(pgId, key, blockStart);
         data.copy(block, lo - blockStart, lo - offset, hi - offset);
         crc = blockCrc(block);
@@ -359,46 +381,23 @@ export class FileChunkStore implements ChunkStore {
 
   private async openChunk(pgId: number, key: ChunkKey, id: string, create: boolean): Promise<OpenChunk | null> {
     const dir = this.pgDir(pgId);
-    const base = join(dir, chunkName(key));
     if (create && !this.knownDirs.has(dir)) {
       await fsp.mkdir(dir, { recursive: true });
       this.knownDirs.add(dir);
       this.dirtyDirs.add(this.root);
     }
-    let data: FileHandle;
-    let crc: FileHandle;
-    if (create) {
-      // Both files at once: creating files is the slow part of a chunk's first write.
-      const [d, c] = await Promise.allSettled([
-        fsp.open(`${base}.dat`, FS.O_RDWR | FS.O_CREAT, 0o600),
-        fsp.open(`${base}.crc`, FS.O_RDWR | FS.O_CREAT, 0o600),
-      ]);
-      if (d.status === 'rejected' || c.status === 'rejected') {
-        if (d.status === 'fulfilled') await d.value.close();
-        if (c.status === 'fulfilled') await c.value.close();
-        throw d.status === 'rejected' ? d.reason : (c as PromiseRejectedResult).reason;
-      }
-      data = d.value;
-      crc = c.value;
-    } else {
-      try {
-        data = await fsp.open(`${base}.dat`, FS.O_RDWR);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-        throw err;
-      }
-      try {
-        crc = await fsp.open(`${base}.crc`, FS.O_RDWR | FS.O_CREAT, 0o600);
-      } catch (err) {
-        await data.close();
-        throw err;
-      }
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(this.chunkPath(pgId, key), create ? FS.O_RDWR | FS.O_CREAT : FS.O_RDWR, 0o600);
+    } catch (err) {
+      if (!create && (err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
     }
     if (!this.sizes.has(id)) {
       this.setSize(id, 0);
       this.dirtyDirs.add(dir);
     }
-    return { id, pgId, data, crc, refs: 0, closed: false };
+    return { id, pgId, fh, refs: 0, closed: false };
   }
 
   private releaseChunk(chunk: OpenChunk): void {
@@ -428,7 +427,7 @@ export class FileChunkStore implements ChunkStore {
     let chunk: OpenChunk | null = null;
     try {
       chunk = await this.acquire(pgId, key, id, false);
-      if (chunk) await Promise.all([chunk.data.datasync(), chunk.crc.datasync()]);
+      if (chunk) await chunk.fh.datasync();
     } finally {
       if (chunk) this.releaseChunk(chunk);
       this.locks.release(id, false);
@@ -496,7 +495,73 @@ async function syncDir(dir: string): Promise<void> {
 
 async function closeChunk(chunk: OpenChunk): Promise<void> {
   chunk.closed = true;
-  await Promise.allSettled([chunk.data.close(), chunk.crc.close()]);
+  await chunk.fh.close().catch(() => undefined);
+}
+
+/**
+ * Converts the chunks of one PG directory from the two-file layout (.dat +
+ * .crc) into chunk files, each through a temporary file renamed into place,
+ * so a crash at any point leaves either the old pair or the new file (and
+ * perhaps the old pair beside it, removed on the next open). True when the
+ * directory changed.
+ */
+async function convertLegacyChunks(dir: string): Promise<boolean> {
+  const names = await fsp.readdir(dir);
+  let changed = false;
+  for (const name of names.filter((n) => n.endsWith(CONVERTING))) {
+    await fsp.rm(join(dir, name), { force: true }); // a conversion cut short: its .dat is still there
+    changed = true;
+  }
+  const have = new Set(names);
+  for (const name of names) {
+    if (!name.endsWith(LEGACY_DATA) || !parseChunkName(name.slice(0, -LEGACY_DATA.length))) continue;
+    const base = join(dir, name.slice(0, -LEGACY_DATA.length));
+    if (!have.has(`${name.slice(0, -LEGACY_DATA.length)}${CHUNK_FILE_SUFFIX}`)) await convertChunk(base);
+    await Promise.all([fsp.rm(`${base}${LEGACY_DATA}`, { force: true }), fsp.rm(`${base}${LEGACY_CRC}`, { force: true })]);
+    changed = true;
+  }
+  // A checksum file whose data file is gone belongs to no chunk.
+  for (const name of names) {
+    if (name.endsWith(LEGACY_CRC) && !have.has(`${name.slice(0, -LEGACY_CRC.length)}${LEGACY_DATA}`)) {
+      await fsp.rm(join(dir, name), { force: true });
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+/** One chunk from base.dat + base.crc into base.chk, holes kept as holes. */
+async function convertChunk(base: string): Promise<void> {
+  const tmp = `${base}${CONVERTING}`;
+  const out = await fsp.open(tmp, FS.O_RDWR | FS.O_CREAT | FS.O_TRUNC, 0o600);
+  try {
+    const table = await fsp.readFile(`${base}${LEGACY_CRC}`).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return Buffer.alloc(0); // every block then reads as never written
+      throw err;
+    });
+    assert(table.length <= CHUNK_DATA_OFFSET, `checksum file ${base}${LEGACY_CRC} is larger than any chunk's table`);
+    if (table.length > 0) await writeFully(out, table, 0);
+    const data = await fsp.open(`${base}${LEGACY_DATA}`, FS.O_RDONLY);
+    try {
+      const size = (await data.stat()).size;
+      const buf = Buffer.allocUnsafe(ZEROS.length);
+      for (let pos = 0; pos < size; pos += buf.length) {
+        const n = Math.min(buf.length, size - pos);
+        await readPadded(data, buf.subarray(0, n), pos);
+        for (let b = 0; b < n; b += BLOCK_BYTES) {
+          const block = buf.subarray(b, Math.min(n, b + BLOCK_BYTES));
+          if (!block.equals(ZEROS.subarray(0, block.length))) await writeFully(out, block, CHUNK_DATA_OFFSET + pos + b);
+        }
+      }
+      await out.truncate(CHUNK_DATA_OFFSET + size);
+    } finally {
+      await data.close();
+    }
+    await out.datasync();
+  } finally {
+    await out.close();
+  }
+  await fsp.rename(tmp, `${base}${CHUNK_FILE_SUFFIX}`);
 }
 
 function asIoError(err: unknown, message: string): PflexError {
