@@ -1,0 +1,55 @@
+// The SDS chunk store (src/sds/store/file-store.ts) on this machine's file
+// system, through its public interface only, so the same file runs against
+// any build of the store: ms per durable write (a FUA write, fdatasync
+// before it returns) into new chunks and into existing ones, ms per write
+// plus FLUSH, and the time to open a store of many chunks.
+//
+//   npm run build && node dist/bench/chunk-store.js [--count 300] [--rounds 3]
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { FileChunkStore } from '../src/sds/store/file-store.js';
+
+const { values } = parseArgs({ options: { count: { type: 'string', default: '300' }, rounds: { type: 'string', default: '3' } } });
+const count = Number(values.count);
+const rounds = Number(values.rounds);
+const KiB = 1024;
+const small = Buffer.alloc(4 * KiB, 7);
+const large = Buffer.alloc(1024 * KiB, 9);
+const key = (i: number) => ({ treeId: 1, chunkIndex: i, layerId: 0 });
+
+async function msPer(n: number, op: (i: number) => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await op(i);
+  return (performance.now() - t0) / n;
+}
+
+async function round(): Promise<Record<string, number>> {
+  const root = mkdtempSync(join(tmpdir(), 'pflex-chunkstore-'));
+  try {
+    const s = await FileChunkStore.open({ root });
+    const out: Record<string, number> = {};
+    out['4K FUA, new chunk'] = await msPer(count, (i) => s.write(0, key(i), 0, small, true));
+    out['4K FUA, overwrite'] = await msPer(count, (i) => s.write(0, key(i), 4 * KiB * (i % 8), small, true));
+    out['4K + FLUSH, overwrite'] = await msPer(count, async (i) => {
+      await s.write(0, key(i), 4 * KiB * (i % 8), small);
+      await s.flush();
+    });
+    out['1M FUA, new chunk'] = await msPer(Math.ceil(count / 4), (i) => s.write(1, key(i), 0, large, true));
+    await s.close();
+    const t0 = performance.now();
+    const reopened = await FileChunkStore.open({ root });
+    out[`open, ${count + Math.ceil(count / 4)} chunks`] = performance.now() - t0;
+    await reopened.close();
+    return out;
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${count} writes per row, ms each`);
+for (let r = 1; r <= rounds; r++) {
+  const row = await round();
+  console.log(`round ${r}: ${Object.entries(row).map(([k, v]) => `${k} ${v.toFixed(3)}`).join('; ')}`);
+}
