@@ -121,6 +121,7 @@ export class SdsNode {
         this.metrics.checksumErrors++;
         this.log.error({ alert: 'checksum', pg: a.pgId, chunk: a.key, blockOffset: a.blockOffset }, 'stored block failed its checksum: refusing to return it');
       },
+      onConverted: (c) => this.log.info({ pg: c.pgId, chunks: c.chunks, ms: c.ms }, 'chunk store: PG converted from the two-file layout (.dat + .crc) to one file per chunk'),
     });
     // Before any write is accepted: judge the previous run, then mark this one running.
     this.previous = previousStop(await readRunState(o.dataDir), this.bootId, (await this.store.pgs()).length > 0);

@@ -46,6 +46,34 @@ function sameFiles(a: string, b: string): boolean {
   });
 }
 
+/** Chunk data by "pg-N/name" under a storage root (the files without their checksum tables). */
+function chunkData(root: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const pg of readdirSync(root)) {
+    for (const n of readdirSync(join(root, pg)).filter((f) => f.endsWith(CHUNK_FILE_SUFFIX))) {
+      out.set(`${pg}/${n.slice(0, -CHUNK_FILE_SUFFIX.length)}`, readFileSync(join(root, pg, n)).subarray(CHUNK_DATA_OFFSET));
+    }
+  }
+  return out;
+}
+
+/**
+ * Rewrites a stopped SDS's store as the build before one-file chunks left it:
+ * X.dat (the data) and X.crc (the checksum words of its blocks) for each
+ * X.chk. Returns the chunks' data.
+ */
+function toTwoFileLayout(root: string): Map<string, Buffer> {
+  const data = chunkData(root);
+  for (const [id, bytes] of data) {
+    const file = join(root, `${id}${CHUNK_FILE_SUFFIX}`);
+    const table = readFileSync(file).subarray(0, Math.ceil(bytes.length / 4096) * 4);
+    writeFileSync(join(root, `${id}.dat`), bytes);
+    writeFileSync(join(root, `${id}.crc`), table);
+    rmSync(file);
+  }
+  return data;
+}
+
 function runState(dir: string): RunState {
   return JSON.parse(readFileSync(join(dir, RUN_STATE_FILE), 'utf8')) as RunState;
 }
@@ -117,6 +145,22 @@ t.test('SDS processes: graceful stop and SIGKILL keep the PGs, a power loss fenc
     const after = await mdm.admin.getPgMap(pool.id);
     t.same(holding(after, sds1.id), holding(before, sds1.id), 'sds1 is still in all its PGs');
     t.equal(after.epoch, before.epoch, 'the map did not change');
+  });
+
+  await t.test('an SDS upgraded in place converts a store of the two-file layout at start and keeps its PGs', async (t) => {
+    t.equal(await sds1.proc.stop('SIGTERM'), 0, 'sds1 exits 0 on SIGTERM');
+    const root = join(dir1, 'chunks');
+    const data = toTwoFileLayout(root);
+    t.ok(data.size >= 8, `the store was put back into the two-file layout (${data.size} chunks)`);
+    sds1 = await startOn(top, mdm, 'sds1', dir1, ports1);
+    const converted = sds1.proc.logs.filter((l) => /converted from the two-file layout/.test(String(l.msg)));
+    t.equal(converted.reduce((n, l) => n + Number(l.chunks), 0), data.size, 'every chunk converted, one log line per PG');
+    const after = chunkData(root);
+    t.same([...after.keys()].sort(), [...data.keys()].sort(), 'the same chunks, each in one file');
+    t.ok([...data].every(([name, bytes]) => after.get(name)?.equals(bytes)), 'holding the same data');
+    t.same(readdirSync(root).flatMap((d) => readdirSync(join(root, d))).filter((n) => !n.endsWith(CHUNK_FILE_SUFFIX)), [], 'no file of the old layout is left');
+    t.same(holding(await mdm.admin.getPgMap(pool.id), sds1.id), holding(before, sds1.id), 'sds1 is still in all its PGs');
+    await readAll(t, 'after the upgrade');
   });
 
   await t.test('a SIGKILL (process crash, same boot) keeps the PGs: the page cache survived', async (t) => {

@@ -64,6 +64,8 @@ export interface FileChunkStoreOptions {
   capacityBytes?: number;
   openChunksMax?: number;
   onChecksumError?: (alert: ChecksumAlert) => void;
+  /** After a PG directory's chunks were converted from the two-file layout at open (a long start is visible). */
+  onConverted?: (pg: { pgId: number; chunks: number; ms: number }) => void;
 }
 
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -99,7 +101,10 @@ export class FileChunkStore implements ChunkStore {
     for (const pgId of await this.pgs()) {
       const dir = this.pgDir(pgId);
       this.knownDirs.add(dir);
-      if (await convertLegacyChunks(dir)) await syncDir(dir);
+      const started = performance.now();
+      const converted = await convertLegacyChunks(dir);
+      if (converted.changed) await syncDir(dir);
+      if (converted.chunks > 0) this.opts.onConverted?.({ pgId, chunks: converted.chunks, ms: Math.round(performance.now() - started) });
       for (const name of await fsp.readdir(dir)) {
         const base = name.slice(0, -CHUNK_FILE_SUFFIX.length);
         if (!name.endsWith(CHUNK_FILE_SUFFIX) || !parseChunkName(base)) continue;
@@ -503,10 +508,9 @@ async function closeChunk(chunk: OpenChunk): Promise<void> {
  * Converts the chunks of one PG directory from the two-file layout (.dat +
  * .crc) into chunk files, each through a temporary file renamed into place,
  * so a crash at any point leaves either the old pair or the new file (and
- * perhaps the old pair beside it, removed on the next open). True when the
- * directory changed.
+ * perhaps the old pair beside it, removed on the next open).
  */
-async function convertLegacyChunks(dir: string): Promise<boolean> {
+async function convertLegacyChunks(dir: string): Promise<{ changed: boolean; chunks: number }> {
   const names = await fsp.readdir(dir);
   let changed = false;
   for (const name of names.filter((n) => n.endsWith(CONVERTING))) {
@@ -514,13 +518,17 @@ async function convertLegacyChunks(dir: string): Promise<boolean> {
     changed = true;
   }
   const have = new Set(names);
+  let chunks = 0;
   const pairs = names.filter((n) => n.endsWith(LEGACY_DATA) && parseChunkName(n.slice(0, -LEGACY_DATA.length)));
   // A few at a time: each waits mostly on its own fdatasync.
   for (let i = 0; i < pairs.length; i += CONVERSIONS_AT_ONCE) {
     await Promise.all(pairs.slice(i, i + CONVERSIONS_AT_ONCE).map(async (name) => {
       const stem = name.slice(0, -LEGACY_DATA.length);
       const base = join(dir, stem);
-      if (!have.has(`${stem}${CHUNK_FILE_SUFFIX}`)) await convertChunk(base);
+      if (!have.has(`${stem}${CHUNK_FILE_SUFFIX}`)) {
+        await convertChunk(base);
+        chunks++;
+      }
       await Promise.all([fsp.rm(`${base}${LEGACY_DATA}`, { force: true }), fsp.rm(`${base}${LEGACY_CRC}`, { force: true })]);
     }));
     changed = true;
@@ -532,7 +540,7 @@ async function convertLegacyChunks(dir: string): Promise<boolean> {
       changed = true;
     }
   }
-  return changed;
+  return { changed, chunks };
 }
 
 /** One chunk from base.dat + base.crc into base.chk, holes kept as holes. */
