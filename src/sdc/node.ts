@@ -219,11 +219,33 @@ export class SdcNode {
       if (q) q.set(m.iopsLimit ?? 0, m.bandwidthLimitBytesPerSec ?? 0);
       else if (m.iopsLimit || m.bandwidthLimitBytesPerSec) this.qosOf(m.volumeId).set(m.iopsLimit, m.bandwidthLimitBytesPerSec);
     }
+    this.forgetUnmapped(new Set(sdc.mappings.map((m) => m.volumeId)));
     const before = [...this.mapped.keys()].sort().join(',');
     this.mapped = mapped;
     this.sdc = sdc;
     const after = [...mapped.keys()].sort().join(',');
     if (before !== after) this.log.info({ volumes: [...mapped.keys()] }, 'mapped volumes changed');
+  }
+
+  /**
+   * Drops what this SDC kept for volumes no longer mapped to it. Their
+   * backends are closed, so IO still arriving on an NBD connection opened
+   * before the unmap fails at once instead of retrying until the IO timeout;
+   * a later map starts afresh (new limits, new token).
+   */
+  private forgetUnmapped(mappedIds: Set<number>): void {
+    for (const [id, s] of this.served) {
+      if (mappedIds.has(id)) continue;
+      this.served.delete(id);
+      void s.backend.close();
+      this.log.info({ volume: s.backend.volume.name }, 'volume unmapped from this SDC: no longer served');
+    }
+    for (const [id, q] of this.qos) {
+      if (mappedIds.has(id)) continue;
+      this.qos.delete(id);
+      q.close();
+    }
+    for (const id of this.tokens.keys()) if (!mappedIds.has(id)) this.tokens.delete(id);
   }
 
   private qosOf(volumeId: number): QosLimiter {

@@ -408,10 +408,13 @@ export class VolumeBackend implements BlockBackend {
     let delay = retryDelayMsMin;
     let last = 'no answer';
     for (let attempt = 0; ; attempt++) {
+      // Closed: unmapped from this SDC (or the SDC is stopping). A token still
+      // cached would be honoured by the SDSs until it expires, so refuse here.
+      if (this.closed) throw new PflexError('PFLEX_ERR_UNAVAILABLE', `volume ${this.volume.name} is no longer served by this SDC (unmapped, or the SDC is stopping)`);
       if (attempt > 0) {
         this.stats.retries++;
         if (span) span.addEvent('retry', { 'pflex.chunk': p.chunk, 'pflex.reason': last });
-        if (Date.now() > deadline || this.closed) {
+        if (Date.now() > deadline) {
           throw new PflexError('PFLEX_ERR_UNAVAILABLE', `volume ${this.volume.name} chunk ${p.chunk}: no answer in ${this.d.ioTimeoutMs} ms (${last})`);
         }
       }

@@ -9,6 +9,8 @@
  * least (N - burst) / B; a slow machine only makes them longer. The one
  * upper bound (after the raise) is the old limit's lower bound, i.e. the raise
  * must have taken effect; the unlimited phase shows the machine is far faster.
+ * Last, an unmap ends IO on a connection still open to the volume, although
+ * the SDC's IO token for it (5 min, the default lifetime) has not expired.
  */
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
@@ -21,6 +23,7 @@ import { startCluster, type Cluster } from './cluster.js';
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = join(fileURLToPath(new URL('.', import.meta.url)), '../../../test/sdc/py/qos_phases.py');
+const HOLD_OPEN = join(fileURLToPath(new URL('.', import.meta.url)), '../../../test/sdc/py/hold_open.py');
 const skip = missingClients(PYTHON) || missingClients('nbdsh');
 const N = 30;
 const KiB = 1024;
@@ -49,6 +52,27 @@ function client(t: Test, uri: string): { run: (cmd: Cmd) => Promise<Phase>; end:
       child.once('exit', (code) => resolve(code));
       child.stdin.end();
     }),
+  };
+}
+
+/** test/sdc/py/hold_open.py on uri: one NBD connection that writes once, then reads once per read(). */
+function holdOpen(t: Test, uri: string): { ready: () => Promise<unknown>; read: () => Promise<unknown> } {
+  const child = spawn(PYTHON, [HOLD_OPEN, uri], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const waiters: Array<{ resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
+  readline.createInterface({ input: child.stdout }).on('line', (l) => waiters.shift()?.resolve(JSON.parse(l)));
+  child.on('exit', (code) => { for (const w of waiters.splice(0)) w.reject(new Error(`hold_open.py exited (${code}): ${stderr}`)); });
+  const next = (): Promise<unknown> => new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+  const ready = next();
+  return {
+    ready: () => ready,
+    read: () => {
+      const answer = next();
+      child.stdin.write('read\n');
+      return answer;
+    },
   };
 }
 
@@ -123,6 +147,23 @@ t.test('QoS limits of a mapping throttle a live connection', { skip }, async (t)
   });
 
   t.equal(await nbd.end(), 0, 'no request failed');
+
+  await t.test('an unmap ends IO on a connection still open, before its IO token expires', async (t) => {
+    const v2 = await c.volume('vol2', 8 * 1024 * KiB);
+    await admin.setMappingQos(v2.id, c.sdc.id, { iopsLimit: 500, bandwidthLimitBytesPerSec: 0 });
+    await pickedUp(c, 'vol2', 500, 0);
+    const held = holdOpen(t, c.sdc.uri('vol2'));
+    t.same(await held.ready(), { ready: true }, 'a connection to vol2 wrote');
+    t.same(await held.read(), { read: 'ok' }, 'and reads while mapped');
+    await admin.unmapVolume(v2.id, c.sdc.id);
+    const deadline = Date.now() + 30_000;
+    while ((await listenerJson<Health>(c.mdm, c.sdc.mgmtPort, '/health')).volumes.some((v) => v.name === 'vol2')) {
+      if (Date.now() > deadline) throw new Error('the SDC still exports vol2 30 s after the unmap');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const after = await held.read();
+    t.match(after, { error: /.+/ }, `the held connection's next read fails: ${JSON.stringify(after)}`);
+  });
 
   await t.test('bad QoS input is refused', async (t) => {
     await t.rejects(admin.setMappingQos(vol.id, c.sdc.id, { iopsLimit: -1, bandwidthLimitBytesPerSec: 0 }), { code: 'PFLEX_ERR_BAD_REQUEST' });
