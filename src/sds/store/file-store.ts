@@ -7,7 +7,7 @@
  *
  * One file, not a data file and a checksum file: a durable write then costs
  * one fdatasync (one journal commit) instead of two, and a new chunk one
- * create (bench/chunk-files.ts; docs/benchmarks.md "One file per chunk").
+ * create (bench/chunk-store.ts; docs/benchmarks.md "One file per chunk").
  * The table sits before the data, sized for the largest chunk, so the logical
  * size is the file size less CHUNK_DATA_OFFSET and needs no header: the
  * unwritten parts of the table and of the data are holes. The suffix names
