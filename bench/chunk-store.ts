@@ -2,7 +2,9 @@
 // system, through its public interface only, so the same file runs against
 // any build of the store: ms per durable write (a FUA write, fdatasync
 // before it returns) into new chunks and into existing ones, ms per write
-// plus FLUSH, and the time to open a store of many chunks.
+// plus FLUSH, MiB/s of 1 MiB overwrites each followed by a FLUSH with eight
+// in flight (the SDS side of a durable sequential write at QD8), and the
+// time to open a store of many chunks.
 //
 //   npm run build && node dist/bench/chunk-store.js [--count 300] [--rounds 3]
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,6 +27,22 @@ async function msPer(n: number, op: (i: number) => Promise<void>): Promise<numbe
   return (performance.now() - t0) / n;
 }
 
+/** MiB/s of op over `chunks` chunks in turn, eight in flight, for 5 s. */
+async function mibPerS(chunks: number, op: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  let done = 0;
+  const t0 = performance.now();
+  const end = t0 + 5000;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < end) {
+      await op(next++ % chunks);
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return done / ((performance.now() - t0) / 1000);
+}
+
 async function round(): Promise<Record<string, number>> {
   const root = mkdtempSync(join(tmpdir(), 'pflex-chunkstore-'));
   try {
@@ -37,6 +55,7 @@ async function round(): Promise<Record<string, number>> {
       await s.flush();
     });
     out['1M FUA, new chunk'] = await msPer(Math.ceil(count / 4), (i) => s.write(1, key(i), 0, large, true));
+    out['1M + FLUSH, 8 at once (MiB/s)'] = await mibPerS(Math.ceil(count / 4), (i) => s.write(1, key(i), 0, large).then(() => s.flush()));
     await s.close();
     const t0 = performance.now();
     const reopened = await FileChunkStore.open({ root });
@@ -48,7 +67,7 @@ async function round(): Promise<Record<string, number>> {
   }
 }
 
-console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${count} writes per row, ms each`);
+console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${count} writes per row, ms each unless marked`);
 for (let r = 1; r <= rounds; r++) {
   const row = await round();
   console.log(`round ${r}: ${Object.entries(row).map(([k, v]) => `${k} ${v.toFixed(3)}`).join('; ')}`);
