@@ -14,7 +14,7 @@ import { startMdm, type Mdm } from '../helpers/mdm.js';
 import { Router, waitForMapEpoch, type SdsProc } from '../sds/cluster.js';
 import type { SdsRebuildStatus } from '../../src/dataplane/rebuild-proto.js';
 import { controlAuthorization } from '../../src/shared/control-auth.js';
-import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX, chunkFileData } from '../../src/sds/store/chunk-file-layout.js';
 
 export { ADMIN_PASSWORD } from '../helpers/mdm.js';
 
@@ -111,7 +111,7 @@ export async function verifyReads(r: Router, m: Model): Promise<number[]> {
  */
 export function chunkFile(s: SdsProc, pg: number, treeId: number, chunk: number): Buffer | undefined {
   const p = join(s.dir, 'chunks', `pg-${pg}`, `${treeId}-${chunk}-0${CHUNK_FILE_SUFFIX}`);
-  return existsSync(p) ? readFileSync(p).subarray(CHUNK_DATA_OFFSET) : undefined;
+  return existsSync(p) ? chunkFileData(readFileSync(p)) : undefined;
 }
 
 /** PG directories with at least one chunk file on an SDS. */

@@ -25,7 +25,8 @@ import { dropIfNotMember, keepStale, rebuildRoutes } from '../../src/sds/rebuild
 import { chunkLockKey, pgLockKey, RebuildRunner } from '../../src/sds/rebuild.js';
 import { LayeredChunks } from '../../src/sds/layered.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
-import { CHUNK_DATA_OFFSET, FileChunkStore } from '../../src/sds/store/file-store.js';
+import { FileChunkStore } from '../../src/sds/store/file-store.js';
+import { dataPosition } from '../../src/sds/store/chunk-file-layout.js';
 import { KeyedRwLock } from '../../src/sds/store/rw-lock.js';
 import { SdsMetrics } from '../../src/sds/metrics.js';
 import { chunkName, type ChunkKey } from '../../src/sds/store/chunk-store.js';
@@ -124,8 +125,8 @@ async function diverged(p: Pair): Promise<void> {
   // A bit flip under the checksum of chunk 6 on the joining member.
   const f = p.joiner.chunkPath(PG, key(6));
   const b = readFileSync(f);
-  if (b.length <= CHUNK_DATA_OFFSET + 10) throw new Error(`chunk file ${f} holds no data byte 10 (${b.length} bytes)`);
-  b[CHUNK_DATA_OFFSET + 10]! ^= 0xff;
+  if (b.length <= dataPosition(10)) throw new Error(`chunk file ${f} holds no data byte 10 (${b.length} bytes)`);
+  b[dataPosition(10)]! ^= 0xff;
   writeFileSync(f, b);
 }
 

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { Volume } from '../../src/shared/mdm-client.js';
-import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX, chunkFileData } from '../../src/sds/store/chunk-file-layout.js';
 import { spawnPflex, type PflexProcess } from '../helpers/proc.js';
 import { startMdm, startSdsProc, waitForMapEpoch, type Mdm, type SdsProc } from '../sds/cluster.js';
 import { startFastMdm } from '../rebuild/cluster.js';
@@ -110,7 +110,7 @@ export function chunkFiles(s: SdsProc, treeId: number): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   for (const f of treeFiles(s, treeId)) {
     const bytes = gone(() => readFileSync(f.path));
-    if (bytes) out.set(`${f.pgDir}/${f.name}`, bytes.subarray(CHUNK_DATA_OFFSET));
+    if (bytes) out.set(`${f.pgDir}/${f.name}`, chunkFileData(bytes));
   }
   return out;
 }

@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Volume } from '../../src/shared/mdm-client.js';
-import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX, logicalSize } from '../../src/sds/store/chunk-file-layout.js';
 import { missingClients } from '../helpers/nbd.js';
 import { startCluster, type Cluster } from './cluster.js';
 
@@ -48,7 +48,7 @@ function layerBytesOnDisk(c: Cluster, treeId: number, layerId: number): number {
         const size = gone(() => statSync(join(dir, name)).size);
         if (size === undefined) continue;
         const key = `${pgDir}/${m[2]}`;
-        per.set(key, Math.max(per.get(key) ?? 0, Math.max(0, size - CHUNK_DATA_OFFSET)));
+        per.set(key, Math.max(per.get(key) ?? 0, logicalSize(size)));
       }
     }
   }

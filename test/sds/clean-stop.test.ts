@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { Status } from '../../src/dataplane/proto.js';
 import type { PgMap } from '../../src/shared/mdm-client.js';
 import { previousStop, RUN_STATE_FILE, type RunState } from '../../src/sds/clean-stop.js';
-import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX, chunkFileData, chunkFileWords } from '../../src/sds/store/chunk-file-layout.js';
 import { freePort, spawnPflex, tempDir } from '../helpers/proc.js';
 import { Router, waitForMapEpoch, type Mdm, type SdsProc } from './cluster.js';
 import { startFastMdm } from '../rebuild/cluster.js';
@@ -42,7 +42,7 @@ function sameFiles(a: string, b: string): boolean {
   const na = list(a);
   return JSON.stringify(na) === JSON.stringify(list(b)) && na.every((n) => {
     const [x, y] = [readFileSync(join(a, n)), readFileSync(join(b, n))];
-    return x.length === y.length && x.subarray(CHUNK_DATA_OFFSET).equals(y.subarray(CHUNK_DATA_OFFSET));
+    return x.length === y.length && chunkFileData(x).equals(chunkFileData(y));
   });
 }
 
@@ -51,7 +51,7 @@ function chunkData(root: string): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   for (const pg of readdirSync(root)) {
     for (const n of readdirSync(join(root, pg)).filter((f) => f.endsWith(CHUNK_FILE_SUFFIX))) {
-      out.set(`${pg}/${n.slice(0, -CHUNK_FILE_SUFFIX.length)}`, readFileSync(join(root, pg, n)).subarray(CHUNK_DATA_OFFSET));
+      out.set(`${pg}/${n.slice(0, -CHUNK_FILE_SUFFIX.length)}`, chunkFileData(readFileSync(join(root, pg, n))));
     }
   }
   return out;
@@ -66,7 +66,7 @@ function toTwoFileLayout(root: string): Map<string, Buffer> {
   const data = chunkData(root);
   for (const [id, bytes] of data) {
     const file = join(root, `${id}${CHUNK_FILE_SUFFIX}`);
-    const table = readFileSync(file).subarray(0, Math.ceil(bytes.length / 4096) * 4);
+    const table = chunkFileWords(readFileSync(file));
     writeFileSync(join(root, `${id}.dat`), bytes);
     writeFileSync(join(root, `${id}.crc`), table);
     rmSync(file);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { DataClient } from '../../src/dataplane/client.js';
 import { statusName, Flag } from '../../src/dataplane/proto.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
-import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX, dataPosition } from '../../src/sds/store/chunk-file-layout.js';
 import { Rng } from './rng.js';
 import { startSds, token, type TestSds } from './harness.js';
 
@@ -149,7 +149,7 @@ t.test('a flipped byte in a chunk file fails the read with IO_ERROR, never corru
   const primary = sds[map.pgs.get(0)!.members[0]! - 1]!;
   const path = join(primary.root, 'pg-0', `${TREE}-0-0${CHUNK_FILE_SUFFIX}`);
   const fd = openSync(path, 'r+');
-  writeSync(fd, Buffer.from([0x34]), 0, 1, CHUNK_DATA_OFFSET + 5000);
+  writeSync(fd, Buffer.from([0x34]), 0, 1, dataPosition(5000));
   closeSync(fd);
   const bad = await io.read(0, 0, 4096, 4096);
   t.equal(statusName(bad.status), 'IO_ERROR');

@@ -12,7 +12,7 @@ import { DataClient } from '../../src/dataplane/client.js';
 import { Flag, Status, statusName } from '../../src/dataplane/proto.js';
 import { controlAuthorization } from '../../src/shared/control-auth.js';
 import { ZERO_BLOCK_CRC } from '../../src/sds/store/block-crc.js';
-import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX, chunkFileData, chunkFileWords, dataPosition } from '../../src/sds/store/chunk-file-layout.js';
 import { Rng } from './rng.js';
 import { Router, startMdm, startSdsProc, waitForMapEpoch, type SdsProc } from './cluster.js';
 import { listenerJson } from '../helpers/listener.js';
@@ -38,11 +38,11 @@ function sameContent(name: string, a: Buffer, b: Buffer | undefined): boolean {
   if (!b || a.length !== b.length) return false;
   if (!name.endsWith(CHUNK_FILE_SUFFIX)) return a.equals(b);
   const table = (buf: Buffer): Buffer => {
-    const out = Buffer.from(buf.subarray(0, CHUNK_DATA_OFFSET));
+    const out = chunkFileWords(buf);
     for (let i = 0; i + 4 <= out.length; i += 4) if (out.readUInt32LE(i) === ZERO_BLOCK_CRC) out.writeUInt32LE(0, i);
     return out;
   };
-  return table(a).equals(table(b)) && a.subarray(CHUNK_DATA_OFFSET).equals(b.subarray(CHUNK_DATA_OFFSET));
+  return table(a).equals(table(b)) && chunkFileData(a).equals(chunkFileData(b));
 }
 
 t.test('SDS processes with a real MDM', async (t) => {
@@ -218,7 +218,7 @@ t.test('SDS processes with a real MDM', async (t) => {
     const primary = byId(io.map.pgs.find((p) => p.pg === pg)!.members[0]!);
     const file = join(primary.dir, 'chunks', `pg-${pg}`, `${volume.volumeTreeId}-${chunkIndex}-0${CHUNK_FILE_SUFFIX}`);
     const fd = openSync(file, 'r+');
-    writeSync(fd, Buffer.from([0x43]), 0, 1, CHUNK_DATA_OFFSET + 4096 + 7);
+    writeSync(fd, Buffer.from([0x43]), 0, 1, dataPosition(4096 + 7));
     closeSync(fd);
     const r = await io.read(chunkIndex, 4096, 4096);
     t.equal(statusName(r.status), 'IO_ERROR');

@@ -2,7 +2,8 @@ import t from 'tap';
 import { openSync, readSync, writeSync, closeSync, statSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { CHUNK_DATA_OFFSET, CHUNK_FILE_SUFFIX, FileChunkStore } from '../../src/sds/store/file-store.js';
+import { FileChunkStore } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX, chunkFileData, chunkFileWords, dataPosition, fileSizeFor, logicalSize, wordPosition } from '../../src/sds/store/chunk-file-layout.js';
 import { BLOCK_BYTES, ZERO_BLOCK_CRC, blockCrc } from '../../src/sds/store/block-crc.js';
 import type { ChecksumAlert } from '../../src/sds/store/chunk-store.js';
 import { PflexError } from '../../src/shared/errors.js';
@@ -32,7 +33,7 @@ t.test('a flipped byte in a chunk file fails the read with an IO error and an al
   t.teardown(() => s.close());
   await s.write(1, k, 0, Buffer.alloc(3 * 4096, 0x11));
   await s.flush();
-  flipByte(s.chunkPath(1, k), CHUNK_DATA_OFFSET + 4096 + 17);
+  flipByte(s.chunkPath(1, k), dataPosition(4096 + 17));
   await t.rejects(s.read(1, k, 4096 + 10, 100), { code: 'PFLEX_ERR_IO' });
   t.same(alerts.map((a) => a.blockOffset), [4096]);
   t.same(await s.read(1, k, 0, 4096), Buffer.alloc(4096, 0x11), 'other blocks still readable');
@@ -49,7 +50,7 @@ t.test('data written into a never-written block is detected', async (t) => {
   await s.write(1, k, 0, Buffer.alloc(100, 1));
   await s.flush();
   const fd = openSync(s.chunkPath(1, k), 'r+');
-  writeSync(fd, Buffer.from('garbage'), 0, 7, CHUNK_DATA_OFFSET + 3 * 4096);
+  writeSync(fd, Buffer.from('garbage'), 0, 7, dataPosition(3 * 4096));
   closeSync(fd);
   await t.rejects(s.read(1, k, 3 * 4096, 4096), PflexError);
 });
@@ -60,7 +61,7 @@ t.test('data survives reopening; the layout is a directory per PG with one .chk 
   await s1.write(3, k, 5000, Buffer.alloc(5000, 7));
   await s1.close();
   t.equal(CHUNK_FILE_SUFFIX, '.chk');
-  t.equal(statSync(`${root}/pg-3/11-2-0.chk`).size, CHUNK_DATA_OFFSET + 10000, 'checksum table, then the data');
+  t.equal(statSync(`${root}/pg-3/11-2-0.chk`).size, dataPosition(10000), 'the checksum table, then the data');
   t.same(oldFiles(`${root}/pg-3`), [], 'no files of the two-file layout');
   const s2 = await FileChunkStore.open({ root });
   t.teardown(() => s2.close());
@@ -127,16 +128,16 @@ t.test('a store in the old two-file layout is converted at open', async (t) => {
   t.same(readdirSync(join(root, 'pg-3')).filter((n) => n.endsWith('.tmp')), [], 'the leftover temporary file is removed');
   t.equal(s.chunkPath(3, k), join(root, 'pg-3', `11-2-0${CHUNK_FILE_SUFFIX}`));
   t.ok(existsSync(s.chunkPath(3, k)) && existsSync(s.chunkPath(5, kb)), 'both chunks have their .chk file');
-  t.equal(statSync(s.chunkPath(3, k)).size, CHUNK_DATA_OFFSET + a.length);
-  t.equal(statSync(s.chunkPath(5, kb)).size, CHUNK_DATA_OFFSET + b.length);
+  t.equal(statSync(s.chunkPath(3, k)).size, fileSizeFor(a.length));
+  t.equal(statSync(s.chunkPath(5, kb)).size, fileSizeFor(b.length));
   // The stored words themselves, not only their effect on reads: a converter
   // that recomputed them from the data would bless a block damaged before.
-  const table = (path: string, n: number): number[] => normalisedWords(readFileSync(path).subarray(0, n * 4));
+  const table = (path: string, n: number): number[] => normalisedWords(chunkFileWords(readFileSync(path)).subarray(0, n * 4));
   t.same(table(s.chunkPath(3, k), 3), normalisedWords(aWords), 'chunk a\'s checksum words came along');
   t.same(table(s.chunkPath(5, kb), 4), normalisedWords(bWords), 'chunk b\'s checksum words came along');
 
   await s.close();
-  flipByte(s.chunkPath(5, kb), CHUNK_DATA_OFFSET + 2 * BLOCK_BYTES + 9);
+  flipByte(s.chunkPath(5, kb), dataPosition(2 * BLOCK_BYTES + 9));
   const s2 = await FileChunkStore.open({ root });
   t.teardown(() => s2.close());
   await t.rejects(s2.read(5, kb, 2 * BLOCK_BYTES, BLOCK_BYTES), PflexError, 'a flipped byte in a converted chunk is detected');
@@ -166,7 +167,45 @@ t.test('a crash after the conversion\'s rename: the .chk file wins over stale .d
   t.same(await s2.read(3, k, 0, 6000), Buffer.alloc(6000, 0x5a), 'the .chk content');
   t.same(await s2.list(3), [{ ...k, sizeBytes: 6000 }]);
   t.same(oldFiles(join(root, 'pg-3')), [], 'the stale old files are removed');
-  t.equal(statSync(s2.chunkPath(3, k)).size, CHUNK_DATA_OFFSET + 6000);
+  t.equal(statSync(s2.chunkPath(3, k)).size, fileSizeFor(6000));
+});
+
+t.test('the chunk file layout: the checksum table, then the data', async (t) => {
+  const MiB = 1024 * 1024;
+  t.equal(wordPosition(0), 0);
+  t.equal(wordPosition(65535), 4 * 65535, 'the last word of a 256 MiB chunk');
+  t.ok(wordPosition(65535) + 4 <= dataPosition(0), 'ends before the data');
+  t.equal(fileSizeFor(0), 0);
+  for (const size of [1, 4095, 4096, 10000, 4 * MiB + 1, 9 * MiB + 17]) {
+    t.equal(logicalSize(fileSizeFor(size)), size, `size ${size} survives the file size`);
+  }
+  t.equal(logicalSize(dataPosition(0)), 0, 'a file holding only table words (a crash before the data landed) is empty');
+
+  // A chunk with a hole in the middle, through the store and back from the file alone.
+  const s = await FileChunkStore.open({ root: tempDir(t) });
+  t.teardown(() => s.close());
+  const big = { treeId: 5, chunkIndex: 0, layerId: 0 };
+  const head = randomBytes(4 * MiB + 8192);
+  const tail = randomBytes(5000); // unaligned, past a hole
+  await s.write(2, big, 0, head);
+  await s.write(2, big, 8 * MiB + 300, tail);
+  await s.flush();
+  const want = Buffer.alloc(8 * MiB + 300 + tail.length);
+  head.copy(want, 0);
+  tail.copy(want, 8 * MiB + 300);
+  t.same((await s.stat(2, big))?.sizeBytes, want.length);
+  t.ok((await s.read(2, big, 0, want.length))!.equals(want), 'reads across the hole');
+  const file = readFileSync(s.chunkPath(2, big));
+  t.equal(file.length, fileSizeFor(want.length));
+  t.ok(chunkFileData(file).equals(want), 'the file holds the data where the layout says');
+  const words = chunkFileWords(file);
+  const lastBlock = Math.floor((8 * MiB + 300) / BLOCK_BYTES);
+  const block = Buffer.alloc(BLOCK_BYTES);
+  want.copy(block, 0, lastBlock * BLOCK_BYTES, (lastBlock + 1) * BLOCK_BYTES);
+  t.equal(words.readUInt32LE(lastBlock * 4), blockCrc(block), 'the word of a block past the hole');
+  t.equal(words.readUInt32LE(1030 * 4), 0, 'a block in the hole: never written');
+  flipByte(s.chunkPath(2, big), dataPosition(4 * MiB + 100));
+  await t.rejects(s.read(2, big, 4 * MiB, 4096), PflexError, 'damage deep in the chunk is caught');
 });
 
 t.test('many chunks through a small open-file cache', async (t) => {

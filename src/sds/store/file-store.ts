@@ -2,17 +2,13 @@
  * Chunks as sparse files under the storage root, one file per chunk:
  *
  *   <root>/pg-<pgId>/<treeId>-<chunkIndex>-<layerId>.chk
- *     [0, CHUNK_DATA_OFFSET)        u32 LE CRC32 per 4 KiB block, at 4 * blockIndex
- *     [CHUNK_DATA_OFFSET, ...)      the chunk's bytes; the file ends at its last written byte
  *
- * One file, not a data file and a checksum file: a durable write then costs
- * one fdatasync (one journal commit) instead of two, and a new chunk one
- * create (bench/chunk-store.ts; docs/benchmarks.md "One file per chunk").
- * The table sits before the data, sized for the largest chunk, so the logical
- * size is the file size less CHUNK_DATA_OFFSET and needs no header: the
- * unwritten parts of the table and of the data are holes. The suffix names
- * the format; a store in the earlier two-file layout (.dat + .crc) is
- * converted when it is opened.
+ * holding the chunk's data and a CRC32 word per 4 KiB block, the table of
+ * words first (chunk-file-layout.ts). One file, not a data file and a
+ * checksum file: a durable write then costs one fdatasync (one journal
+ * commit) instead of two, and a new chunk one create (bench/chunk-store.ts;
+ * docs/benchmarks.md "One file per chunk"). A store in the earlier two-file
+ * layout (.dat + .crc) is converted when it is opened.
  *
  * The directory per PG is the index used to list a PG's chunks for rebuild.
  * Open files are cached (bounded LRU); every operation on a chunk holds its
@@ -28,21 +24,19 @@ import { constants as FS, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { PflexError, assert } from '../../shared/errors.js';
 import { openChunksMax } from '../limits.js';
-import { chunkBytesMax } from '../../dataplane/limits.js';
 import { BLOCK_BYTES, blockCrc, blockGood, blockSpan } from './block-crc.js';
 import { blockAligned, combineBlock } from '../../shared/crc32.js';
 import {
   chunkName, parseChunkName, type ChecksumAlert, type ChunkInfo, type ChunkKey, type ChunkStore, type StoreCapacity, type TreeChunk,
 } from './chunk-store.js';
 import { KeyedRwLock } from './rw-lock.js';
+import {
+  CHUNK_FILE_SUFFIX, dataPosition, fileSizeFor, logicalSize, wordPosition,
+} from './chunk-file-layout.js';
+
+export { CHUNK_FILE_SUFFIX } from './chunk-file-layout.js';
 
 type FileHandle = fsp.FileHandle;
-
-/** The suffix of a chunk file; a new layout takes a new suffix. */
-export const CHUNK_FILE_SUFFIX = '.chk';
-/** File offset of a chunk's byte 0; the checksum table fills [0, CHUNK_DATA_OFFSET). */
-export const CHUNK_DATA_OFFSET = 256 * 1024;
-assert((chunkBytesMax / BLOCK_BYTES) * 4 <= CHUNK_DATA_OFFSET, 'the checksum table of the largest chunk must fit before its data');
 
 /** The earlier layout, converted at open: data and checksums in two files. */
 const LEGACY_DATA = '.dat';
@@ -109,7 +103,7 @@ export class FileChunkStore implements ChunkStore {
         const base = name.slice(0, -CHUNK_FILE_SUFFIX.length);
         if (!name.endsWith(CHUNK_FILE_SUFFIX) || !parseChunkName(base)) continue;
         const st = await fsp.stat(join(dir, name));
-        this.setSize(`${pgId}/${base}`, Math.max(0, st.size - CHUNK_DATA_OFFSET));
+        this.setSize(`${pgId}/${base}`, logicalSize(st.size));
       }
     }
   }
@@ -125,7 +119,7 @@ export class FileChunkStore implements ChunkStore {
       assert(chunk, 'create of a chunk failed without an error');
       const crcs = blockCrcs && blockAligned(offset, data.length) ? crcWords(blockCrcs, data.length / BLOCK_BYTES)
         : await this.blockCrcsFor(chunk, pgId, key, offset, data);
-      await Promise.all([writeFully(chunk.fh, data, CHUNK_DATA_OFFSET + offset), writeFully(chunk.fh, crcs, blockSpan(offset, data.length).first * 4)]);
+      await Promise.all([writeData(chunk.fh, data, offset), writeWords(chunk.fh, crcs, blockSpan(offset, data.length).first)]);
       this.grow(id, offset + data.length);
       if (durable) await Promise.all([chunk.fh.datasync(), this.syncDirs()]);
       else this.dirty.add(id);
@@ -161,7 +155,7 @@ export class FileChunkStore implements ChunkStore {
       const start = first * BLOCK_BYTES;
       const buf = Buffer.allocUnsafe((last - first + 1) * BLOCK_BYTES);
       const words = Buffer.allocUnsafe((last - first + 1) * 4);
-      await Promise.all([readPadded(chunk.fh, buf, CHUNK_DATA_OFFSET + start), readPadded(chunk.fh, words, first * 4)]);
+      await Promise.all([readData(chunk.fh, buf, start), readWords(chunk.fh, words, first)]);
       let whole = 0;
       for (let b = 0; b <= last - first; b++) {
         const actual = blockCrc(buf.subarray(b * BLOCK_BYTES, (b + 1) * BLOCK_BYTES));
@@ -335,7 +329,7 @@ export class FileChunkStore implements ChunkStore {
       } else {
         const block = Buffer.allocUnsafe(BLOCK_BYTES);
         const word = Buffer.allocUnsafe(4);
-        await Promise.all([readPadded(chunk.fh, block, CHUNK_DATA_OFFSET + blockStart), readPadded(chunk.fh, word, b * 4)]);
+        await Promise.all([readData(chunk.fh, block, blockStart), readWords(chunk.fh, word, b)]);
         if (!blockGood(word.readUInt32LE(0), blockCrc(block))) this.corrupt(pgId, key, blockStart);
         data.copy(block, lo - blockStart, lo - offset, hi - offset);
         crc = blockCrc(block);
@@ -468,6 +462,24 @@ function chunkId(pgId: number, key: ChunkKey): string {
   return `${pgId}/${key.treeId}-${key.chunkIndex}-${key.layerId}`;
 }
 
+/** Chunk data at a chunk offset. */
+function writeData(fh: FileHandle, data: Buffer, offset: number): Promise<void> {
+  return writeFully(fh, data, dataPosition(offset));
+}
+
+/** Checksum words of the blocks from `first`. */
+function writeWords(fh: FileHandle, words: Buffer, first: number): Promise<void> {
+  return writeFully(fh, words, wordPosition(first));
+}
+
+function readData(fh: FileHandle, buf: Buffer, offset: number): Promise<void> {
+  return readPadded(fh, buf, dataPosition(offset));
+}
+
+function readWords(fh: FileHandle, words: Buffer, first: number): Promise<void> {
+  return readPadded(fh, words, wordPosition(first));
+}
+
 async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
@@ -552,8 +564,9 @@ async function convertChunk(base: string): Promise<void> {
       if (err.code === 'ENOENT') return Buffer.alloc(0); // every block then reads as never written
       throw err;
     });
-    assert(table.length <= CHUNK_DATA_OFFSET, `checksum file ${base}${LEGACY_CRC} is larger than any chunk's table`);
-    if (table.length > 0) await writeFully(out, table, 0);
+    const words = table.subarray(0, table.length - (table.length % 4)); // a torn last word belongs to no block
+    assert(words.length <= dataPosition(0), `checksum file ${base}${LEGACY_CRC} is larger than any chunk's table`);
+    if (words.length > 0) await writeWords(out, words, 0);
     const data = await fsp.open(`${base}${LEGACY_DATA}`, FS.O_RDONLY);
     try {
       const size = (await data.stat()).size;
@@ -568,13 +581,13 @@ async function convertChunk(base: string): Promise<void> {
           const zero = buf.subarray(b, end).equals(ZEROS.subarray(0, end - b));
           if (!zero && run < 0) run = b;
           if (zero && run >= 0) {
-            await writeFully(out, buf.subarray(run, b), CHUNK_DATA_OFFSET + pos + run);
+            await writeData(out, buf.subarray(run, b), pos + run);
             run = -1;
           }
         }
-        if (run >= 0) await writeFully(out, buf.subarray(run, n), CHUNK_DATA_OFFSET + pos + run);
+        if (run >= 0) await writeData(out, buf.subarray(run, n), pos + run);
       }
-      await out.truncate(CHUNK_DATA_OFFSET + size);
+      await out.truncate(fileSizeFor(size));
     } finally {
       await data.close();
     }
