@@ -120,7 +120,7 @@ export function chunkFiles(s: SdsProc, treeId: number): Map<string, Buffer> {
  * SDS reclaims chunks in the background (a dropped layer, a moved PG), so a
  * file listed a moment ago may be gone when read.
  */
-function gone<T>(fn: () => T): T | undefined {
+export function gone<T>(fn: () => T): T | undefined {
   try {
     return fn();
   } catch (err) {

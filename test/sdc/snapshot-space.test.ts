@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Volume } from '../../src/shared/mdm-client.js';
 import { CHUNK_FILE_SUFFIX, logicalSize } from '../../src/sds/store/chunk-file-layout.js';
 import { missingClients } from '../helpers/nbd.js';
-import { startCluster, type Cluster } from './cluster.js';
+import { gone, startCluster, type Cluster } from './cluster.js';
 
 const skip = missingClients('nbdinfo', 'qemu-io');
 const MiB = 1024 * 1024;
@@ -53,20 +53,6 @@ function layerBytesOnDisk(c: Cluster, treeId: number, layerId: number): number {
     }
   }
   return [...per.values()].reduce((a, b) => a + b, 0);
-}
-
-/**
- * fn's result, or undefined when what it reads was deleted meanwhile: the
- * SDSs reclaim chunks and drop PGs in the background, so a file listed a
- * moment ago may be gone when looked at.
- */
-function gone<T>(fn: () => T): T | undefined {
-  try {
-    return fn();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 t.test('space of layers and BLOCK_STATUS through them', { skip }, async (t) => {
