@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { MdmClient, type PgMap, type Volume } from '../../src/shared/mdm-client.js';
-import { CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX } from '../../src/sds/store/chunk-file-layout.js';
 import { atProcessExit } from '../helpers/exit-hook.js';
 import { freePort, PFLEX_BIN, tempDir } from '../helpers/proc.js';
 import { ensureImage } from './image.js';

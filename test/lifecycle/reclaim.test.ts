@@ -16,7 +16,7 @@ import t from 'tap';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VolumeDeletion } from '../../src/shared/mdm-client.js';
-import { CHUNK_FILE_SUFFIX } from '../../src/sds/store/file-store.js';
+import { CHUNK_FILE_SUFFIX } from '../../src/sds/store/chunk-file-layout.js';
 import { missingClients } from '../helpers/nbd.js';
 import { io, run, until } from './helpers.js';
 import { tempDir } from '../helpers/proc.js';

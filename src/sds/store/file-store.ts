@@ -34,8 +34,6 @@ import {
   CHUNK_FILE_SUFFIX, dataPosition, fileSizeFor, logicalSize, wordPosition,
 } from './chunk-file-layout.js';
 
-export { CHUNK_FILE_SUFFIX } from './chunk-file-layout.js';
-
 type FileHandle = fsp.FileHandle;
 
 /** The earlier layout, converted at open: data and checksums in two files. */
@@ -95,11 +93,15 @@ export class FileChunkStore implements ChunkStore {
     for (const pgId of await this.pgs()) {
       const dir = this.pgDir(pgId);
       this.knownDirs.add(dir);
-      const started = performance.now();
-      const converted = await convertLegacyChunks(dir);
-      if (converted.changed) await syncDir(dir);
-      if (converted.chunks > 0) this.opts.onConverted?.({ pgId, chunks: converted.chunks, ms: Math.round(performance.now() - started) });
-      for (const name of await fsp.readdir(dir)) {
+      let names = await fsp.readdir(dir);
+      if (names.some(isLegacy)) {
+        const started = performance.now();
+        const chunks = await convertLegacyChunks(dir, names);
+        await syncDir(dir);
+        if (chunks > 0) this.opts.onConverted?.({ pgId, chunks, ms: Math.round(performance.now() - started) });
+        names = await fsp.readdir(dir);
+      }
+      for (const name of names) {
         const base = name.slice(0, -CHUNK_FILE_SUFFIX.length);
         if (!name.endsWith(CHUNK_FILE_SUFFIX) || !parseChunkName(base)) continue;
         const st = await fsp.stat(join(dir, name));
@@ -516,18 +518,21 @@ async function closeChunk(chunk: OpenChunk): Promise<void> {
   await chunk.fh.close().catch(() => undefined);
 }
 
+/** A file of the two-file layout, or a conversion of one cut short. */
+function isLegacy(name: string): boolean {
+  return name.endsWith(LEGACY_DATA) || name.endsWith(LEGACY_CRC) || name.endsWith(CONVERTING);
+}
+
 /**
- * Converts the chunks of one PG directory from the two-file layout (.dat +
- * .crc) into chunk files, each through a temporary file renamed into place,
- * so a crash at any point leaves either the old pair or the new file (and
- * perhaps the old pair beside it, removed on the next open).
+ * Converts the chunks of one PG directory (its entries: names) from the
+ * two-file layout (.dat + .crc) into chunk files, each through a temporary
+ * file renamed into place, so a crash at any point leaves either the old
+ * pair or the new file (and perhaps the old pair beside it, removed on the
+ * next open). Returns how many chunks it converted.
  */
-async function convertLegacyChunks(dir: string): Promise<{ changed: boolean; chunks: number }> {
-  const names = await fsp.readdir(dir);
-  let changed = false;
+async function convertLegacyChunks(dir: string, names: string[]): Promise<number> {
   for (const name of names.filter((n) => n.endsWith(CONVERTING))) {
     await fsp.rm(join(dir, name), { force: true }); // a conversion cut short: its .dat is still there
-    changed = true;
   }
   const have = new Set(names);
   let chunks = 0;
@@ -543,16 +548,12 @@ async function convertLegacyChunks(dir: string): Promise<{ changed: boolean; chu
       }
       await Promise.all([fsp.rm(`${base}${LEGACY_DATA}`, { force: true }), fsp.rm(`${base}${LEGACY_CRC}`, { force: true })]);
     }));
-    changed = true;
   }
   // A checksum file whose data file is gone belongs to no chunk.
   for (const name of names) {
-    if (name.endsWith(LEGACY_CRC) && !have.has(`${name.slice(0, -LEGACY_CRC.length)}${LEGACY_DATA}`)) {
-      await fsp.rm(join(dir, name), { force: true });
-      changed = true;
-    }
+    if (name.endsWith(LEGACY_CRC) && !have.has(`${name.slice(0, -LEGACY_CRC.length)}${LEGACY_DATA}`)) await fsp.rm(join(dir, name), { force: true });
   }
-  return { changed, chunks };
+  return chunks;
 }
 
 /** One chunk from base.dat + base.crc into base.chk, holes kept as holes. */
