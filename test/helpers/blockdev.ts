@@ -97,7 +97,11 @@ export async function nbdfuseAttach(undo: UndoStack, uri: string, mountDir: stri
     }
   });
   undo.push(`fusermount3 -u ${mountDir}`, async () => {
-    if (isMountPoint(mountDir)) await cmd('fusermount3', ['-u', mountDir]);
+    // A loop device detached a moment ago may still hold the file open (the
+    // kernel lets go when its last opener closes), so busy is retried.
+    await untilSettled(async () => {
+      if (isMountPoint(mountDir)) await cmd('fusermount3', ['-u', mountDir]);
+    }, (err) => /busy/i.test(err.message));
   });
   const deadline = Date.now() + 15000;
   while (!isMountPoint(mountDir) || !existsSync(file)) {
@@ -121,9 +125,29 @@ export async function loopAttach(undo: UndoStack, file: string): Promise<string>
   undo.push(`losetup -d ${dev}`, async () => {
     // Only detach the loop device if it is still ours (backed by our file).
     const info = await cmd('losetup', ['--list', '--noheadings', '--output', 'BACK-FILE', dev]).catch(() => '');
-    if (info.trim() === file) await cmd('losetup', ['-d', dev]);
+    if (info.trim() !== file) return;
+    await cmd('losetup', ['-d', dev]);
+    // losetup -d only marks a device still open elsewhere (udev's probe,
+    // a lazy umount) for autoclear; wait until it has let go of the file.
+    const backing = `/sys/block/${dev.slice('/dev/'.length)}/loop/backing_file`;
+    await untilSettled(async () => {
+      if (existsSync(backing)) throw new Error(`${dev} still holds ${file}`);
+    }, () => true);
   });
   return dev;
+}
+
+/** Retries fn while it fails with an error `transient` accepts, up to 15 s. */
+async function untilSettled(fn: () => Promise<void>, transient: (err: Error) => boolean): Promise<void> {
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!transient(err as Error) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 /** mount DEV DIR; unmounted at undo (the test may unmount earlier with undo.pop). */
