@@ -57,7 +57,6 @@ interface Mapped {
 interface Served {
   exp: NbdExport;
   backend: VolumeBackend;
-  key: string;
 }
 
 export class SdcNode {
@@ -220,6 +219,10 @@ export class SdcNode {
       else if (m.iopsLimit || m.bandwidthLimitBytesPerSec) this.qosOf(m.volumeId).set(m.iopsLimit, m.bandwidthLimitBytesPerSec);
     }
     this.forgetUnmapped(new Set(sdc.mappings.map((m) => m.volumeId)));
+    for (const m of mapped.values()) {
+      const s = this.served.get(m.volume.id);
+      if (s) this.follow(s, m);
+    }
     const before = [...this.mapped.keys()].sort().join(',');
     this.mapped = mapped;
     this.sdc = sdc;
@@ -275,12 +278,15 @@ export class SdcNode {
     return [...this.mapped.values()].map((m) => this.serve(m).exp);
   }
 
-  /** One backend per volume, made again only when its size or access changed. */
+  /**
+   * One backend per volume for as long as it stays mapped: a resize, a
+   * rename or an access change updates it in place, so connections opened before the
+   * change see it too (and a snapshot's quiesce reaches all of them).
+   */
   private serve(m: Mapped): Served {
     const v = m.volume;
-    const key = `${v.name}/${v.sizeBytes}/${m.readOnly}`;
     const known = this.served.get(v.id);
-    if (known && known.key === key) return known;
+    if (known) return this.follow(known, m);
     let map = this.maps.get(v.storagePoolId);
     if (!map) this.maps.set(v.storagePoolId, (map = new PoolMap(v.storagePoolId, this.mdm, this.log)));
     let token = this.tokens.get(v.id);
@@ -297,9 +303,20 @@ export class SdcNode {
         qos: this.qosOf(v.id),
       },
     );
-    const served: Served = { key, backend, exp: { name: v.name, description: `pflex volume ${v.name}`, readOnly: m.readOnly, backend } };
+    const served: Served = { backend, exp: exportOf(m, backend) };
     this.served.set(v.id, served);
     return served;
+  }
+
+  /** Brings a served volume up to its mapping as of the last rescan. */
+  private follow(s: Served, m: Mapped): Served {
+    const b = s.backend;
+    if (b.size === m.volume.sizeBytes && b.volume.readOnly === m.readOnly && b.volume.name === m.volume.name) return s;
+    // A token fetched under the old access keeps its rights at the SDSs until it expires.
+    if (b.volume.readOnly !== m.readOnly) this.tokens.get(m.volume.id)?.forget();
+    b.update({ name: m.volume.name, sizeBytes: m.volume.sizeBytes, readOnly: m.readOnly });
+    s.exp = exportOf(m, b);
+    return s;
   }
 
   private view(): SdcView {
@@ -342,6 +359,10 @@ export class SdcNode {
     const timer = setTimeout(() => { this.timers.delete(timer); fn(); }, ms);
     this.timers.add(timer);
   }
+}
+
+function exportOf(m: Mapped, backend: VolumeBackend): NbdExport {
+  return { name: m.volume.name, description: `pflex volume ${m.volume.name}`, readOnly: m.readOnly, backend };
 }
 
 function portOf(addr: ReturnType<import('node:net').Server['address']>): number {

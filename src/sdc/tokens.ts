@@ -16,6 +16,8 @@ export class VolumeToken {
   private expiresAtMs = 0;
   private renewAtMs = 0;
   private fetching: Promise<Buffer> | null = null;
+  /** Bumped by forget(): a fetch that started before it must not bring the old rights back. */
+  private generation = 0;
   rights: 'rw' | 'ro' | undefined;
 
   constructor(
@@ -38,15 +40,31 @@ export class VolumeToken {
 
   /** Fetches a fresh token (after an SDS refused ours); concurrent callers share one call. */
   renew(parent?: Span): Promise<Buffer> {
-    this.fetching ??= this.fetch(parent).finally(() => { this.fetching = null; });
+    if (!this.fetching) {
+      const p: Promise<Buffer> = this.fetch(parent).finally(() => { if (this.fetching === p) this.fetching = null; });
+      this.fetching = p;
+    }
     return this.fetching;
+  }
+
+  /**
+   * Drops the token (the mapping's access changed): the SDSs would honour
+   * its old rights until it expires, so the next IO fetches a new one.
+   */
+  forget(): void {
+    this.generation++;
+    this.bytes = undefined;
+    this.rights = undefined;
+    this.fetching = null;
   }
 
   private async fetch(parent: Span | undefined): Promise<Buffer> {
     const sdcId = this.sdcId();
     if (sdcId === undefined) throw new PflexError('PFLEX_ERR_UNAVAILABLE', 'the SDC is not registered with the MDM yet');
     const requested = this.now();
+    const generation = this.generation;
     const g = await this.mdm.issueIoToken(sdcId, this.volumeId, parent);
+    if (generation !== this.generation) return this.fetch(parent); // asked before the change: its rights may be the old ones
     this.bytes = g.bytes;
     this.rights = g.rights;
     this.expiresAtMs = g.expiresAtMs;

@@ -85,8 +85,9 @@ interface Piece {
 }
 
 export class VolumeBackend implements BlockBackend {
-  readonly size: number;
-  readonly capabilities: BackendCapabilities;
+  /** Changed in place by update(): a connection negotiated an earlier size and access. */
+  size: number;
+  capabilities: BackendCapabilities;
   readonly stats = new VolumeStats();
   /** SDSs that acknowledged non-FUA writes since the last flush (by id). */
   private dirty = new Map<number, Endpoint>();
@@ -138,8 +139,9 @@ export class VolumeBackend implements BlockBackend {
   async readv(offset: number, length: number): Promise<Buffer[]> {
     const started = performance.now();
     const span = rootSampled() ? this.requestSpan('read', offset, length, false) : undefined;
-    await this.throttle(length, span);
     try {
+      this.mustFit('read', offset, length);
+      await this.throttle(length, span);
       const ps = this.pieces(offset, length);
       const out = ps.length === 1 ? [await this.readPiece(ps[0]!, span)] : await Promise.all(ps.map((p) => this.readPiece(p, span)));
       this.stats.record('read', length, started, false);
@@ -150,6 +152,32 @@ export class VolumeBackend implements BlockBackend {
       if (span) endSpan(span, err);
       throw err;
     }
+  }
+
+  /**
+   * The volume was resized or renamed, or its mapping's access changed, at the MDM (seen
+   * at the SDC's rescan). It applies to the connections already open: they
+   * negotiated the old size and access, and the NBD server checks requests
+   * against those, so a shrunk volume or a read-only mapping is enforced here.
+   */
+  update(to: { name: string; sizeBytes: number; readOnly: boolean }): void {
+    if (to.sizeBytes !== this.size) this.d.log.info({ from: this.size, to: to.sizeBytes }, 'volume resized');
+    if (to.readOnly !== this.volume.readOnly) this.d.log.info({ readOnly: to.readOnly }, 'mapping access changed');
+    this.volume.name = to.name;
+    this.size = this.volume.sizeBytes = to.sizeBytes;
+    this.volume.readOnly = to.readOnly;
+    this.capabilities = { ...this.capabilities, readOnly: to.readOnly };
+  }
+
+  private mustFit(op: OpName, offset: number, length: number): void {
+    if (offset + length > this.size) {
+      throw new NbdError(op === 'read' ? 'EINVAL' : 'ENOSPC', `${op} at ${offset}+${length} is beyond the end of volume ${this.volume.name} (${this.size} bytes, resized since this connection opened)`);
+    }
+  }
+
+  private mustBeWritable(op: OpName, offset: number, length: number): void {
+    if (this.volume.readOnly) throw new NbdError('EPERM', `volume ${this.volume.name} is mapped read-only to this SDC now`);
+    this.mustFit(op, offset, length);
   }
 
   /** Waits for the mapping's QoS to let a request of `bytes` go (at once when unlimited). */
@@ -201,7 +229,14 @@ export class VolumeBackend implements BlockBackend {
     // Tokens are taken once, before the quiesce gate: a write held by a
     // snapshot cut has already paid, and one waiting on QoS is not in flight
     // (the cut does not wait for it).
-    await this.throttle(data ? length : 0, span);
+    try {
+      this.mustBeWritable(op, offset, length);
+      await this.throttle(data ? length : 0, span);
+    } catch (err) {
+      this.stats.record(op, length, started, true);
+      if (span) endSpan(span, err);
+      throw err;
+    }
     while (this.gate) await this.gate.promise;
     this.writesInflight++;
     try {

@@ -9,8 +9,10 @@
  * least (N - burst) / B; a slow machine only makes them longer. The one
  * upper bound (after the raise) is the old limit's lower bound, i.e. the raise
  * must have taken effect; the unlimited phase shows the machine is far faster.
- * Last, an unmap ends IO on a connection still open to the volume, although
- * the SDC's IO token for it (5 min, the default lifetime) has not expired.
+ * Last, mapping changes reach a connection still open to the volume,
+ * although the SDC's IO token for it (5 min, the default lifetime) has not
+ * expired: an unmap ends its IO; after an expand it goes on, and after a
+ * change to read-only its writes are refused.
  */
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
@@ -30,7 +32,7 @@ const KiB = 1024;
 interface Phase { seconds: number; requests: number }
 interface Cmd { op: 'write' | 'read'; size: number; n: number; offset?: number; byte: number }
 interface QosView { iopsLimit: number; bandwidthLimitBytesPerSec: number; requestsQueued: number; waitedMs: number }
-interface Health { volumes: Array<{ name: string; qos: QosView }> }
+interface Health { volumes: Array<{ name: string; sizeBytes: number; readOnly: boolean; qos: QosView }> }
 
 /** One libnbd connection to an export, kept open; run() times one phase of requests on it. */
 function client(t: Test, uri: string): { run: (cmd: Cmd) => Promise<Phase>; end: () => Promise<number | null> } {
@@ -141,6 +143,34 @@ t.test('QoS limits of a mapping throttle a live connection', { skip }, async (t)
     }
     // qos_phases.py exits on the libnbd error, with it on stderr.
     await t.rejects(held.run({ op: 'read', size: 4 * KiB, n: 1, byte: 0x7e }), /exited \(1\):[^]*nbd/, 'the held connection\'s next read fails');
+  });
+
+  await t.test('an expand and a change to read-only reach a connection still open', async (t) => {
+    const v3 = await c.volume('vol3', 8 * 1024 * KiB);
+    const held = client(t, c.sdc.uri('vol3'));
+    t.equal((await held.run({ op: 'write', size: 4 * KiB, n: 1, byte: 0x5a })).requests, 1, 'a connection to vol3 wrote');
+    const exported = async (what: string, ok: (v: Health['volumes'][number]) => boolean) => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const v = (await listenerJson<Health>(c.mdm, c.sdc.mgmtPort, '/health')).volumes.find((x) => x.name === 'vol3');
+        if (v && ok(v)) return;
+        if (Date.now() > deadline) throw new Error(`the SDC did not show ${what} for vol3 in 30 s: ${JSON.stringify(v)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    await admin.resizeVolume(v3.id, 16 * 1024 * KiB);
+    await exported('the new size', (v) => v.sizeBytes === 16 * 1024 * KiB);
+    const fresh = client(t, c.sdc.uri('vol3'));
+    t.equal((await fresh.run({ op: 'write', size: 4 * KiB, n: 1, offset: 12 * 1024 * KiB, byte: 0x6b })).requests, 1, 'a new connection writes past the old end');
+    t.equal((await held.run({ op: 'write', size: 4 * KiB, n: 1, offset: 4 * KiB, byte: 0x5a })).requests, 1, 'the held connection still writes');
+    t.equal((await held.run({ op: 'read', size: 4 * KiB, n: 2, byte: 0x5a })).requests, 2, 'and reads');
+    await admin.setMappingAccess(v3.id, c.sdc.id, 'readOnly');
+    await exported('read-only access', (v) => v.readOnly);
+    t.equal((await fresh.run({ op: 'read', size: 4 * KiB, n: 1, offset: 12 * 1024 * KiB, byte: 0x6b })).requests, 1, 'reads go on');
+    // Before this SDC applied access changes in place, the held connection's
+    // write went through on the read-write IO token it still had.
+    await t.rejects(held.run({ op: 'write', size: 4 * KiB, n: 1, offset: 8 * KiB, byte: 0x5a }), /exited \(1\):[^]*Operation not permitted/, 'a write on the held connection is refused (EPERM)');
+    await t.rejects(fresh.run({ op: 'write', size: 4 * KiB, n: 1, offset: 8 * KiB, byte: 0x5a }), /exited \(1\):[^]*Operation not permitted/, 'so is one on the connection opened read-write after the expand');
   });
 
   await t.test('bad QoS input is refused', async (t) => {

@@ -5,7 +5,8 @@
  * as views), zeros and holes for
  * unwritten chunks, FLUSH sent to exactly the SDSs written since the last
  * flush, a stale map refreshed and retried, a dead primary reported and its
- * PGs served by the survivor, an error after the IO timeout, and a piece
+ * PGs served by the survivor, a resize or access change applied in place
+ * to requests already allowed by an older size or access, an error after the IO timeout, and a piece
  * stuck on a silent primary re-sent once a newer map drops that primary.
  */
 import t from 'tap';
@@ -14,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { DataClientPool } from '../../src/dataplane/client.js';
+import { NBD_ERRNO } from '../../src/nbd/constants.js';
 import type { MdmClient, PgMap } from '../../src/shared/mdm-client.js';
 import { pgOfChunk } from '../../src/shared/pg.js';
 import { StaticPgMap } from '../../src/sds/static-pgmap.js';
@@ -130,6 +132,30 @@ t.test('VolumeBackend over in-process SDSs', async (t) => {
     const served = sds.map((s, i) => s.server.metrics.replicaReads - before[i]!);
     t.ok(spread.stats.replicaReads > 0, `${spread.stats.replicaReads} pieces served by secondaries (${spread.stats.replicaFallbacks} sent on to the primary)`);
     t.equal(served.reduce((a, b) => a + b, 0), spread.stats.replicaReads, 'the SDSs counted the same replica reads');
+  });
+
+  await t.test('update(): a new size and access apply at once to what connections opened earlier send', async (t) => {
+    const v = new VolumeBackend(
+      { id: TREE, name: 'v', treeId: TREE, layerId: 0, poolId: 1, sizeBytes: 64 * CHUNK, chunkBytes: CHUNK, readOnly: false },
+      { map: new PoolMap(1, mdm, log), token: new VolumeToken(mdm, () => 1, TREE, log), clients, log, ioTimeoutMs: 4000 },
+    );
+    const data = randomBytes(4096);
+    await v.write(40 * CHUNK, data, { fua: false });
+    v.update({ name: 'v2', sizeBytes: 32 * CHUNK, readOnly: false });
+    t.equal(v.size, 32 * CHUNK, 'the new size is what new connections are told');
+    await t.rejects(v.read(40 * CHUNK, 4096), { errno: NBD_ERRNO.EINVAL, message: /beyond the end of volume v2/ }, 'a read past the new end is refused');
+    await t.rejects(v.write(40 * CHUNK, data, { fua: false }), { name: 'NbdError', errno: NBD_ERRNO.ENOSPC }, 'so is a write');
+    await t.rejects(v.trim(31 * CHUNK, 2 * CHUNK, { fua: false }), { name: 'NbdError', errno: NBD_ERRNO.ENOSPC }, 'and a trim across the new end');
+    v.update({ name: 'v2', sizeBytes: 64 * CHUNK, readOnly: true });
+    t.ok(v.capabilities.readOnly, 'read-only is what new connections are told');
+    t.ok((await v.read(40 * CHUNK, 4096)).equals(data), 'grown again: the bytes are still there');
+    await t.rejects(v.write(0, data, { fua: false }), { errno: NBD_ERRNO.EPERM, message: /mapped read-only/ }, 'a write on read-only access is refused');
+    await t.rejects(v.zero(0, 4096, { fua: false, mayTrim: true, fast: false }), { name: 'NbdError', errno: NBD_ERRNO.EPERM }, 'so is a zero');
+    const o = v.stats.ops;
+    t.same([o.read.errors, o.write.errors, o.trim.errors, o.zero.errors], [1, 2, 1, 1], 'each refusal counts as an error of its operation');
+    v.update({ name: 'v2', sizeBytes: 64 * CHUNK, readOnly: false });
+    await v.write(0, data, { fua: false });
+    t.ok((await v.read(0, 4096)).equals(data), 'read-write again: writes go through');
   });
 
   await t.test('a map change the SDC has not seen: refreshed and retried', async (t) => {
