@@ -280,8 +280,8 @@ export class SdcNode {
 
   /**
    * One backend per volume for as long as it stays mapped: a resize, a
-   * rename or an access change updates it in place, so connections opened before the
-   * change see it too (and a snapshot's quiesce reaches all of them).
+   * rename or an access change updates it in place, so connections opened
+   * before the change see it too (and a snapshot's quiesce reaches them all).
    */
   private serve(m: Mapped): Served {
     const v = m.volume;

@@ -155,10 +155,11 @@ export class VolumeBackend implements BlockBackend {
   }
 
   /**
-   * The volume was resized or renamed, or its mapping's access changed, at the MDM (seen
-   * at the SDC's rescan). It applies to the connections already open: they
-   * negotiated the old size and access, and the NBD server checks requests
-   * against those, so a shrunk volume or a read-only mapping is enforced here.
+   * The volume was resized or renamed, or its mapping's access changed, at
+   * the MDM (seen at the SDC's rescan). It applies to the connections
+   * already open: they negotiated the old size and access, and the NBD
+   * server checks requests against those, so a shrunk volume or a read-only
+   * mapping is enforced here.
    */
   update(to: { name: string; sizeBytes: number; readOnly: boolean }): void {
     if (to.sizeBytes !== this.size) this.d.log.info({ from: this.size, to: to.sizeBytes }, 'volume resized');
