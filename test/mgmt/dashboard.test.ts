@@ -197,6 +197,16 @@ t.test('the dashboard in headless chromium against pflex up', { skip }, async (t
   const audit = await page.textContent('#content');
   t.match(audit, /DELETE \/volumes\/:id/, 'the audit log shows the deletion made from the dashboard');
   t.match(audit, /PFLEX_ERR_CONFLICT/, 'and the refused duplicate');
+  t.match(audit, /component/, 'and what the components did (SDS joining PGs)');
+  await page.fill('#audit-filters input[name=actor]', 'admin');
+  await page.click('#audit-filters button');
+  await page.waitForFunction(() => {
+    const actors = Array.from(document.querySelectorAll('#content tbody tr td:nth-child(2)'), (td) => td.textContent);
+    return actors.length > 0 && actors.every((a) => a === 'admin');
+  });
+  const filtered = await page.textContent('#content');
+  t.match(filtered, /DELETE \/volumes\/:id/, 'filtered by actor admin: the deletion is listed');
+  t.notMatch(filtered, /component/, 'and no component entry');
   await shot('audit');
 
   // Log out: the session is gone.
