@@ -38,10 +38,8 @@ function whyNot(): string | undefined {
 }
 
 const skip = whyNot();
-// The file outlives the suite's per-file timeout (package.json tap.timeout, 15 min) on a loaded machine;
-// the root's setTimeout tells the runner (over IPC) to wait for it.
-t.setTimeout(45 * 60_000);
-// Above the suite's per-file default: vagrant and ansible are slow to start on a loaded machine.
+// The file outlives the suite's per-file timeout (package.json tap.timeout, 15 min) on a loaded machine
+// (vagrant and ansible are slow to start); the root's setTimeout tells the runner (over IPC) to wait for it.
 t.setTimeout(45 * 60_000);
 
 /** A 10.231.X.0/24 that neither a route of this host nor a docker network overlaps. */
