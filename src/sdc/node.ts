@@ -286,7 +286,7 @@ export class SdcNode {
   private serve(m: Mapped): Served {
     const v = m.volume;
     const known = this.served.get(v.id);
-    if (known) return this.follow(known, m);
+    if (known) return known; // kept up to date by follow() at each rescan
     let map = this.maps.get(v.storagePoolId);
     if (!map) this.maps.set(v.storagePoolId, (map = new PoolMap(v.storagePoolId, this.mdm, this.log)));
     let token = this.tokens.get(v.id);
@@ -308,15 +308,14 @@ export class SdcNode {
     return served;
   }
 
-  /** Brings a served volume up to its mapping as of the last rescan. */
-  private follow(s: Served, m: Mapped): Served {
+  /** Brings a served volume up to its mapping as read by a rescan. */
+  private follow(s: Served, m: Mapped): void {
     const b = s.backend;
-    if (b.size === m.volume.sizeBytes && b.volume.readOnly === m.readOnly && b.volume.name === m.volume.name) return s;
+    if (b.size === m.volume.sizeBytes && b.volume.readOnly === m.readOnly && b.volume.name === m.volume.name) return;
     // A token fetched under the old access keeps its rights at the SDSs until it expires.
     if (b.volume.readOnly !== m.readOnly) this.tokens.get(m.volume.id)?.forget();
     b.update({ name: m.volume.name, sizeBytes: m.volume.sizeBytes, readOnly: m.readOnly });
     s.exp = exportOf(m, b);
-    return s;
   }
 
   private view(): SdcView {

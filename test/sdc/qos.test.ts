@@ -56,16 +56,23 @@ function client(t: Test, uri: string): { run: (cmd: Cmd) => Promise<Phase>; end:
   };
 }
 
-/** The QoS the SDC applies to an export, once it shows the given limits. */
-async function pickedUp(c: Cluster, name: string, iops: number, bw: number): Promise<QosView> {
+type VolumeHealth = Health['volumes'][number];
+
+/** The SDC's view of an export (undefined: not exported), once `ok` holds of it; 30 s at most. */
+async function sdcShows(c: Cluster, name: string, what: string, ok: (v: VolumeHealth | undefined) => boolean): Promise<VolumeHealth | undefined> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const h = await listenerJson<Health>(c.mdm, c.sdc.mgmtPort, '/health');
-    const v = h.volumes.find((x) => x.name === name);
-    if (v && v.qos.iopsLimit === iops && v.qos.bandwidthLimitBytesPerSec === bw) return v.qos;
-    if (Date.now() > deadline) throw new Error(`the SDC did not pick up QoS ${iops}/${bw} on ${name}: ${JSON.stringify(v?.qos)}`);
+    const v = (await listenerJson<Health>(c.mdm, c.sdc.mgmtPort, '/health')).volumes.find((x) => x.name === name);
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`the SDC did not show ${what} for ${name} in 30 s: ${JSON.stringify(v)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** The QoS the SDC applies to an export, once it shows the given limits. */
+async function pickedUp(c: Cluster, name: string, iops: number, bw: number): Promise<QosView> {
+  const v = await sdcShows(c, name, `QoS ${iops}/${bw}`, (x) => x?.qos.iopsLimit === iops && x.qos.bandwidthLimitBytesPerSec === bw);
+  return v!.qos;
 }
 
 t.test('QoS limits of a mapping throttle a live connection', { skip }, async (t) => {
@@ -136,11 +143,7 @@ t.test('QoS limits of a mapping throttle a live connection', { skip }, async (t)
     t.equal((await held.run({ op: 'write', size: 4 * KiB, n: 1, byte: 0x7e })).requests, 1, 'a connection to vol2 wrote');
     t.equal((await held.run({ op: 'read', size: 4 * KiB, n: 1, byte: 0x7e })).requests, 1, 'and reads while mapped');
     await admin.unmapVolume(v2.id, c.sdc.id);
-    const deadline = Date.now() + 30_000;
-    while ((await listenerJson<Health>(c.mdm, c.sdc.mgmtPort, '/health')).volumes.some((v) => v.name === 'vol2')) {
-      if (Date.now() > deadline) throw new Error('the SDC still exports vol2 30 s after the unmap');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await sdcShows(c, 'vol2', 'the unmap', (v) => v === undefined);
     // qos_phases.py exits on the libnbd error, with it on stderr.
     await t.rejects(held.run({ op: 'read', size: 4 * KiB, n: 1, byte: 0x7e }), /exited \(1\):[^]*nbd/, 'the held connection\'s next read fails');
   });
@@ -149,23 +152,14 @@ t.test('QoS limits of a mapping throttle a live connection', { skip }, async (t)
     const v3 = await c.volume('vol3', 8 * 1024 * KiB);
     const held = client(t, c.sdc.uri('vol3'));
     t.equal((await held.run({ op: 'write', size: 4 * KiB, n: 1, byte: 0x5a })).requests, 1, 'a connection to vol3 wrote');
-    const exported = async (what: string, ok: (v: Health['volumes'][number]) => boolean) => {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const v = (await listenerJson<Health>(c.mdm, c.sdc.mgmtPort, '/health')).volumes.find((x) => x.name === 'vol3');
-        if (v && ok(v)) return;
-        if (Date.now() > deadline) throw new Error(`the SDC did not show ${what} for vol3 in 30 s: ${JSON.stringify(v)}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    };
     await admin.resizeVolume(v3.id, 16 * 1024 * KiB);
-    await exported('the new size', (v) => v.sizeBytes === 16 * 1024 * KiB);
+    await sdcShows(c, 'vol3', 'the new size', (v) => v?.sizeBytes === 16 * 1024 * KiB);
     const fresh = client(t, c.sdc.uri('vol3'));
     t.equal((await fresh.run({ op: 'write', size: 4 * KiB, n: 1, offset: 12 * 1024 * KiB, byte: 0x6b })).requests, 1, 'a new connection writes past the old end');
     t.equal((await held.run({ op: 'write', size: 4 * KiB, n: 1, offset: 4 * KiB, byte: 0x5a })).requests, 1, 'the held connection still writes');
     t.equal((await held.run({ op: 'read', size: 4 * KiB, n: 2, byte: 0x5a })).requests, 2, 'and reads');
     await admin.setMappingAccess(v3.id, c.sdc.id, 'readOnly');
-    await exported('read-only access', (v) => v.readOnly);
+    await sdcShows(c, 'vol3', 'read-only access', (v) => v?.readOnly === true);
     t.equal((await fresh.run({ op: 'read', size: 4 * KiB, n: 1, offset: 12 * 1024 * KiB, byte: 0x6b })).requests, 1, 'reads go on');
     // Before this SDC applied access changes in place, the held connection's
     // write went through on the read-write IO token it still had.
