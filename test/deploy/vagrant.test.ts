@@ -14,7 +14,7 @@
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -45,8 +45,10 @@ t.setTimeout(45 * 60_000);
 /** A 10.231.X.0/24 that neither a route of this host nor a docker network overlaps. */
 function freeSubnet(): string {
   const routes = execFileSync('ip', ['-4', 'route'], { encoding: 'utf8' });
-  const nets = execFileSync('docker', ['network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}} {{end}}',
-    ...execFileSync('docker', ['network', 'ls', '-q'], { encoding: 'utf8' }).split('\n').filter(Boolean)], { encoding: 'utf8' });
+  // Other test files remove their networks at any moment: one gone between ls and inspect
+  // makes inspect exit 1 but still print the others, which is all this needs.
+  const nets = spawnSync('docker', ['network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}} {{end}}',
+    ...execFileSync('docker', ['network', 'ls', '-q'], { encoding: 'utf8' }).split('\n').filter(Boolean)], { encoding: 'utf8' }).stdout;
   for (let i = 0; i < 50; i++) {
     const third = 1 + Math.floor(Math.random() * 254);
     const prefix = `10.231.${third}`;
@@ -67,6 +69,32 @@ function recap(out: string): Recap[] {
   return rows;
 }
 
+/**
+ * Vagrant's docker provider lists every container (and network) of the
+ * engine, then inspects them one by one in other commands (read_used_ports
+ * before it creates a machine; PrepareNetworks). The other test files share
+ * this engine and remove their containers and networks at any moment; an
+ * inspect that meets one gone fails `vagrant up` ("Error: No such object").
+ * So Vagrant runs with a `docker` first on its PATH that narrows just those
+ * listings to what this run owns: containers of its base image, Vagrant's
+ * networks (and docker's three built-in ones, never removed: Vagrant runs
+ * `docker network inspect` on the list, which must not be empty). Everything
+ * else goes to the real docker unchanged.
+ */
+function dockerSeenByVagrant(dir: string, image: string): string {
+  const real = execFileSync('sh', ['-c', 'command -v docker'], { encoding: 'utf8' }).trim();
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  writeFileSync(join(bin, 'docker'), `#!/bin/sh
+case "$*" in
+  "ps -a -q --no-trunc"|"ps -q --no-trunc") exec ${real} "$@" --filter ancestor=${image} ;;
+  "network ls --format={{.Name}}") exec ${real} "$@" --filter 'name=^vagrant_network_|^(bridge|host|none)$' ;;
+esac
+exec ${real} "$@"
+`, { mode: 0o755 });
+  return bin;
+}
+
 t.test('vagrant validate: the Vagrantfile with the libvirt provider', { skip }, async (t) => {
   const dot = tempDir(t, 'pflex-vagrant-validate-');
   const r = await run('vagrant', ['validate'], {
@@ -83,6 +111,7 @@ t.test('vagrant up --provider=docker, IO through sdc1, second ansible run change
   const net = freeSubnet();
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    PATH: `${dockerSeenByVagrant(dir, base)}:${process.env.PATH ?? ''}`,
     VAGRANT_DOTFILE_PATH: join(dir, 'dot'),
     VAGRANT_DEFAULT_PROVIDER: 'docker',
     PFLEX_VAGRANT_NET: net,
