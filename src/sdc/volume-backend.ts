@@ -233,30 +233,26 @@ export class VolumeBackend implements BlockBackend {
     try {
       this.mustBeWritable(op, offset, length);
       await this.throttle(data ? length : 0, span);
-    } catch (err) {
-      this.stats.record(op, length, started, true);
-      if (span) endSpan(span, err);
-      throw err;
-    }
-    while (this.gate) await this.gate.promise;
-    this.writesInflight++;
-    try {
-      const ps = this.pieces(offset, length);
-      const one = async (p: Piece): Promise<void> => {
-        const payload = data ? slicePayload(data, p.pos, p.length) : EMPTY;
-        await this.exec(type, p, payload, flags, span);
-        if (!data && p.offset === 0 && p.length === this.volume.chunkBytes) this.stored.delete(p.chunk);
-      };
-      if (ps.length === 1) await one(ps[0]!);
-      else await Promise.all(ps.map(one));
+      while (this.gate) await this.gate.promise;
+      this.writesInflight++;
+      try {
+        const ps = this.pieces(offset, length);
+        const one = async (p: Piece): Promise<void> => {
+          const payload = data ? slicePayload(data, p.pos, p.length) : EMPTY;
+          await this.exec(type, p, payload, flags, span);
+          if (!data && p.offset === 0 && p.length === this.volume.chunkBytes) this.stored.delete(p.chunk);
+        };
+        if (ps.length === 1) await one(ps[0]!);
+        else await Promise.all(ps.map(one));
+      } finally {
+        if (--this.writesInflight === 0) for (const wake of this.drained.splice(0)) wake();
+      }
       this.stats.record(op, length, started, false);
       if (span) endSpan(span);
     } catch (err) {
       this.stats.record(op, length, started, true);
       if (span) endSpan(span, err);
       throw err;
-    } finally {
-      if (--this.writesInflight === 0) for (const wake of this.drained.splice(0)) wake();
     }
   }
 
